@@ -1,0 +1,401 @@
+"""Typed configuration: one dataclass per concern, paper presets, validation and command-line overrides.
+
+A run is described by a :class:`RunConfig` (model, data, training). It is saved as JSON next to every checkpoint
+and inside it, so that any checkpoint can be reloaded alone and any run reproduced. Every field is also a
+command-line option of ``srvp train`` (``--state-dim 50``), generated from the dataclasses below, so the
+``--help`` text, the JSON keys and the Python attributes are the same names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from srvp.errors import ConfigError
+
+ARCHITECTURES = ("dcgan", "vgg", "mlp")
+TRANSITIONS = ("residual", "mlp", "gru", "deterministic")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def _opt(default: Any, help: str, choices: tuple | None = None) -> Any:
+    """A dataclass field carrying its help text (and allowed values) for ``--help`` and validation."""
+    meta = {"help": help}
+    if choices is not None:
+        meta["choices"] = choices
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelConfig:
+    """The model and its training objective (Section 3 and Appendix C of the paper)."""
+
+    model: str = _opt("srvp", "model family", ("srvp", "svg"))
+    architecture: str = _opt("dcgan", "frame encoder/decoder family: DCGAN (64x64), VGG16 (64x64) or MLP",
+                             ARCHITECTURES)
+    frame_size: int = _opt(64, "frame width and height in pixels (64 for dcgan/vgg)")
+    channels: int = _opt(1, "frame channels (1 grey, 3 colour)")
+    filters: int = _opt(64, "filters of the first encoder convolution, nf (hidden units for the mlp architecture)")
+    frame_dim: int = _opt(128, "size of a frame encoding h(x), nhx")
+    state_dim: int = _opt(20, "size of the latent state y, ny")
+    noise_dim: int = _opt(20, "size of the auxiliary variable z, nz")
+    transition: str = _opt("residual", "latent dynamics: residual y+dt*f(y,z) (the paper), mlp y'=f(y,z), "
+                           "gru y'=GRU(z, y), deterministic y+dt*f(y) (no z)", TRANSITIONS)
+    content: bool = _opt(True, "use the static content variable w (false: a plain deep state-space model)")
+    content_frames: int = _opt(5, "k: frames used for w (random during training, last conditioning at test) "
+                               "and for q(y_1|x_1:k)")
+    skip_connections: bool = _opt(False, "skip connections from the encoder to the decoder (needs content)")
+    inference_hidden: int = _opt(256, "hidden size of the inference MLPs, of the z-posterior LSTM and size of w")
+    inference_layers: int = _opt(3, "linear layers of the inference MLPs")
+    forward_hidden: int = _opt(512, "hidden size of the forward MLPs (transition f and prior on z)")
+    forward_layers: int = _opt(4, "linear layers of the forward MLPs")
+    activation: str = _opt("relu", "activation of the MLPs (the authors' code uses relu)", ("relu", "leaky_relu"))
+    dt: float = _opt(1.0, "Euler step size in training; must be 1/n for an integer n")
+    residual_gain: float = _opt(1.41, "orthogonal initialisation gain of the transition f")
+    obs_scale: float = _opt(1.0, "standard deviation of the Gaussian observation model, sqrt(nu)")
+    beta_y: float = _opt(1.0, "weight of KL(q(y_1) || N(0, I))")
+    beta_z: float = _opt(1.0, "weight of the KL terms on z")
+    residual_penalty: float = _opt(1.0, "lambda: weight of the l2 norm of the residuals")
+    svg_rnn_hidden: int = _opt(256, "SVG-LP only: hidden size of its predictor, prior and posterior LSTMs")
+    svg_predictor_layers: int = _opt(2, "SVG-LP only: layers of the predictor LSTM")
+    svg_latent_layers: int = _opt(1, "SVG-LP only: layers of the prior and posterior LSTMs")
+
+    @property
+    def euler_steps(self) -> int:
+        """Number of Euler steps per frame, n = 1/dt."""
+        return euler_steps(self.dt)
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the model has the auxiliary variable z."""
+        return self.transition != "deterministic"
+
+
+@dataclass
+class DataConfig:
+    """Where clips come from and how long they are."""
+
+    dataset: str = _opt("smmnist", "dataset: smmnist (stochastic Moving MNIST), mmnist (deterministic), or a "
+                        "converted dataset (kth, bair, pendulum, videos)")
+    data_dir: str = _opt("data", "directory of the dataset files (MNIST IDX files, converted datasets)")
+    digits: str = _opt("auto", "Moving MNIST digits: 'auto' (IDX files in data_dir if present, else the "
+                       "embedded 5,000 digits), 'embedded', or a directory of MNIST IDX files")
+    num_digits: int = _opt(2, "Moving MNIST: digits per clip")
+    max_speed: int = _opt(4, "Moving MNIST: maximum absolute integer speed per axis")
+    seq_len: int = _opt(15, "frames per training clip")
+    cond_frames: int = _opt(5, "conditioning frames at test time")
+    test_seq_len: int = _opt(25, "frames per test clip (conditioning + predicted)")
+    test_set: str = _opt("", "test set .npz in the official SRVP layout (empty: generated or converted default)")
+    test_sequences: int = _opt(5000, "sequences in a generated test set")
+    val_sequences: int = _opt(256, "held-out validation sequences used for model selection")
+    num_workers: int = _opt(0, "data loader worker processes (0: load in the training process)")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, precision, checkpoints and logging."""
+
+    steps: int = _opt(1_100_000, "total optimisation steps (constant learning rate, then linear decay)")
+    decay_steps: int = _opt(100_000, "final steps over which the learning rate decays linearly to 0")
+    lr: float = _opt(3e-4, "Adam learning rate (per process; the global batch is batch_size x world size)")
+    batch_size: int = _opt(128, "clips per optimisation step and per process")
+    seed: int = _opt(1, "random seed; batches are a pure function of (seed, step), so runs resume exactly")
+    device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = _opt("fp32", "autocast precision of the forward pass", PRECISIONS)
+    channels_last: bool = _opt(False, "use channels-last memory format for convolutions")
+    compile: bool = _opt(False, "torch.compile the frame encoder and decoder")
+    val_interval: int = _opt(5000, "steps between validations (best-of-N PSNR, keeps the best model); 0: never")
+    val_samples: int = _opt(20, "samples per validation sequence (best of N)")
+    checkpoint_interval: int = _opt(1000, "steps between checkpoints")
+    keep_checkpoints: int = _opt(3, "number of periodic checkpoints kept")
+    log_interval: int = _opt(50, "steps between TensorBoard scalar logs")
+    sample_interval: int = _opt(5000, "steps between TensorBoard sample videos; 0: never")
+    max_nonfinite: int = _opt(10, "consecutive non-finite steps tolerated before the run stops")
+    out_dir: str = _opt("runs/srvp", "output directory of the run (checkpoints, config, logs)")
+
+
+@dataclass
+class RunConfig:
+    """Everything needed to reproduce a run."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> RunConfig:
+        """Build and validate a configuration; unknown keys and wrong types raise :class:`ConfigError`."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object with sections model, data, train")
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected model, data, train")
+        sections = {}
+        for f in dataclasses.fields(cls):
+            section_cls = f.default_factory  # type: ignore[misc]
+            sections[f.name] = _section_from_dict(section_cls, data.get(f.name, {}), f"{source}: {f.name}")
+        cfg = cls(**sections)
+        cfg.validate(source)
+        return cfg
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not valid JSON ({e})") from None
+        return cls.from_dict(data, str(path))
+
+    def validate(self, source: str = "config") -> None:
+        """Reject impossible values and combinations with a one-line :class:`ConfigError`."""
+        m, d, t = self.model, self.data, self.train
+        for section in (m, d, t):
+            for f in dataclasses.fields(section):
+                value = getattr(section, f.name)
+                choices = f.metadata.get("choices")
+                if choices and value not in choices:
+                    raise ConfigError(f"{source}: {f.name}={value!r} is not one of {', '.join(choices)}")
+        try:
+            n = m.euler_steps
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        positive = {
+            "frame_size": m.frame_size, "channels": m.channels, "filters": m.filters, "frame_dim": m.frame_dim,
+            "state_dim": m.state_dim, "noise_dim": m.noise_dim, "content_frames": m.content_frames,
+            "inference_hidden": m.inference_hidden, "inference_layers": m.inference_layers,
+            "forward_hidden": m.forward_hidden, "forward_layers": m.forward_layers, "obs_scale": m.obs_scale,
+            "seq_len": d.seq_len, "cond_frames": d.cond_frames, "test_seq_len": d.test_seq_len,
+            "num_digits": d.num_digits, "batch_size": t.batch_size, "steps": t.steps, "lr": t.lr,
+            "val_samples": t.val_samples, "checkpoint_interval": t.checkpoint_interval,
+            "keep_checkpoints": t.keep_checkpoints, "log_interval": t.log_interval,
+            "max_nonfinite": t.max_nonfinite, "test_sequences": d.test_sequences,
+        }
+        for name, value in positive.items():
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"{source}: {name}={value!r} must be positive")
+        non_negative = {"beta_y": m.beta_y, "beta_z": m.beta_z, "residual_penalty": m.residual_penalty,
+                        "decay_steps": t.decay_steps, "val_interval": t.val_interval,
+                        "sample_interval": t.sample_interval, "max_speed": d.max_speed,
+                        "num_workers": d.num_workers, "val_sequences": d.val_sequences}
+        for name, value in non_negative.items():
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{source}: {name}={value!r} must be >= 0")
+        if m.architecture in ("dcgan", "vgg") and m.frame_size != 64:
+            raise ConfigError(f"{source}: the {m.architecture} architecture needs frame_size=64, got {m.frame_size}")
+        if m.skip_connections and not m.content:
+            raise ConfigError(f"{source}: skip_connections need the content variable (content=true)")
+        if m.skip_connections and m.architecture == "mlp":
+            raise ConfigError(f"{source}: the mlp architecture has no skip connections")
+        if m.transition in ("mlp", "gru") and n != 1:
+            raise ConfigError(f"{source}: dt={m.dt} needs a residual or deterministic transition "
+                              f"(the {m.transition} transition has no Euler step)")
+        if m.content_frames > d.seq_len:
+            raise ConfigError(f"{source}: content_frames={m.content_frames} exceeds seq_len={d.seq_len}")
+        if m.content_frames > d.cond_frames:
+            raise ConfigError(f"{source}: content_frames={m.content_frames} exceeds cond_frames={d.cond_frames}")
+        if d.cond_frames >= d.test_seq_len:
+            raise ConfigError(f"{source}: cond_frames={d.cond_frames} leaves nothing to predict in "
+                              f"test_seq_len={d.test_seq_len}")
+        if d.seq_len < 2:
+            raise ConfigError(f"{source}: seq_len={d.seq_len} must be at least 2")
+        if t.decay_steps > t.steps:
+            raise ConfigError(f"{source}: decay_steps={t.decay_steps} exceeds steps={t.steps}")
+
+
+def euler_steps(dt: float) -> int:
+    """Return n such that dt = 1/n, or raise :class:`ConfigError` if dt is not the inverse of an integer."""
+    if not isinstance(dt, (int, float)) or not math.isfinite(dt) or dt <= 0 or dt > 1:
+        raise ConfigError(f"dt={dt!r} must be 1/n for a positive integer n")
+    n = round(1.0 / dt)
+    if abs(n * dt - 1.0) > 1e-6:
+        raise ConfigError(f"dt={dt!r} must be 1/n for a positive integer n (1/dt = {1 / dt:.4g})")
+    return n
+
+
+def parse_dt(text: str) -> float:
+    """Parse a step size written as ``0.5``, ``1/2`` or ``1/4``; raise :class:`ConfigError` if it is not 1/n."""
+    try:
+        if "/" in text:
+            num, den = text.split("/", 1)
+            value = float(num) / float(den)
+        else:
+            value = float(text)
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(f"dt={text!r} is not a number such as 0.5 or 1/2") from None
+    euler_steps(value)
+    return value
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Presets: the paper's hyperparameters (Appendix C) per dataset, plus a small CPU preset for the quickstart.
+# ----------------------------------------------------------------------------------------------------------------
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # Stochastic Moving MNIST: DCGAN, ny = nz = 20, k = 5, nu = 1, beta_z = 2, batch 128, 15 frames,
+    # 1,000,000 steps plus 100,000 of linear decay; tested 5 -> 20.
+    "smmnist": {
+        "model": {"architecture": "dcgan", "state_dim": 20, "noise_dim": 20, "content_frames": 5, "beta_z": 2.0,
+                  "obs_scale": 1.0},
+        "data": {"dataset": "smmnist", "num_digits": 2, "seq_len": 15, "cond_frames": 5, "test_seq_len": 25},
+        "train": {"steps": 1_100_000, "decay_steps": 100_000, "batch_size": 128},
+    },
+    # Deterministic Moving MNIST: as above, 800,000 + 100,000 steps; tested 5 -> 95 with one sample.
+    "mmnist": {
+        "model": {"architecture": "dcgan", "state_dim": 20, "noise_dim": 20, "content_frames": 5, "beta_z": 2.0,
+                  "obs_scale": 1.0},
+        "data": {"dataset": "mmnist", "num_digits": 2, "seq_len": 15, "cond_frames": 5, "test_seq_len": 100},
+        "train": {"steps": 900_000, "decay_steps": 100_000, "batch_size": 128},
+    },
+    # KTH: VGG with skips, ny = nz = 50, k = 3, dt = 1/2, gain 1.2, nu = 0.04, batch 100, 20-frame clips,
+    # 200,000 steps with model selection on a validation split; tested 10 -> 30.
+    "kth": {
+        "model": {"architecture": "vgg", "skip_connections": True, "state_dim": 50, "noise_dim": 50,
+                  "content_frames": 3, "dt": 0.5, "residual_gain": 1.2, "obs_scale": 0.2, "beta_z": 1.0},
+        "data": {"dataset": "kth", "seq_len": 20, "cond_frames": 10, "test_seq_len": 40},
+        "train": {"steps": 200_000, "decay_steps": 0, "batch_size": 100},
+    },
+    # BAIR: VGG with skips, colour, ny = nz = 50, k = 2, dt = 1/2, nu = 1/2, batch 128, 12-frame clips,
+    # 250,000 steps with model selection; tested 2 -> 28.
+    "bair": {
+        "model": {"architecture": "vgg", "skip_connections": True, "channels": 3, "state_dim": 50,
+                  "noise_dim": 50, "content_frames": 2, "dt": 0.5, "obs_scale": 0.71, "beta_z": 1.0},
+        "data": {"dataset": "bair", "seq_len": 12, "cond_frames": 2, "test_seq_len": 30},
+        "train": {"steps": 250_000, "decay_steps": 0, "batch_size": 128},
+    },
+    # Pendulum (Appendix E): MLP encoder/decoder, no content variable; the test ELBO is the reported figure.
+    "pendulum": {
+        "model": {"architecture": "mlp", "frame_size": 16, "filters": 256, "frame_dim": 32, "state_dim": 8,
+                  "noise_dim": 8, "content": False, "content_frames": 3, "obs_scale": 0.1, "beta_z": 1.0},
+        "data": {"dataset": "pendulum", "seq_len": 15, "cond_frames": 3, "test_seq_len": 15},
+        "train": {"steps": 100_000, "decay_steps": 10_000, "batch_size": 128},
+    },
+    # Small stochastic Moving MNIST model for this 2-core CPU: one digit, fewer filters and a sharper
+    # observation model so that a few minutes of training beat the blank and copy-last-frame baselines.
+    "cpu": {
+        "model": {"architecture": "dcgan", "filters": 16, "state_dim": 20, "noise_dim": 20, "content_frames": 5,
+                  "inference_hidden": 128, "forward_hidden": 128, "obs_scale": 0.25, "beta_z": 1.0},
+        "data": {"dataset": "smmnist", "num_digits": 1, "seq_len": 10, "cond_frames": 5, "test_seq_len": 15,
+                 "test_sequences": 100, "val_sequences": 32},
+        "train": {"steps": 1500, "decay_steps": 300, "batch_size": 16, "val_interval": 500, "val_samples": 10,
+                  "checkpoint_interval": 250, "sample_interval": 500, "precision": "bf16", "out_dir": "runs/cpu"},
+    },
+}
+
+
+def preset(name: str) -> RunConfig:
+    """The :class:`RunConfig` of a named preset (``smmnist``, ``mmnist``, ``kth``, ``bair``, ``pendulum``, ``cpu``)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return RunConfig.from_dict(PRESETS[name], f"preset {name}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Dict and command-line plumbing
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _field_type(section_cls: type, f: dataclasses.Field) -> type:
+    hints = typing.get_type_hints(section_cls)
+    tp = hints[f.name]
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    return tp
+
+
+def _coerce(value: Any, tp: type, where: str) -> Any:
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""))
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return parse_dt(value) if where.endswith(".dt") else float(value)
+            except (ValueError, ConfigError):
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _section_from_dict(section_cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(section_cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
+    values = {k: _coerce(v, _field_type(section_cls, fields[k]), f"{where}.{k}") for k, v in data.items()}
+    return section_cls(**values)
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one ``--flag`` per configuration field (default: unset, so presets and config files are not overridden
+    by command-line defaults)."""
+    seen: dict[str, str] = {}
+    for section, section_cls in SECTIONS.items():
+        group = parser.add_argument_group(f"{section} options ({section_cls.__doc__.strip().splitlines()[0]})")
+        for f in dataclasses.fields(section_cls):
+            assert f.name not in seen, f"config field {f.name} is in {seen.get(f.name)} and {section}"
+            seen[f.name] = section
+            tp = _field_type(section_cls, f)
+            metavar = {bool: "BOOL", int: "INT", float: "FLOAT", str: "STR"}[tp]
+            choices = f.metadata.get("choices")
+            if choices:
+                metavar = "{" + ",".join(choices) + "}"
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore
+            group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg__{section}__{f.name}", default=None,
+                               metavar=metavar, help=f"{f.metadata.get('help', '')} (default {default!r})")
+
+
+def apply_overrides(cfg: RunConfig, args: argparse.Namespace, source: str = "command line") -> RunConfig:
+    """Return a copy of ``cfg`` with the options given on the command line, validated."""
+    data = cfg.to_dict()
+    for key, value in vars(args).items():
+        if key.startswith("cfg__") and value is not None:
+            _, section, name = key.split("__", 2)
+            data[section][name] = value
+    return RunConfig.from_dict(data, source)
