@@ -1,0 +1,1 @@
+"""The ``srvp`` command line: one module per subcommand, registered in :mod:`srvp.cli.main`."""

@@ -1,0 +1,219 @@
+"""Checkpoints: atomic writes, a manifest with checksums, safe loading.
+
+A checkpoint is a ``torch.save`` of plain data (tensors, numbers, strings, lists, dicts): the model, optimizer and
+scheduler ``state_dict``s, the step, every RNG state and the full :class:`~srvp.config.RunConfig` as a dict. It is
+loaded with ``weights_only=True``, which never executes code from the file, and the configuration it carries is
+enough to rebuild the model, so a checkpoint file can be used alone.
+
+Files are written to a temporary name in the same directory, flushed to disk and renamed, so a kill at any
+moment leaves either the previous file or the new one. ``manifest.json`` in the checkpoint directory lists the
+periodic checkpoints with their step and SHA-256; on resume a truncated or corrupt latest checkpoint is detected
+and the previous good one is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from srvp.config import RunConfig
+from srvp.errors import CheckpointError, ConfigError
+
+FORMAT = "srvp-checkpoint"
+VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the complete new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> str:
+    """``torch.save`` atomically; returns the SHA-256 of the written bytes."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    data = buffer.getvalue()
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def make_checkpoint(model: torch.nn.Module, config: RunConfig, step: int, optimizer=None, scheduler=None,
+                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The plain-data dictionary saved in a checkpoint file."""
+    state: dict[str, Any] = {
+        "format": FORMAT, "version": VERSION, "step": int(step), "config": config.to_dict(),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "rng": {"torch": torch.get_rng_state()},
+    }
+    if torch.cuda.is_available():
+        state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    if scheduler is not None:
+        state["scheduler"] = scheduler.state_dict()
+    if extra:
+        state["extra"] = extra
+    return state
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint file safely (``weights_only``); a missing, corrupt or foreign file raises a one-line
+    :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: refused to load: the file holds more than plain tensors and numbers "
+                              f"(possible code payload; {first[:160]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, AttributeError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: {msg[:160]})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
+        raise CheckpointError(f"{path}: not an srvp checkpoint (for the authors' checkpoints use "
+                              f"`srvp import-official`)")
+    if state.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {state.get('version')} is not supported "
+                              f"(expected {VERSION})")
+    return state
+
+
+def config_of(state: dict[str, Any], path: str | Path) -> RunConfig:
+    try:
+        return RunConfig.from_dict(state.get("config"), f"{path} (config)")
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+
+
+def load_state_into(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: str | Path) -> None:
+    """``model.load_state_dict`` with a one-line error saying which parameters do not match."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    shapes = [f"{k} {tuple(weights[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if shapes:
+            parts.append(f"{len(shapes)} with other shapes (e.g. {shapes[0]})")
+        raise CheckpointError(f"{path}: weights do not match the model of its config: {'; '.join(parts)}")
+    for k, v in weights.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise CheckpointError(f"{path}: parameter {k} holds NaN or infinite values")
+    model.load_state_dict(weights)
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:
+    """Rebuild the model of a checkpoint (configuration included) in evaluation mode. The full
+    :class:`RunConfig` is available as ``model.run_config``."""
+    from srvp.models import build_model
+
+    state = read_checkpoint(path, map_location)
+    cfg = config_of(state, path)
+    model = build_model(cfg.model)
+    load_state_into(model, state["model"], path)
+    model.run_config = cfg
+    model.checkpoint_step = int(state.get("step", 0))
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Periodic checkpoints of a run, with a manifest
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class CheckpointManager:
+    """Keeps the last ``keep`` periodic checkpoints of a run in ``directory`` and a manifest of them.
+
+    ``directory/step_00001000.pt`` ... plus ``directory/manifest.json``::
+
+        {"checkpoints": [{"file": "step_00001000.pt", "step": 1000, "sha256": "..."}, ...]}
+    """
+
+    def __init__(self, directory: str | Path, keep: int = 3):
+        self.directory = Path(directory)
+        self.keep = keep
+
+    def _manifest(self) -> list[dict[str, Any]]:
+        path = self.directory / MANIFEST
+        if not path.exists():
+            return []
+        try:
+            entries = json.loads(path.read_text())["checkpoints"]
+            return [e for e in entries if isinstance(e, dict) and {"file", "step", "sha256"} <= set(e)]
+        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+            warnings.warn(f"{path}: unreadable manifest; rebuilding it from the checkpoint files", stacklevel=2)
+            return [{"file": p.name, "step": int(p.stem.split("_")[1]), "sha256": None}
+                    for p in sorted(self.directory.glob("step_*.pt"))]
+
+    def save(self, state: dict[str, Any]) -> Path:
+        step = int(state["step"])
+        name = f"step_{step:08d}.pt"
+        digest = atomic_torch_save(state, self.directory / name)
+        entries = [e for e in self._manifest() if e["file"] != name] + [{"file": name, "step": step,
+                                                                          "sha256": digest}]
+        entries.sort(key=lambda e: e["step"])
+        stale, entries = entries[: -self.keep], entries[-self.keep:]
+        atomic_write_text(self.directory / MANIFEST, json.dumps({"checkpoints": entries}, indent=1) + "\n")
+        for e in stale:
+            (self.directory / e["file"]).unlink(missing_ok=True)
+        return self.directory / name
+
+    def latest_good(self, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Path] | None:
+        """The newest checkpoint whose checksum matches and that loads; bad ones are skipped with a warning."""
+        for entry in reversed(self._manifest()):
+            path = self.directory / entry["file"]
+            if not path.exists():
+                warnings.warn(f"{path}: listed in the manifest but missing; using an older checkpoint",
+                              stacklevel=2)
+                continue
+            if entry.get("sha256") and sha256_file(path) != entry["sha256"]:
+                warnings.warn(f"{path}: checksum mismatch (truncated or corrupt); using an older checkpoint",
+                              stacklevel=2)
+                continue
+            try:
+                return read_checkpoint(path, map_location), path
+            except CheckpointError as e:
+                warnings.warn(f"{e}; using an older checkpoint", stacklevel=2)
+        return None
