@@ -297,6 +297,31 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"steps": 1500, "decay_steps": 300, "batch_size": 16, "val_interval": 500, "val_samples": 10,
                   "checkpoint_interval": 250, "sample_interval": 500, "precision": "bf16", "out_dir": "runs/cpu"},
     },
+    # SVG-LP baseline (Denton & Fergus 2018, edenton/svg train_svg_lp.py): DCGAN with skips, g_dim 128, z 10,
+    # LSTMs of 256 (predictor 2 layers, prior/posterior 1), beta 1e-4, Adam lr 2e-3, batch 100, 5 + 10 frames,
+    # 300 epochs x 600 steps, constant lr. content_frames is its n_past (skip connections in training).
+    "svg-smmnist": {
+        "model": {"model": "svg", "architecture": "dcgan", "frame_dim": 128, "noise_dim": 10, "svg_rnn_hidden": 256,
+                  "svg_predictor_layers": 2, "svg_latent_layers": 1, "beta_z": 1e-4, "content_frames": 5},
+        "data": {"dataset": "smmnist", "num_digits": 2, "seq_len": 15, "cond_frames": 5, "test_seq_len": 25},
+        "train": {"steps": 180_000, "decay_steps": 0, "batch_size": 100, "lr": 2e-3, "out_dir": "runs/svg"},
+    },
+    "svg-mmnist": {
+        "model": {"model": "svg", "architecture": "dcgan", "frame_dim": 128, "noise_dim": 10, "svg_rnn_hidden": 256,
+                  "svg_predictor_layers": 2, "svg_latent_layers": 1, "beta_z": 1e-4, "content_frames": 5},
+        "data": {"dataset": "mmnist", "num_digits": 2, "seq_len": 15, "cond_frames": 5, "test_seq_len": 100},
+        "train": {"steps": 180_000, "decay_steps": 0, "batch_size": 100, "lr": 2e-3, "out_dir": "runs/svg"},
+    },
+    # SVG-LP counterpart of the "cpu" preset: same data, filters and training schedule, SVG's lr.
+    "svg-cpu": {
+        "model": {"model": "svg", "architecture": "dcgan", "filters": 16, "frame_dim": 128, "noise_dim": 10,
+                  "svg_rnn_hidden": 256, "beta_z": 1e-4, "content_frames": 5},
+        "data": {"dataset": "smmnist", "num_digits": 1, "seq_len": 10, "cond_frames": 5, "test_seq_len": 15,
+                 "test_sequences": 100, "val_sequences": 32},
+        "train": {"steps": 1500, "decay_steps": 300, "batch_size": 16, "lr": 2e-3, "val_interval": 500,
+                  "val_samples": 10, "checkpoint_interval": 250, "sample_interval": 500, "precision": "bf16",
+                  "out_dir": "runs/svg-cpu"},
+    },
 }
 
 
