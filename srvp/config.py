@@ -98,6 +98,8 @@ class DataConfig:
     test_sequences: int = _opt(5000, "sequences in a generated test set")
     val_sequences: int = _opt(256, "held-out validation sequences used for model selection")
     num_workers: int = _opt(0, "data loader worker processes (0: load in the training process)")
+    video_size: int = _opt(64, "user videos (dataset videos): frame width and height after centre-crop and resize")
+    video_channels: int = _opt(3, "user videos (dataset videos): 1 grey, 3 colour")
 
 
 @dataclass
