@@ -1,0 +1,289 @@
+"""A user's own videos: a folder of video files (mp4, avi, gif, webm, mov, mkv) and/or of frame-image folders.
+
+Frames are centre-cropped to a square, resized to ``video_size`` (``DataConfig.video_size``) and kept in colour or
+grey (``video_channels``). ``data_dir`` is either
+
+- the raw folder: read once into memory when the dataset is built (fine for small collections), or
+- a store converted by ``srvp data videos convert SOURCE --out DIR`` (memory-mapped, for large collections).
+
+Splits: ``train/``, ``val/`` and ``test/`` sub-folders of the source are used when present; otherwise the videos,
+sorted by name, are split by a fixed permutation (seed 42) into about 90% training, 5% validation and 5% test
+(at least one video each once there are three; with fewer, every split uses every video and there is no held-out
+data, which the converter reports). Training clips are random ``seq_len``-frame windows of random training videos;
+the validation and test sets are ``val_sequences`` / ``test_sequences`` random ``test_seq_len``-frame clips of the
+held-out videos, drawn from fixed seeds.
+
+Decoding goes through the ffmpeg binary that ``imageio-ffmpeg`` ships, called directly rather than through
+``imageio_ffmpeg.read_frames`` because we need its exit status and error output to reject truncated or corrupt files
+(``-xerror``), which ``read_frames`` does not report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from srvp.config import DataConfig
+from srvp.data import DatasetSpec, register
+from srvp.data.storage import (
+    FrameTable,
+    MemoryStore,
+    StoreClipDataset,
+    StoreWriter,
+    VideoStore,
+    fixed_clips,
+    format_report,
+    is_complete,
+    source_fingerprint,
+)
+from srvp.errors import ConfigError, DataError
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".gif", ".webm", ".mov", ".mkv", ".m4v")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+SPLITS = ("train", "val", "test")
+#: seeds of the fixed validation and test clips (independent of the training seed)
+VAL_SEED, TEST_SEED = 1234, 4321
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Decoding
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def decode_video(path: str | Path, size: int, channels: int = 3, crop: bool = True, fps: float | None = None,
+                 first_channel: bool = False) -> np.ndarray:
+    """Decode a video file with ffmpeg into uint8 ``(T, channels, size, size)``.
+
+    ``crop``: take the central square before resizing (else the whole frame is squashed to a square, as the
+    authors' KTH preprocessing does). ``fps``: resample to this frame rate (ffmpeg ``-r``). ``first_channel``
+    (grey only): decode to RGB and keep the red channel, as the authors do for KTH, instead of ffmpeg's grey
+    conversion. Raises :class:`DataError` naming the file if ffmpeg reports any decoding error (truncated or
+    corrupt file) or yields no frame.
+    """
+    import imageio_ffmpeg
+
+    path = Path(path)
+    if channels not in (1, 3):
+        raise ConfigError(f"video channels must be 1 or 3, got {channels}")
+    filters = ["crop=min(iw\\,ih):min(iw\\,ih)"] if crop else []
+    filters.append(f"scale={size}:{size}:flags=bicubic")
+    pix_fmt = "gray" if channels == 1 and not first_channel else "rgb24"
+    depth = 1 if pix_fmt == "gray" else 3
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-xerror", "-i", str(path), "-an", "-sn",
+           "-vf", ",".join(filters)]
+    if fps:
+        cmd += ["-r", f"{fps:g}"]
+    cmd += ["-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
+    result = subprocess.run(cmd, capture_output=True, check=False)
+    if result.returncode != 0:
+        lines = [line.strip() for line in result.stderr.decode(errors="replace").splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"ffmpeg exit status {result.returncode}"
+        raise DataError(f"{path}: cannot decode video (truncated or corrupt?): {reason}")
+    frame_bytes = size * size * depth
+    if len(result.stdout) == 0 or len(result.stdout) % frame_bytes:
+        raise DataError(f"{path}: no complete video frame decoded")
+    frames = np.frombuffer(result.stdout, np.uint8).reshape(-1, size, size, depth)
+    if depth == 3 and channels == 1:
+        frames = frames[..., :1]
+    return np.ascontiguousarray(frames.transpose(0, 3, 1, 2))
+
+
+def read_frame_folder(folder: str | Path, size: int, channels: int = 3, crop: bool = True) -> np.ndarray:
+    """Read a folder of frame images (sorted by name) into uint8 ``(T, channels, size, size)``; every frame must
+    have the same size (else :class:`DataError` naming the first odd file)."""
+    from PIL import Image
+
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise DataError(f"{folder}: no frame images ({', '.join(IMAGE_EXTENSIONS)})")
+    frames = []
+    first_size = None
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                image.load()
+                if first_size is None:
+                    first_size = image.size
+                elif image.size != first_size:
+                    raise DataError(f"{file}: frame of {image.size[0]}x{image.size[1]} pixels in a folder of "
+                                    f"{first_size[0]}x{first_size[1]} frames (mixed sizes)")
+                image = image.convert("L" if channels == 1 else "RGB")
+                if crop:
+                    w, h = image.size
+                    side = min(w, h)
+                    left, top = (w - side) // 2, (h - side) // 2
+                    image = image.crop((left, top, left + side, top + side))
+                image = image.resize((size, size), Image.Resampling.BICUBIC)
+                array = np.asarray(image, dtype=np.uint8)
+        except OSError as e:
+            raise DataError(f"{file}: unreadable image ({e})") from None
+        frames.append(array[None] if channels == 1 else array.transpose(2, 0, 1))
+    return np.stack(frames)
+
+
+def find_videos(root: str | Path) -> list[tuple[str, Path]]:
+    """The videos under ``root``: video files and folders that directly contain frame images, as
+    ``(name, path)`` sorted by name (the path relative to ``root``)."""
+    root = Path(root)
+    found = []
+    for path in sorted(root.rglob("*")):
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue
+        if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
+            found.append((path.relative_to(root).as_posix(), path))
+        elif path.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in path.iterdir() if p.is_file()):
+            found.append((path.relative_to(root).as_posix() or ".", path))
+    return found
+
+
+def load_video(path: Path, size: int, channels: int) -> np.ndarray:
+    return read_frame_folder(path, size, channels) if path.is_dir() else decode_video(path, size, channels)
+
+
+def split_sources(root: str | Path) -> dict[str, list[tuple[str, Path]]]:
+    """Videos of each split (see the module docstring). Raises :class:`DataError` if there is no video."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such directory of videos")
+    if (root / "train").is_dir():
+        splits = {s: find_videos(root / s) if (root / s).is_dir() else [] for s in SPLITS}
+        if not splits["train"]:
+            raise DataError(f"{root / 'train'}: no videos ({', '.join(VIDEO_EXTENSIONS)} or frame-image folders)")
+        for s in ("val", "test"):
+            if not splits[s]:
+                splits[s] = splits["test"] or splits["val"] or splits["train"]
+        return splits
+    videos = find_videos(root)
+    if not videos:
+        raise DataError(f"{root}: no videos ({', '.join(VIDEO_EXTENSIONS)} or folders of frame images)")
+    n = len(videos)
+    if n < 3:
+        return {"train": videos, "val": videos[-1:], "test": videos[-1:]}
+    permutation = np.random.RandomState(42).permutation(n)
+    n_held = max(1, round(0.05 * n))
+    test = sorted(permutation[:n_held])
+    val = sorted(permutation[n_held:2 * n_held])
+    train = sorted(permutation[2 * n_held:])
+    return {"train": [videos[i] for i in train], "val": [videos[i] for i in val], "test": [videos[i] for i in test]}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Conversion
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def convert(source: str | Path, out: str | Path, size: int = 64, channels: int = 3, force: bool = False,
+            progress: bool = True) -> list[dict[str, Any]]:
+    """Convert a folder of videos into a store at ``out`` with splits train/val/test; skips finished splits made
+    from the same files and settings. Returns the verification report of each split."""
+    from tqdm import tqdm
+
+    source, out = Path(source), Path(out)
+    splits = split_sources(source)
+    reports = []
+    for split in SPLITS:
+        videos = splits[split]
+        settings = {"kind": "videos", "root": str(source.resolve()), "size": size, "channels": channels,
+                    "files": source_fingerprint([p for _, p in videos if p.is_file()]),
+                    "videos": [name for name, _ in videos]}
+        if not force and is_complete(out, split) and VideoStore(out, split).meta.get("source") == settings:
+            print(f"{split}: already converted, skipping")
+        else:
+            with StoreWriter(out, split, (channels, size, size), source=settings) as writer:
+                for name, path in tqdm(videos, desc=f"videos {split}", unit="video", disable=not progress):
+                    writer.add_video(name, load_video(path, size, channels))
+                writer.commit()
+        reports.append(VideoStore(out, split).verify())
+    return reports
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Dataset
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _check_size(store: FrameTable, cfg: DataConfig) -> None:
+    expected = (cfg.video_channels, cfg.video_size, cfg.video_size)
+    if tuple(store.frame_shape) != expected:
+        raise ConfigError(f"{store.dir}: frames are {'x'.join(map(str, store.frame_shape))} (C x H x W) but "
+                          f"video_channels={cfg.video_channels}, video_size={cfg.video_size}; pass "
+                          f"--video-channels {store.frame_shape[0]} --video-size {store.frame_shape[1]}")
+
+
+def open_split(cfg: DataConfig, split: str) -> FrameTable:
+    """The ``split`` of ``cfg.data_dir``: a converted store if it is one, else the raw folder read into memory."""
+    root = Path(cfg.data_dir)
+    if cfg.video_channels not in (1, 3) or cfg.video_size < 1:
+        raise ConfigError(f"video_channels must be 1 or 3 and video_size positive, got {cfg.video_channels}, "
+                          f"{cfg.video_size}")
+    if is_complete(root, "train"):
+        store: FrameTable = VideoStore(root, split)
+    else:
+        videos = split_sources(root)[split]
+        store = MemoryStore([n for n, _ in videos], [load_video(p, cfg.video_size, cfg.video_channels)
+                                                     for _, p in videos], split, root)
+    _check_size(store, cfg)
+    return store
+
+
+def build_train(cfg: DataConfig, seed: int) -> StoreClipDataset:
+    return StoreClipDataset(open_split(cfg, "train"), cfg.seq_len, seed)
+
+
+def load_val(cfg: DataConfig, seed: int) -> np.ndarray:
+    store = open_split(cfg, "val")
+    return fixed_clips(store, range(len(store)), cfg.val_sequences, cfg.test_seq_len, VAL_SEED)
+
+
+def load_test(cfg: DataConfig) -> np.ndarray:
+    store = open_split(cfg, "test")
+    return fixed_clips(store, range(len(store)), cfg.test_sequences, cfg.test_seq_len, TEST_SEED)
+
+
+register("videos", DatasetSpec(train=build_train, val=load_val, test=load_test))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# `srvp data videos ...`
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _add_convert_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="folder of video files and/or frame-image folders (optionally in train/, val/, "
+                                  "test/ sub-folders)")
+    p.add_argument("--out", required=True, help="directory of the converted store (use it as --data-dir)")
+    p.add_argument("--size", type=int, default=64, help="frame width and height after centre-crop and resize")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=3, help="1: grey, 3: colour")
+    p.add_argument("--force", action="store_true", help="convert again even if finished splits exist")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    if args.size < 1:
+        raise ConfigError(f"--size {args.size} must be positive")
+    for report in convert(args.source, args.out, args.size, args.channels, args.force, not args.no_progress):
+        print(format_report(report))
+    print(f"train with: srvp train --dataset videos --data-dir {args.out} --video-size {args.size} "
+          f"--video-channels {args.channels} --channels {args.channels}")
+    return 0
+
+
+def _add_verify_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store", help="directory of a converted store")
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    for split in SPLITS:
+        print(format_report(VideoStore(args.store, split).verify()))
+    return 0
+
+
+DATA_COMMANDS = {
+    "convert": ("convert a folder of videos to the fast on-disk format", _add_convert_arguments, _run_convert),
+    "verify": ("check a converted store and report its contents", _add_verify_arguments, _run_verify),
+}
