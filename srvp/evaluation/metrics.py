@@ -1,0 +1,113 @@
+"""Frame metrics of the paper's protocol (PSNR, SSIM), confidence intervals and the Fréchet distance.
+
+All frame metrics take predictions and targets of shape ``(..., C, H, W)`` with values in [0, 1] (typically
+``(N, T, C, H, W)``) and return one score per frame, shape ``(...)``; they are vectorised in torch so that a whole
+chunk of samples is scored in one call.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: MSE floor: identical frames score 100 dB instead of an infinite PSNR that would poison every mean.
+MIN_MSE = 1e-10
+
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """PSNR per frame ``(...)`` of frames ``(..., C, H, W)`` in [0, 1]: ``10 log10(1 / MSE)`` with the MSE averaged
+    over the pixels of each channel, then averaged over channels (the authors' evaluation)."""
+    _check_shapes(pred, target)
+    mse = (pred.float() - target.float()).pow(2).mean(dim=(-2, -1)).clamp_min(MIN_MSE)
+    return (-10.0 * torch.log10(mse)).mean(dim=-1)
+
+
+def gaussian_window_1d(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
+    """Normalised 1-D Gaussian ``(size,)`` centred on the middle tap; the 2-D SSIM window is its outer product."""
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    w = torch.exp(-coords.pow(2) / (2 * sigma**2))
+    return w / w.sum()
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, window: int = SSIM_WINDOW,
+         sigma: float = SSIM_SIGMA, k1: float = SSIM_K1, k2: float = SSIM_K2) -> torch.Tensor:
+    """SSIM per frame ``(...)`` of frames ``(..., C, H, W)``: Gaussian ``window x window`` window of std ``sigma``,
+    local statistics without padding ("valid", so only windows fully inside the frame), population (biased)
+    variances, the SSIM map averaged over its pixels for each channel, then over channels.
+
+    The Gaussian is separable, so the window is applied as two 1-D convolutions (a row pass then a column pass)
+    over the five local moments at once; torch has no SSIM of its own, hence this implementation.
+    """
+    _check_shapes(pred, target)
+    *lead, C, H, W = pred.shape
+    if min(H, W) < window:
+        raise ValueError(f"SSIM needs frames of at least {window}x{window} pixels, got {H}x{W}")
+    x = pred.float().reshape(-1, 1, H, W)
+    y = target.float().reshape(-1, 1, H, W)
+    moments = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # (M, 5, H, W)
+    g = gaussian_window_1d(window, sigma).to(device=x.device, dtype=x.dtype)
+    moments = F.conv2d(moments, g.view(1, 1, 1, window).expand(5, 1, 1, window).contiguous(), groups=5)
+    moments = F.conv2d(moments, g.view(1, 1, window, 1).expand(5, 1, window, 1).contiguous(), groups=5)
+    mu_x, mu_y, e_xx, e_yy, e_xy = moments.unbind(dim=1)
+    var_x = e_xx - mu_x * mu_x
+    var_y = e_yy - mu_y * mu_y
+    cov_xy = e_xy - mu_x * mu_y
+    c1 = (k1 * data_range) ** 2
+    c2 = (k2 * data_range) ** 2
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
+    return ssim_map.mean(dim=(-2, -1)).reshape(*lead, C).mean(dim=-1)
+
+
+def confidence_interval(values: np.ndarray | torch.Tensor, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and half-width of the 95% interval over ``axis``: ``mean ± 1.96 std / sqrt(N)`` with the population
+    standard deviation (ddof = 0), as the authors report."""
+    v = np.asarray(values.cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
+    n = v.shape[axis]
+    if n == 0:
+        raise ValueError("confidence_interval of an empty set")
+    return v.mean(axis=axis), 1.96 * v.std(axis=axis, ddof=0) / math.sqrt(n)
+
+
+def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``(D,)`` and unbiased covariance ``(D, D)`` of a set of feature vectors ``(N, D)`` (float64)."""
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] < 2:
+        raise ValueError(f"need at least 2 feature vectors (N, D), got shape {f.shape}")
+    return f.mean(axis=0), np.cov(f, rowvar=False, ddof=1)
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """Fréchet distance between Gaussians: ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))``.
+
+    ``tr((S1 S2)^(1/2))`` is computed as the sum of the square roots of the eigenvalues of the symmetric PSD
+    matrix ``S1^(1/2) S2 S1^(1/2)`` (same eigenvalues as ``S1 S2``), with symmetric eigendecompositions; this is
+    stabler than a general matrix square root for the rank-deficient covariances of small test sets.
+    """
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    s1, s2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+    evals1, evecs1 = np.linalg.eigh((s1 + s1.T) / 2)
+    sqrt_s1 = (evecs1 * np.sqrt(np.clip(evals1, 0, None))) @ evecs1.T
+    middle = sqrt_s1 @ s2 @ sqrt_s1
+    evals = np.linalg.eigvalsh((middle + middle.T) / 2)
+    trace_sqrt = np.sqrt(np.clip(evals, 0, None)).sum()
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2.0 * trace_sqrt)
+
+
+def frechet_distance_of_features(features1: np.ndarray, features2: np.ndarray) -> float:
+    """Fréchet distance between two whole sets of feature vectors ``(N1, D)`` and ``(N2, D)``."""
+    return frechet_distance(*feature_statistics(features1), *feature_statistics(features2))
+
+
+def _check_shapes(pred: torch.Tensor, target: torch.Tensor) -> None:
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+    if pred.dim() < 3:
+        raise ValueError(f"expected frames (..., C, H, W), got shape {tuple(pred.shape)}")

@@ -1,0 +1,416 @@
+"""The paper's evaluation protocol: best of N sampled futures per test sequence, scored frame by frame.
+
+For each test sequence (uint8 ``(T, C, H, W)``): condition on the first ``cond_frames`` frames (encoded once), draw
+``n_samples`` futures of ``horizon`` frames ``batch_size`` samples at a time, clamp them to [0, 1] and score only the
+predicted frames. Per sample each metric is averaged over frames; the best sample is chosen separately per metric
+(highest PSNR and SSIM, lowest LPIPS), and the worst and the first few samples (independent draws, i.e. random
+samples) are kept too, with the per-frame scores of the best. Two trivial predictions are scored the same way: the
+last conditioning frame repeated and a blank (zero) frame. Only scores are kept, never all the futures.
+
+Several test step sizes ``dts`` can be evaluated in one run (the paper's tables 5-7): the conditioning frames are
+inferred with the training step ``cond_dt`` (the model's ``config.dt``) and the future generated with ``dt``, as in
+the authors' evaluation. FVD compares, at the level of the whole set, I3D embeddings of conditioning + first sample
+against conditioning + ground truth (the authors use their first random sample). The test-set ELBO is a one-sample
+estimate per sequence (``model(x)`` then ``model.loss(x, out)["elbo"]`` in evaluation mode), averaged over sequences.
+
+Reproducibility: every random draw for sequence ``i`` comes from a generator seeded with ``(seed, i, chunk)``, so the
+results depend only on ``(seed, n_samples, batch_size)`` and the model, never on how the sequences are split across
+processes; the same draws are used for every ``dt`` (common random numbers, which makes the step-size comparison
+less noisy). Under ``torch.distributed`` each process evaluates a contiguous shard and the per-sequence results are
+gathered in sequence order, identical to a single-process run.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from srvp.data.base import to_float
+from srvp.evaluation.metrics import confidence_interval, frechet_distance_of_features, psnr, ssim
+from srvp.evaluation.weights import MissingWeightsError
+
+FRAME_METRICS = ("psnr", "ssim", "lpips")
+ALL_METRICS = (*FRAME_METRICS, "fvd")
+HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
+BASELINES = ("last frame", "blank")
+RANDOM_KEPT = 5  # scores of the first (independent, hence random) samples kept per sequence
+_ELBO_CHUNK = 2**20  # chunk index reserved for the ELBO's draws in the seed
+
+
+def dt_label(dt: float) -> str:
+    """``1``, ``1/2``, ``1/3`` ... for step sizes 1/n."""
+    n = round(1.0 / dt)
+    return "1" if n == 1 else f"1/{n}"
+
+
+@dataclass
+class SettingScores:
+    """Scores of one way of predicting (the model at one test ``dt``, or a baseline) on ``N`` sequences.
+
+    Arrays are indexed by sequence; ``best_curves[m]`` ``(N, horizon)`` holds the per-frame scores of the sample
+    that is best for ``m``; ``random[m]`` ``(N, R)`` the mean scores of the first ``R`` samples.
+    """
+
+    name: str
+    dt: float | None
+    best: dict[str, np.ndarray] = field(default_factory=dict)
+    worst: dict[str, np.ndarray] = field(default_factory=dict)
+    best_index: dict[str, np.ndarray] = field(default_factory=dict)
+    random: dict[str, np.ndarray] = field(default_factory=dict)
+    best_curves: dict[str, np.ndarray] = field(default_factory=dict)
+    fvd: float | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name if self.dt is None else f"{self.name} dt={dt_label(self.dt)}"
+
+
+@dataclass
+class EvalResult:
+    """Everything one evaluation produced; :func:`write_report` turns it into files."""
+
+    metrics: tuple[str, ...]  # frame metrics scored, plus "fvd" if computed
+    cond_frames: int
+    horizon: int
+    n_samples: int
+    batch_size: int
+    seed: int
+    precision: str
+    train_dt: float
+    indices: np.ndarray  # (N,) global indices of the evaluated sequences
+    settings: list[SettingScores]  # one per test dt, then the baselines
+    elbo: np.ndarray | None  # (N,) per-sequence ELBO, or None
+    skipped: dict[str, str] = field(default_factory=dict)  # metric -> why it was not computed
+    meta: dict[str, Any] = field(default_factory=dict)  # free-form (checkpoint, dataset, ...)
+
+    @property
+    def frame_metrics(self) -> tuple[str, ...]:
+        return tuple(m for m in self.metrics if m in FRAME_METRICS)
+
+    def summary(self) -> dict[str, Any]:
+        """Aggregates with 95% intervals: ``{"settings": [{label, name, dt, metrics: {m: {best: {mean, ci95},
+        worst, random}}, fvd}], "elbo": {mean, ci95} | None, ...}``."""
+
+        def agg(values: np.ndarray) -> dict[str, float]:
+            mean, ci = confidence_interval(values.reshape(len(values), -1).mean(axis=1))
+            return {"mean": float(mean), "ci95": float(ci)}
+
+        settings = []
+        for s in self.settings:
+            entry: dict[str, Any] = {"label": s.label, "name": s.name,
+                                     "dt": None if s.dt is None else dt_label(s.dt), "metrics": {}}
+            for m in self.frame_metrics:
+                entry["metrics"][m] = {"best": agg(s.best[m]), "worst": agg(s.worst[m]), "random": agg(s.random[m])}
+            if s.fvd is not None:
+                entry["fvd"] = s.fvd
+            settings.append(entry)
+        elbo = None
+        if self.elbo is not None:
+            mean, ci = confidence_interval(self.elbo)
+            elbo = {"mean": float(mean), "ci95": float(ci), "dt": dt_label(self.train_dt)}
+        return {"n_sequences": int(len(self.indices)), "n_samples": self.n_samples, "cond_frames": self.cond_frames,
+                "horizon": self.horizon, "batch_size": self.batch_size, "seed": self.seed,
+                "precision": self.precision, "train_dt": dt_label(self.train_dt), "metrics": list(self.metrics),
+                "skipped": dict(self.skipped), "settings": settings, "elbo": elbo, "meta": dict(self.meta)}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Metric networks
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def load_metric_networks(metrics: Sequence[str], weights: dict[str, str | None] | None = None,
+                         missing_weights: str = "error", device: str | torch.device = "cpu",
+                         ) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
+    """Pretrained networks for the requested ``lpips`` / ``fvd`` metrics: ``({"lpips": LPIPS, "fvd": I3D}, skipped)``.
+
+    ``weights`` may give file paths for ``alexnet``, ``lpips`` and ``i3d`` (default locations otherwise). A missing
+    file raises :class:`MissingWeightsError` (``missing_weights="error"``) or drops the metric, recording why in
+    ``skipped`` (``"skip"``).
+    """
+    if missing_weights not in ("error", "skip"):
+        raise ValueError(f"missing_weights must be 'error' or 'skip', got {missing_weights!r}")
+    weights = weights or {}
+    nets: dict[str, torch.nn.Module] = {}
+    skipped: dict[str, str] = {}
+    for metric in metrics:
+        try:
+            if metric == "lpips":
+                from srvp.evaluation.lpips import load_lpips
+
+                nets["lpips"] = load_lpips(weights.get("alexnet"), weights.get("lpips"), device)
+            elif metric == "fvd":
+                from srvp.evaluation.i3d import load_i3d
+
+                nets["fvd"] = load_i3d(weights.get("i3d"), device)
+        except MissingWeightsError as e:
+            if missing_weights == "error":
+                raise
+            skipped[metric] = str(e)
+    return nets, skipped
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _seed_for(seed: int, index: int, chunk: int) -> int:
+    return int(np.random.SeedSequence([seed, index, chunk]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return torch.autocast(device.type, enabled=False)
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "fp16":
+        return torch.autocast(device.type, dtype=torch.float16)
+    raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+
+
+def _shard(n: int, rank: int, world: int) -> range:
+    """Contiguous shard of ``range(n)`` for ``rank`` of ``world`` (sizes differ by at most one)."""
+    base, extra = divmod(n, world)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (1 if rank < extra else 0))
+
+
+class _Scorer:
+    """Per-frame scores ``(S, T)`` of futures ``(S, T, C, H, W)`` against one target ``(T, C, H, W)``."""
+
+    def __init__(self, metrics: Sequence[str], lpips_net: torch.nn.Module | None):
+        self.metrics = tuple(metrics)
+        self.lpips = lpips_net
+        self._target_feats: list[torch.Tensor] | None = None
+
+    def set_target(self, target: torch.Tensor) -> None:
+        self.target = target
+        self._target_feats = self.lpips.features(target) if self.lpips is not None and "lpips" in self.metrics \
+            else None
+
+    def __call__(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        S, T = frames.shape[:2]
+        target = self.target.unsqueeze(0).expand_as(frames)
+        out = {}
+        if "psnr" in self.metrics:
+            out["psnr"] = psnr(frames, target)
+        if "ssim" in self.metrics:
+            out["ssim"] = ssim(frames, target)
+        if self._target_feats is not None:
+            feats = self.lpips.features(frames.reshape(S * T, *frames.shape[2:]))
+            ref = [f.repeat(S, 1, 1, 1) for f in self._target_feats]
+            out["lpips"] = self.lpips.distance_from_features(feats, ref).reshape(S, T)
+        return {k: v.float().cpu() for k, v in out.items()}
+
+
+def _select(per_frame: dict[str, torch.Tensor]) -> dict[str, dict[str, np.ndarray]]:
+    """Best/worst/random of the per-frame scores ``(S, T)`` of one sequence, per metric."""
+    out = {}
+    for m, scores in per_frame.items():
+        mean = scores.double().mean(dim=1)
+        best = int(mean.argmax() if HIGHER_IS_BETTER[m] else mean.argmin())
+        worst = int(mean.argmin() if HIGHER_IS_BETTER[m] else mean.argmax())
+        out[m] = {"best": mean[best].item(), "worst": mean[worst].item(), "best_index": best,
+                  "random": mean[:RANDOM_KEPT].numpy(), "best_curve": scores[best].double().numpy()}
+    return out
+
+
+def _sample_kwargs(model: torch.nn.Module, dt: float, train_dt: float) -> dict[str, float]:
+    params = inspect.signature(model.sample_futures).parameters
+    kwargs: dict[str, float] = {}
+    if "dt" in params:
+        kwargs["dt"] = dt
+    if "cond_dt" in params:
+        kwargs["cond_dt"] = train_dt
+    return kwargs
+
+
+@torch.inference_mode()
+def _evaluate_sequence(model: torch.nn.Module, clip: torch.Tensor, index: int, *, cond_frames: int, horizon: int,
+                       n_samples: int, batch_size: int, dts: Sequence[float], train_dt: float, scorer: _Scorer,
+                       seed: int, precision: str, device: torch.device, elbo: bool, keep_video: bool,
+                       ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Scores of one sequence ``(T, C, H, W)`` uint8 and, with ``keep_video``, its videos for FVD (uint8)."""
+    x = to_float(clip[: cond_frames + horizon]).to(device).unsqueeze(0)
+    x_cond, target = x[:, :cond_frames], x[0, cond_frames:]
+    scorer.set_target(target)
+    videos: dict[str, torch.Tensor] = {}
+    record: dict[str, Any] = {"index": index, "model": {}, "baselines": {}}
+    with _autocast(device, precision):
+        cond = model.condition(x_cond)
+    for dt in dts:
+        kwargs = _sample_kwargs(model, dt, train_dt)
+        chunks: dict[str, list[torch.Tensor]] = {}
+        for c, start in enumerate(range(0, n_samples, batch_size)):
+            n = min(batch_size, n_samples - start)
+            torch.manual_seed(_seed_for(seed, index, c))
+            with _autocast(device, precision):
+                frames = model.sample_futures(cond, horizon, n, **kwargs)
+            frames = frames[0].float().clamp_(0, 1)  # (n, horizon, C, H, W)
+            for m, v in scorer(frames).items():
+                chunks.setdefault(m, []).append(v)
+            if keep_video and c == 0:
+                videos[dt_label(dt)] = _to_uint8(torch.cat([x_cond[0], frames[0]]))
+        record["model"][dt_label(dt)] = _select({m: torch.cat(v) for m, v in chunks.items()})
+    last = x_cond[0, -1:].expand(horizon, *x_cond.shape[2:])
+    for name, pred in (("last frame", last), ("blank", torch.zeros_like(target))):
+        record["baselines"][name] = _select(scorer(pred.unsqueeze(0)))
+        if keep_video:
+            videos[name] = _to_uint8(torch.cat([x_cond[0], pred]))
+    if keep_video:
+        videos["ground truth"] = _to_uint8(x[0])
+    if elbo:
+        torch.manual_seed(_seed_for(seed, index, _ELBO_CHUNK))
+        out = model(x)
+        record["elbo"] = float(model.loss(x, out)["elbo"])
+    return record, videos
+
+
+def _to_uint8(frames: torch.Tensor) -> torch.Tensor:
+    return frames.mul(255).round_().to(torch.uint8).cpu()
+
+
+def evaluate_model(model: torch.nn.Module, sequences: np.ndarray | torch.Tensor, cond_frames: int, n_samples: int = 100,
+                   dts: Sequence[float] | None = None, metrics: Sequence[str] = ("psnr", "ssim"),
+                   horizon: int | None = None, batch_size: int | None = None, precision: str = "fp32",
+                   device: str | torch.device = "cpu", seed: int = 0, progress: bool = True, elbo: bool = True,
+                   weights: dict[str, str | None] | None = None, missing_weights: str = "error",
+                   networks: dict[str, torch.nn.Module] | None = None, fvd_batch_size: int = 8,
+                   meta: dict[str, Any] | None = None) -> EvalResult:
+    """Evaluate ``model`` on test ``sequences`` ``(N, T, C, H, W)`` uint8 with the paper's protocol.
+
+    Args:
+        model: exposes ``condition(x_cond)`` and ``sample_futures(cond, horizon, n_samples, dt=, cond_dt=)``
+            (SRVP, SVG-LP); for the ELBO also ``model(x)`` and ``model.loss(x, out)["elbo"]``.
+        cond_frames: conditioning frames; ``horizon`` predicted frames follow (default: all the remaining ones).
+        n_samples: futures drawn per sequence (the paper: 100; 1 for deterministic Moving MNIST).
+        dts: test step sizes (default: the model's training ``config.dt``).
+        metrics: among ``psnr``, ``ssim``, ``lpips``, ``fvd``.
+        batch_size: samples drawn per forward pass (default: as many as fit 512 predicted frames); it bounds memory
+            and, through the seeding, is part of what determines the draws.
+        precision: ``fp32``, ``bf16`` or ``fp16`` autocast of the model (metrics are computed in fp32).
+        seed: base of the per-sequence seeds.
+        elbo: also compute the test-set ELBO (models with ``loss``; at the training step size).
+        weights, missing_weights, networks: pretrained files / policy for LPIPS and FVD (see
+            :func:`load_metric_networks`), or networks already loaded.
+        meta: free-form information stored with the result (checkpoint, dataset ...).
+
+    Under an initialised ``torch.distributed`` process group each process evaluates its shard and every process
+    returns the full gathered result.
+    """
+    unknown = [m for m in metrics if m not in ALL_METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; choose among {', '.join(ALL_METRICS)}")
+    sequences = torch.as_tensor(np.asarray(sequences)) if not isinstance(sequences, torch.Tensor) else sequences
+    if sequences.dim() != 5 or sequences.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 sequences (N, T, C, H, W), got {sequences.dtype} {tuple(sequences.shape)}")
+    N, T = sequences.shape[:2]
+    horizon = T - cond_frames if horizon is None else horizon
+    if cond_frames < 1 or horizon < 1 or cond_frames + horizon > T:
+        raise ValueError(f"cond_frames={cond_frames} + horizon={horizon} do not fit sequences of {T} frames")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be positive, got {n_samples}")
+    device = torch.device(device)
+    config = getattr(model, "config", None)
+    train_dt = float(getattr(config, "dt", 1.0))
+    dts = [train_dt] if not dts else [float(d) for d in dts]
+    batch_size = batch_size or max(1, min(n_samples, 512 // horizon))
+    metrics = tuple(dict.fromkeys(metrics))
+    nets = dict(networks or {})
+    wanted = [m for m in ("lpips", "fvd") if m in metrics and m not in nets]
+    loaded, skipped = load_metric_networks(wanted, weights, missing_weights, device)
+    nets.update(loaded)
+    metrics = tuple(m for m in metrics if m not in skipped)
+    frame_metrics = tuple(m for m in metrics if m in FRAME_METRICS)
+    i3d = nets.get("fvd") if "fvd" in metrics else None
+    lpips_net = nets.get("lpips") if "lpips" in metrics else None
+    if lpips_net is not None:
+        lpips_net.to(device).eval()
+    if i3d is not None:
+        i3d.to(device).eval()
+    elbo = elbo and hasattr(model, "loss")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() \
+        else (0, 1)
+
+    was_training = model.training
+    model.eval()
+    scorer = _Scorer(frame_metrics, lpips_net)
+    records: list[dict[str, Any]] = []
+    embeddings: dict[str, list[torch.Tensor]] = {}
+    pending: dict[str, list[torch.Tensor]] = {}
+    fork_devices = [device] if device.type == "cuda" else []
+    shard = _shard(N, rank, world)
+    try:
+        with torch.random.fork_rng(devices=fork_devices), \
+                tqdm(total=len(shard), desc="evaluate", unit="seq", disable=not progress or rank != 0,
+                     file=sys.stderr, dynamic_ncols=True) as bar:
+            for i in shard:
+                record, videos = _evaluate_sequence(
+                    model, sequences[i], i, cond_frames=cond_frames, horizon=horizon, n_samples=n_samples,
+                    batch_size=batch_size, dts=dts, train_dt=train_dt, scorer=scorer, seed=seed,
+                    precision=precision, device=device, elbo=elbo, keep_video=i3d is not None)
+                records.append(record)
+                for key, video in videos.items():
+                    pending.setdefault(key, []).append(video)
+                    if len(pending[key]) >= fvd_batch_size:
+                        _flush_embeddings(i3d, pending, embeddings, key, fvd_batch_size)
+                bar.update(1)
+            for key in list(pending):
+                _flush_embeddings(i3d, pending, embeddings, key, fvd_batch_size)
+    finally:
+        model.train(was_training)
+    local_embeddings = {k: torch.cat(v).numpy() for k, v in embeddings.items()}
+    if world > 1:
+        gathered: list[Any] = [None] * world
+        dist.all_gather_object(gathered, (records, local_embeddings))
+        records = [r for part, _ in gathered for r in part]
+        local_embeddings = {k: np.concatenate([emb[k] for _, emb in gathered if k in emb])
+                            for k in gathered[0][1]}
+    records.sort(key=lambda r: r["index"])
+    return _assemble(records, local_embeddings, metrics, frame_metrics, dts, train_dt, cond_frames, horizon,
+                     n_samples, batch_size, seed, precision, skipped, meta or {})
+
+
+def _flush_embeddings(i3d: torch.nn.Module | None, pending: dict[str, list[torch.Tensor]],
+                      embeddings: dict[str, list[torch.Tensor]], key: str, batch_size: int) -> None:
+    from srvp.evaluation.i3d import i3d_embeddings
+
+    if i3d is None or not pending.get(key):
+        return
+    videos = torch.stack(pending.pop(key)).float().div_(255)
+    embeddings.setdefault(key, []).append(i3d_embeddings(i3d, videos, batch_size))
+
+
+def _assemble(records: list[dict[str, Any]], embeddings: dict[str, np.ndarray], metrics: tuple[str, ...],
+              frame_metrics: tuple[str, ...], dts: list[float], train_dt: float, cond_frames: int, horizon: int,
+              n_samples: int, batch_size: int, seed: int, precision: str, skipped: dict[str, str],
+              meta: dict[str, Any]) -> EvalResult:
+    settings: list[SettingScores] = []
+    entries = [("model", dt, "model", dt_label(dt)) for dt in dts] + [(b, None, "baselines", b) for b in BASELINES]
+    for name, dt, group, key in entries:
+        s = SettingScores(name=name, dt=dt)
+        for m in frame_metrics:
+            per_seq = [r[group][key][m] for r in records]
+            s.best[m] = np.array([p["best"] for p in per_seq])
+            s.worst[m] = np.array([p["worst"] for p in per_seq])
+            s.best_index[m] = np.array([p["best_index"] for p in per_seq])
+            s.random[m] = np.stack([p["random"] for p in per_seq])
+            s.best_curves[m] = np.stack([p["best_curve"] for p in per_seq])
+        if "fvd" in metrics and len(embeddings.get(key, ())) >= 2 and len(embeddings.get("ground truth", ())) >= 2:
+            s.fvd = frechet_distance_of_features(embeddings[key], embeddings["ground truth"])
+        settings.append(s)
+    elbo = np.array([r["elbo"] for r in records]) if records and "elbo" in records[0] else None
+    return EvalResult(metrics=metrics, cond_frames=cond_frames, horizon=horizon, n_samples=n_samples,
+                      batch_size=batch_size, seed=seed, precision=precision, train_dt=train_dt,
+                      indices=np.array([r["index"] for r in records]), settings=settings, elbo=elbo,
+                      skipped=skipped, meta=meta)
+

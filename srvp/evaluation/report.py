@@ -1,0 +1,149 @@
+"""Files of an evaluation (:func:`write_report`), written atomically into one directory:
+
+- ``results.json``: aggregates with 95% intervals (:meth:`EvalResult.summary`);
+- ``results.md``: the same as a Markdown table, model (per test ``dt``) beside the baselines;
+- ``per_sequence.csv``: one row per (sequence, setting, metric): best, worst, index of the best sample, first samples;
+- ``per_step.csv`` and ``per_step.png``: mean and 95% interval per predicted frame of the best samples, in the style
+  of the paper's figures 2, 4 and 6.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from srvp.evaluation.metrics import confidence_interval
+from srvp.evaluation.protocol import RANDOM_KEPT, EvalResult
+from srvp.training.checkpoint import atomic_write_bytes, atomic_write_text
+
+METRIC_TITLES = {"psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓", "fvd": "FVD ↓"}
+DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4}
+
+
+def interval_text(mean: float, ci: float, metric: str) -> str:
+    digits = DIGITS.get(metric, 2)
+    return f"{mean:.{digits}f} ± {ci:.{digits}f}"
+
+
+def markdown_table(result: EvalResult) -> str:
+    """Aggregate table: one row per setting (best of N; the worst and a random sample for the model)."""
+    summary = result.summary()
+    metrics = list(result.frame_metrics) + (["fvd"] if "fvd" in result.metrics else [])
+    head = "| | " + " | ".join(METRIC_TITLES[m] for m in metrics) + " |"
+    lines = [head, "|---" * (len(metrics) + 1) + "|"]
+    for entry in summary["settings"]:
+        rows = [("best", f"best of {result.n_samples}")] if entry["dt"] is not None else [("best", None)]
+        if entry["dt"] is not None and result.n_samples > 1:
+            rows += [("worst", "worst"), ("random", "random sample")]
+        for kind, suffix in rows:
+            label = entry["label"] if suffix is None else f"{entry['label']} ({suffix})"
+            cells = []
+            for m in metrics:
+                if m == "fvd":
+                    cells.append(f"{entry['fvd']:.1f}" if kind == "best" and entry.get("fvd") is not None else "")
+                else:
+                    a = entry["metrics"][m][kind]
+                    cells.append(interval_text(a["mean"], a["ci95"], m))
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    out = [f"# Evaluation: {summary['n_sequences']} sequences, {result.cond_frames} conditioning -> "
+           f"{result.horizon} predicted frames, best of {result.n_samples} samples", "",
+           "Mean ± 95% interval (1.96 std / sqrt(N), std with ddof = 0) over sequences of each sequence's score "
+           "averaged over predicted frames. FVD: conditioning + first sample against conditioning + ground truth, "
+           "on the whole set.", "", *lines, ""]
+    if summary["elbo"] is not None:
+        e = summary["elbo"]
+        out += [f"Test ELBO (one-sample estimate per sequence, dt={e['dt']}): {e['mean']:.2f} ± {e['ci95']:.2f}", ""]
+    for metric, why in result.skipped.items():
+        out += [f"{metric.upper()} not computed: {why}", ""]
+    out += [f"Seed {result.seed}, precision {result.precision}, {result.batch_size} samples per forward pass, "
+            f"training dt {summary['train_dt']}.", ""]
+    return "\n".join(out)
+
+
+def _per_sequence_csv(result: EvalResult) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["index", "setting", "metric", "best", "worst", "best_sample",
+                *[f"sample_{k + 1}" for k in range(RANDOM_KEPT)]])
+    for s in result.settings:
+        for m in result.frame_metrics:
+            for row, idx in enumerate(result.indices):
+                rand = [f"{v:.6g}" for v in s.random[m][row]] + [""] * (RANDOM_KEPT - s.random[m].shape[1])
+                w.writerow([int(idx), s.label, m, f"{s.best[m][row]:.6g}", f"{s.worst[m][row]:.6g}",
+                            int(s.best_index[m][row]), *rand])
+    if result.elbo is not None:
+        for idx, value in zip(result.indices, result.elbo):
+            w.writerow([int(idx), "model", "elbo", f"{value:.6g}", "", "", *[""] * RANDOM_KEPT])
+    return buf.getvalue()
+
+
+def per_step_table(result: EvalResult) -> list[tuple[str, str, int, float, float]]:
+    """Rows ``(setting, metric, t, mean, ci95)`` of the best samples' per-frame scores, ``t`` the frame number in
+    the whole sequence (1-based, so the first predicted frame is ``cond_frames + 1``)."""
+    rows = []
+    for s in result.settings:
+        for m in result.frame_metrics:
+            mean, ci = confidence_interval(s.best_curves[m])
+            for k in range(result.horizon):
+                rows.append((s.label, m, result.cond_frames + 1 + k, float(mean[k]), float(ci[k])))
+    return rows
+
+
+def _per_step_csv(result: EvalResult) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["setting", "metric", "t", "mean", "ci95"])
+    for label, m, t, mean, ci in per_step_table(result):
+        w.writerow([label, m, t, f"{mean:.6g}", f"{ci:.6g}"])
+    return buf.getvalue()
+
+
+def per_step_figure(result: EvalResult, train_seq_len: int | None = None) -> bytes:
+    """PNG: one panel per frame metric, mean score of the best samples against t with its 95% band; a vertical
+    line marks the training clip length (as in the paper's figures)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = result.frame_metrics
+    fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(4.2 * max(1, len(metrics)), 3.4), squeeze=False)
+    t = np.arange(result.cond_frames + 1, result.cond_frames + result.horizon + 1)
+    for ax, m in zip(axes[0], metrics):
+        for s in result.settings:
+            mean, ci = confidence_interval(s.best_curves[m])
+            style = "--" if s.dt is None else "-"
+            (line,) = ax.plot(t, mean, style, label=s.label, linewidth=1.5)
+            ax.fill_between(t, mean - ci, mean + ci, color=line.get_color(), alpha=0.25, linewidth=0)
+        if train_seq_len is not None and t[0] <= train_seq_len <= t[-1]:
+            ax.axvline(train_seq_len, color="grey", linewidth=1)
+        ax.set_xlabel("t")
+        ax.set_title(METRIC_TITLES[m])
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_report(result: EvalResult, out_dir: str | Path, train_seq_len: int | None = None) -> dict[str, Path]:
+    """Write every file of the evaluation into ``out_dir``; returns their paths by kind."""
+    out = Path(out_dir)
+    paths = {"json": out / "results.json", "markdown": out / "results.md", "per_sequence": out / "per_sequence.csv",
+             "per_step": out / "per_step.csv"}
+    atomic_write_text(paths["json"], json.dumps(result.summary(), indent=2) + "\n")
+    atomic_write_text(paths["markdown"], markdown_table(result))
+    atomic_write_text(paths["per_sequence"], _per_sequence_csv(result))
+    if result.frame_metrics:
+        atomic_write_text(paths["per_step"], _per_step_csv(result))
+        paths["plot"] = out / "per_step.png"
+        atomic_write_bytes(paths["plot"], per_step_figure(result, train_seq_len))
+    else:
+        del paths["per_step"]
+    return paths
