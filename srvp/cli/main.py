@@ -13,7 +13,9 @@ import sys
 
 SUBCOMMANDS = [
     "srvp.cli.train",
-    "srvp.cli.quickstart",
+    "srvp.cli.data",
+    "srvp.cli.import_official",
+    "srvp.cli.predict",
 ]
 
 
@@ -22,7 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="srvp", description="Stochastic Latent Residual Video Prediction: train, evaluate, predict.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in SUBCOMMANDS:
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:  # a subcommand listed before its module landed: leave it out
+            if e.name != module_name:
+                raise
+            continue
         p = sub.add_parser(module.NAME, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter
                            if getattr(module, "SHOW_DEFAULTS", False) else argparse.HelpFormatter)

@@ -1,0 +1,88 @@
+"""``srvp train``: train a model from a preset, a JSON config and/or command-line options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from srvp.config import PRESETS, RunConfig, add_config_arguments, apply_overrides, preset
+from srvp.errors import ConfigError
+
+NAME = "train"
+HELP = "train a model (SRVP or SVG-LP) on a dataset"
+DESCRIPTION = (
+    "Train a model. The configuration is built from --preset (the paper's hyperparameters per dataset), then "
+    "--config (a JSON file as written next to every checkpoint), then the options below, in that order. "
+    "With --resume, the run in --out-dir continues exactly where it stopped (same batches, same random draws). "
+    "Multi-process training: --nproc-per-node N, or launch this command with torchrun."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a preset (default: smmnist, or the "
+                        "saved config of the run with --resume)")
+    parser.add_argument("--config", type=Path, help="JSON config file (sections model, data, train)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out-dir from its latest "
+                        "good checkpoint")
+    parser.add_argument("--nproc-per-node", type=int, default=1, help="processes to launch on this machine "
+                        "(torch.distributed; gloo on CPU, nccl on GPUs)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_arguments(parser)
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    """preset -> keys present in the config file -> command-line options. With --resume and neither a preset nor a
+    file, the saved config of the run is the base."""
+    out_dir = Path(getattr(args, "cfg__train__out_dir", None) or RunConfig().train.out_dir)
+    if args.preset or args.config is None:
+        if not args.preset and args.resume and (out_dir / "config.json").exists():
+            base = RunConfig.from_json(out_dir / "config.json").to_dict()
+        else:
+            base = preset(args.preset or "smmnist").to_dict()
+    else:
+        base = RunConfig().to_dict()
+    if args.config is not None:
+        file_data = load_json_object(args.config)
+        for section, values in file_data.items():
+            if isinstance(values, dict) and isinstance(base.get(section), dict):
+                base[section].update(values)
+            else:
+                base[section] = values
+    return apply_overrides(RunConfig.from_dict(base, str(args.config or "preset")), args)
+
+
+def load_json_object(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object with sections model, data, train")
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = build_config(args)
+    if args.nproc_per_node > 1 and "WORLD_SIZE" not in os.environ:
+        argv = []
+        skip = False
+        for a in sys.argv[1:]:
+            if skip or a.startswith("--nproc-per-node"):
+                skip = a == "--nproc-per-node" and not skip
+                continue
+            argv.append(a)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc_per_node}",
+               "-m", "srvp.cli.main", *argv]
+        return subprocess.call(cmd)
+    from srvp.training.trainer import train
+
+    out = train(cfg, resume=args.resume, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"run directory: {out} (best model: {out / 'best.pt'}, config: {out / 'config.json'})")
+    return 0

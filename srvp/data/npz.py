@@ -1,0 +1,51 @@
+"""Test sets as compressed ``.npz`` files in the official SRVP layout.
+
+``sequences`` is time-first, ``(T, N, H, W)`` for grey or ``(T, N, H, W, C)`` for colour, uint8; Moving MNIST
+files also hold ``latents`` (T, N, digits, 4), ``labels`` (N, digits) and ``digits`` (N, digits, 28, 28). Files are
+read with ``allow_pickle=False``, so loading never executes code.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from srvp.errors import DataError
+from srvp.training.checkpoint import atomic_write_bytes
+
+
+def load_sequences_npz(path: str | Path) -> np.ndarray:
+    """Sequences ``(N, T, C, H, W)`` uint8 from an official-layout ``.npz``; malformed files raise a one-line
+    :class:`DataError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: test set file not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "sequences" not in data.files:
+                raise DataError(f"{path}: no 'sequences' array (found {', '.join(data.files) or 'nothing'})")
+            seq = data["sequences"]
+    except DataError:
+        raise
+    except ValueError as e:
+        raise DataError(f"{path}: refused: {str(e).splitlines()[0][:160]} (object arrays are not loaded)") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise DataError(f"{path}: not a readable .npz file (truncated or corrupt: {str(e)[:120]})") from None
+    if seq.dtype != np.uint8:
+        raise DataError(f"{path}: 'sequences' must be uint8, found {seq.dtype}")
+    if seq.ndim == 4:
+        seq = seq[..., None]
+    if seq.ndim != 5 or seq.shape[-1] not in (1, 3) or min(seq.shape) == 0:
+        raise DataError(f"{path}: 'sequences' must be (T, N, H, W) or (T, N, H, W, C) with C in 1 or 3, "
+                        f"found {seq.shape}")
+    return np.ascontiguousarray(seq.transpose(1, 0, 4, 2, 3))
+
+
+def save_sequences_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write arrays (``sequences`` time-first as in the official layout) to a compressed ``.npz``, atomically."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())

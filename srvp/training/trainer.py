@@ -1,0 +1,382 @@
+"""Training loop: one CPU, one GPU, or many GPUs / machines through torch.distributed (DDP).
+
+Design points:
+
+- A batch is a pure function of ``(seed, step, rank)`` (:class:`StepBatchSampler` + :class:`~srvp.data.ClipDataset`),
+  so a run killed at any moment and resumed from a checkpoint sees exactly the same batches, with any number of
+  loader workers and without saving their state.
+- Checkpoints (rank 0 only) hold model, optimizer, scheduler, step, RNG state and the full config; they are written
+  atomically and listed in a manifest with checksums (:mod:`srvp.training.checkpoint`).
+- SIGTERM / SIGINT finish the current step, save a checkpoint and exit cleanly.
+- A non-finite loss term or gradient skips the step and names the term; after ``max_nonfinite`` consecutive
+  failures the run stops with the last good checkpoint intact.
+- Learning rate: constant, then linear decay to 0 over the last ``decay_steps`` steps. Under DDP each process
+  takes ``batch_size`` clips, so the global batch is ``batch_size x world_size``; the learning rate is not scaled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from srvp.config import RunConfig
+from srvp.data import build_train_dataset, load_val_set, to_float
+from srvp.errors import ConfigError, SrvpError
+from srvp.models import build_model
+from srvp.training.checkpoint import (
+    CheckpointManager,
+    atomic_torch_save,
+    atomic_write_text,
+    config_of,
+    load_state_into,
+    make_checkpoint,
+)
+
+
+class TrainingError(SrvpError):
+    """The run cannot go on (for example, repeated non-finite losses)."""
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """Yields, for steps ``start..stop-1``, the clip indices of this process: ``((step * world + rank) * B + i)``."""
+
+    def __init__(self, start: int, stop: int, batch_size: int, rank: int = 0, world: int = 1):
+        self.start, self.stop, self.batch_size, self.rank, self.world = start, stop, batch_size, rank, world
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.stop):
+            first = (step * self.world + self.rank) * self.batch_size
+            yield list(range(first, first + self.batch_size))
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+def lr_factor(step: int, steps: int, decay_steps: int) -> float:
+    """Learning-rate multiplier: 1 until ``steps - decay_steps``, then linear to 0 at ``steps``."""
+    if decay_steps <= 0:
+        return 1.0
+    return max(0.0, min(1.0, (steps - step) / decay_steps))
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and dist.is_initialized():
+        name = f"cuda:{local_rank}"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device={name!r} is not a valid device (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} requested but CUDA is not available")
+    return device
+
+
+def autocast_context(device: torch.device, precision: str):
+    """Autocast for bf16/fp16, a no-op for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    if device.type == "cpu" and precision == "fp16":
+        raise ConfigError("precision=fp16 needs a GPU; use bf16 on CPU")
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def best_of_n_psnr(model: torch.nn.Module, sequences: np.ndarray, cond_frames: int, n_samples: int,
+                   device: torch.device, batch_size: int = 16, precision: str = "fp32", seed: int = 0) -> float:
+    """Validation score: mean over sequences of the best, over ``n_samples`` futures, PSNR averaged over the
+    predicted frames (the authors' model-selection criterion)."""
+    from srvp.evaluation.metrics import psnr
+
+    model.eval()
+    scores = []
+    generator_state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        with torch.inference_mode(), autocast_context(device, precision):
+            for start in range(0, len(sequences), batch_size):
+                x = to_float(torch.from_numpy(sequences[start:start + batch_size])).to(device)
+                cond = model.condition(x[:, :cond_frames])
+                futures = model.sample_futures(cond, x.shape[1] - cond_frames, n_samples).float().clamp(0, 1)
+                target = x[:, cond_frames:].unsqueeze(1).expand_as(futures)
+                per_sample = psnr(futures, target).mean(dim=-1)  # (B, S)
+                scores.append(per_sample.max(dim=1).values.cpu())
+    finally:
+        torch.set_rng_state(generator_state)
+        model.train()
+    return float(torch.cat(scores).mean())
+
+
+class Trainer:
+    """Trains the model of a :class:`RunConfig`; see the module docstring. ``Trainer(cfg).fit()``."""
+
+    def __init__(self, cfg: RunConfig, resume: bool = False, progress: bool = True):
+        self.cfg = cfg
+        self.resume = resume
+        self.progress = progress
+        self.out_dir = Path(cfg.train.out_dir)
+        self.rank, self.world, self.local_rank = 0, 1, 0
+        self._stop_signal: int | None = None
+
+    # -- setup ------------------------------------------------------------------------------------------------------
+
+    def _init_distributed(self) -> None:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1 and not dist.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() and self.cfg.train.device != "cpu" else "gloo"
+            dist.init_process_group(backend=backend)
+        if dist.is_initialized():
+            self.rank, self.world = dist.get_rank(), dist.get_world_size()
+            self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+
+    def _build(self) -> None:
+        cfg = self.cfg
+        self.device = resolve_device(cfg.train.device, self.local_rank)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        torch.manual_seed(cfg.train.seed)
+        self.model = build_model(cfg.model).to(self.device)
+        if self.world > 1 and self.device.type == "cuda":
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        if cfg.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr)
+        steps, decay = cfg.train.steps, cfg.train.decay_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, steps, decay))
+        self.scaler = torch.amp.GradScaler("cuda") if (cfg.train.precision == "fp16") else None
+        self.forward_model: torch.nn.Module = self.model
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.train.compile:
+            self.model.frame_encoder = torch.compile(self.model.frame_encoder)
+            self.model.frame_decoder = torch.compile(self.model.frame_decoder)
+        self.step = 0
+        self.best_val: float | None = None
+        self.checkpoints = CheckpointManager(self.out_dir / "checkpoints", cfg.train.keep_checkpoints)
+
+    def _restore(self) -> None:
+        found = self.checkpoints.latest_good(map_location="cpu")
+        if found is None:
+            raise SrvpError(f"{self.out_dir}: --resume given but no usable checkpoint in "
+                            f"{self.out_dir / 'checkpoints'}")
+        state, path = found
+        saved = config_of(state, path)
+        if saved.model != self.cfg.model:
+            raise SrvpError(f"{path}: the checkpoint's model config differs from this run's; resume with the "
+                            f"same model options (see {self.out_dir / 'config.json'})")
+        load_state_into(self.model, state["model"], path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.step = int(state["step"])
+        self.best_val = state.get("extra", {}).get("best_val")
+        if self.rank == 0:
+            print(f"resumed from {path} at step {self.step}")
+
+    def _save(self) -> Path | None:
+        if self.rank != 0:
+            return None
+        state = make_checkpoint(self.model, self.cfg, self.step, self.optimizer, self.scheduler,
+                                extra={"best_val": self.best_val})
+        path = self.checkpoints.save(state)
+        atomic_torch_save(make_checkpoint(self.model, self.cfg, self.step), self.out_dir / "last.pt")
+        return path
+
+    # -- one step ---------------------------------------------------------------------------------------------------
+
+    def _train_step(self, x: torch.Tensor) -> dict[str, float] | str:
+        """One optimisation step; returns the loss terms, or the name of the non-finite term (step skipped)."""
+        cfg = self.cfg.train
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast_context(self.device, cfg.precision):
+            out = self.forward_model(x)
+        losses = self.model.loss(x, out)
+        bad = [k for k, v in losses.items() if not torch.isfinite(v.detach())]
+        if self.world > 1:  # every rank must take the same decision, or DDP's all-reduce would hang
+            flag = torch.tensor([1.0 if bad else 0.0], device=self.device)
+            dist.all_reduce(flag)
+            if flag.item() > 0 and not bad:
+                bad = ["loss on another rank"]
+        if bad:
+            return bad[0]
+        if self.scaler is not None:
+            self.scaler.scale(losses["total"]).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            losses["total"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), float("inf"))
+        if not torch.isfinite(grad_norm):
+            if self.scaler is not None:  # fp16 overflow: the scaler lowers its scale and skips the step
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            return "gradient"
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        terms = {k: float(v.detach()) for k, v in losses.items()}
+        terms["grad_norm"] = float(grad_norm)
+        return terms
+
+    # -- loop -------------------------------------------------------------------------------------------------------
+
+    def _handle_signal(self, signum, frame) -> None:  # noqa: ARG002
+        self._stop_signal = signum
+
+    def fit(self) -> Path:
+        """Train to ``cfg.train.steps``; returns the run directory."""
+        self._init_distributed()
+        self._build()
+        cfg = self.cfg
+        if self.resume:
+            self._restore()
+        elif self.rank == 0 and self.checkpoints.latest_good() is not None:
+            raise SrvpError(f"{self.out_dir}: holds checkpoints of an earlier run; pass --resume to continue it or "
+                            f"choose another --out-dir")
+        if self.rank == 0:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.out_dir / "config.json", _json(cfg.to_dict()))
+        dataset = build_train_dataset(cfg.data, cfg.train.seed)
+        sampler = StepBatchSampler(self.step, cfg.train.steps, cfg.train.batch_size, self.rank, self.world)
+        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
+                            pin_memory=self.device.type == "cuda", persistent_workers=False)
+        val_set = None
+        if cfg.train.val_interval > 0 and cfg.data.val_sequences > 0 and self.rank == 0:
+            val_set = load_val_set(cfg.data, cfg.train.seed)
+        writer = self._writer()
+        previous = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        bar = tqdm(total=cfg.train.steps, initial=self.step, disable=not self.progress or self.rank != 0,
+                   dynamic_ncols=True, desc="train")
+        failures = 0
+        t_last, step_last = time.perf_counter(), self.step
+        try:
+            for batch in loader:
+                x = to_float(batch).to(self.device, non_blocking=True)
+                if cfg.train.channels_last:
+                    x = x.contiguous()
+                result = self._train_step(x)
+                if isinstance(result, str):
+                    failures += 1
+                    msg = f"step {self.step + 1}: non-finite {result}; step skipped ({failures} in a row)"
+                    bar.write(msg) if self.rank == 0 else None
+                    if failures >= cfg.train.max_nonfinite:
+                        raise TrainingError(f"{failures} consecutive non-finite steps (last: {result}); stopped "
+                                            f"with the last good checkpoint in {self.out_dir / 'checkpoints'}")
+                    continue
+                failures = 0
+                self.step += 1
+                bar.update(1)
+                if self.rank == 0:
+                    if self.step % cfg.train.log_interval == 0 or self.step == cfg.train.steps:
+                        now = time.perf_counter()
+                        rate = (self.step - step_last) * cfg.train.batch_size * self.world / max(now - t_last, 1e-9)
+                        t_last, step_last = now, self.step
+                        bar.set_postfix(loss=f"{result['total']:.1f}", nll=f"{result['nll']:.1f}",
+                                        kl_z=f"{result.get('kl_z', 0.0):.2f}", clips_s=f"{rate:.1f}",
+                                        refresh=False)
+                        if writer is not None:
+                            for k, v in result.items():
+                                writer.add_scalar(f"train/{k}", v, self.step)
+                            writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+                            writer.add_scalar("train/clips_per_second", rate, self.step)
+                    if val_set is not None and self.step % cfg.train.val_interval == 0:
+                        self._validate(val_set, writer, bar)
+                    if writer is not None and cfg.train.sample_interval and self.step % cfg.train.sample_interval == 0:
+                        self._log_samples(x, writer)
+                if self.step % cfg.train.checkpoint_interval == 0 or self.step == cfg.train.steps:
+                    self._save()
+                if self._stop_signal is not None:
+                    break
+            if self._stop_signal is not None:
+                name = signal.Signals(self._stop_signal).name
+                self._save()
+                bar.write(f"{name} received: saved a checkpoint at step {self.step} in {self.out_dir}; continue "
+                          f"with --resume") if self.rank == 0 else None
+            elif self.step < cfg.train.steps:  # pragma: no cover - the loader always yields the full range
+                raise TrainingError(f"the data loader stopped early at step {self.step}")
+        finally:
+            bar.close()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            if writer is not None:
+                writer.close()
+        if self.rank == 0 and self.best_val is None and self._stop_signal is None:
+            # No validation ran: the final model is the best one we know of.
+            atomic_torch_save(make_checkpoint(self.model, cfg, self.step), self.out_dir / "best.pt")
+        return self.out_dir
+
+    def _writer(self):
+        if self.rank != 0:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(log_dir=str(self.out_dir / "tensorboard"))
+
+    def _validate(self, val_set: np.ndarray, writer, bar) -> None:
+        cfg = self.cfg
+        score = best_of_n_psnr(self.model, val_set, cfg.data.cond_frames, cfg.train.val_samples, self.device,
+                               batch_size=max(1, min(cfg.train.batch_size, 32)), precision=cfg.train.precision,
+                               seed=cfg.train.seed)
+        improved = self.best_val is None or score > self.best_val
+        if improved:
+            self.best_val = score
+            atomic_torch_save(make_checkpoint(self.model, cfg, self.step, extra={"val_psnr": score}),
+                              self.out_dir / "best.pt")
+        bar.write(f"step {self.step}: validation best-of-{cfg.train.val_samples} PSNR {score:.2f} dB"
+                  + (" (best so far, saved best.pt)" if improved else f" (best {self.best_val:.2f})"))
+        if writer is not None:
+            writer.add_scalar("val/best_of_n_psnr", score, self.step)
+
+    def _log_samples(self, x: torch.Tensor, writer) -> None:
+        """Conditioning frames, ground truth and one sample of the future, side by side, as a video."""
+        cfg = self.cfg
+        n_cond = min(cfg.data.cond_frames, x.shape[1] - 1)
+        clips = x[:4]
+        gen_state = torch.get_rng_state()
+        try:
+            with torch.inference_mode():
+                future = self.model.predict(clips[:, :n_cond], x.shape[1] - n_cond)[:, 0].float()
+        finally:
+            torch.set_rng_state(gen_state)
+        pred = torch.cat([clips[:, :n_cond], future], dim=1)
+        video = torch.cat([clips, pred], dim=-1).clamp(0, 1).cpu()  # (B, T, C, H, 2W)
+        if video.shape[2] == 1:
+            video = video.repeat(1, 1, 3, 1, 1)
+        try:
+            writer.add_video("samples/truth_vs_sample", video, self.step, fps=4)
+        except (ImportError, ModuleNotFoundError):
+            writer.add_images("samples/last_frame_truth_vs_sample", video[:, -1], self.step)
+
+
+def _json(data: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train the model of ``cfg``; returns the run directory (``config.json``, ``best.pt``, ``last.pt``,
+    ``checkpoints/``, ``tensorboard/``)."""
+    return Trainer(cfg, resume=resume, progress=progress).fit()
+
+
+__all__ = ["StepBatchSampler", "Trainer", "TrainingError", "best_of_n_psnr", "lr_factor", "train"]
+
