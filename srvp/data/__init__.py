@@ -59,7 +59,11 @@ def load_test_set(cfg: DataConfig) -> np.ndarray:
 
 def _load_builtin() -> None:
     """Import the modules that register the built-in datasets (lazily, so importing srvp stays cheap)."""
+    import srvp.data.bair  # noqa: F401
+    import srvp.data.kth  # noqa: F401
     import srvp.data.moving_mnist  # noqa: F401
+    import srvp.data.pendulum  # noqa: F401
+    import srvp.data.videos  # noqa: F401
 
 
 __all__ = ["DATASETS", "ArrayDataset", "ClipDataset", "DatasetSpec", "build_train_dataset", "load_test_set",
