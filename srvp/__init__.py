@@ -9,11 +9,13 @@ The model is usable on its own::
 or loaded from a checkpoint with :func:`srvp.load_model`.
 """
 
+from srvp.api import Predictor
 from srvp.config import DataConfig, ModelConfig, RunConfig, TrainConfig, preset
 from srvp.errors import SrvpError
 from srvp.models.srvp import SRVP
 
-__all__ = ["SRVP", "DataConfig", "ModelConfig", "RunConfig", "SrvpError", "TrainConfig", "load_model", "preset"]
+__all__ = ["SRVP", "DataConfig", "ModelConfig", "Predictor", "RunConfig", "SrvpError", "TrainConfig", "load_model",
+           "preset"]
 __version__ = "0.1.0"
 
 

@@ -147,11 +147,13 @@ def write_gif(path: str | Path, frames: FrameArray | Sequence[FrameArray], fps: 
     return write_video(path, frames, fps=fps, scale=scale, ncols=ncols, pad=pad)
 
 
-def make_image_grid(rows: Sequence[FrameArray], offsets: Sequence[int] | None = None,
+def make_image_grid(rows: Sequence[FrameArray], offsets: Sequence[int | Sequence[int]] | None = None,
                     marks: Sequence[Sequence[bool] | None] | None = None, pad: int = 2, pad_value: float = 1.0,
                     mark_height: int | None = None) -> torch.Tensor:
     """Lay sequences out as an image: row ``i`` shows the frames of ``rows[i]`` ``(T_i, C, H, W)`` from left to
-    right, starting at column ``offsets[i]`` (default 0; e.g. samples start after the conditioning frames).
+    right, starting at column ``offsets[i]`` (default 0; e.g. samples start after the conditioning frames), or at
+    the explicit columns ``offsets[i] = [c_0, c_1, ...]``, one per frame (e.g. ground truth aligned with the integer
+    times of a sample that has intermediate frames).
 
     ``marks[i][t]`` true draws a red bar at the bottom of frame ``t`` of row ``i`` (intermediate frames).
     Returns ``(C, H', W')`` in [0, 1] (RGB when frames are marked or rows mix grey and colour).
@@ -168,18 +170,24 @@ def make_image_grid(rows: Sequence[FrameArray], offsets: Sequence[int] | None = 
         raise ValueError(f"make_image_grid: frames differ in size: {sorted({tuple(s.shape[-2:]) for s in seqs})}")
     any_mark = any(m is not None and any(m) for m in marks)
     C = 3 if any_mark else max(s.shape[1] for s in seqs)
-    ncols = max(o + s.shape[0] for o, s in zip(offsets, seqs))
+    columns = []
+    for i, (o, s) in enumerate(zip(offsets, seqs)):
+        cols = list(range(o, o + s.shape[0])) if isinstance(o, (int, np.integer)) else [int(c) for c in o]
+        if len(cols) != s.shape[0] or (cols and min(cols) < 0):
+            raise ValueError(f"make_image_grid: row {i} has {s.shape[0]} frames but columns {cols}")
+        columns.append(cols)
+    ncols = max(max(cols, default=-1) + 1 for cols in columns)
     image = torch.full((C, pad + len(seqs) * (H + pad), pad + ncols * (W + pad)), float(pad_value))
     bar = mark_height if mark_height is not None else max(1, H // 16)
     colour = torch.tensor(MARK_COLOUR).view(3, 1, 1)
-    for i, (seq, offset, mark) in enumerate(zip(seqs, offsets, marks)):
+    for i, (seq, cols, mark) in enumerate(zip(seqs, columns, marks)):
         if C == 3:
             seq = _to_rgb(seq)
         if mark is not None and len(mark) != seq.shape[0]:
             raise ValueError(f"make_image_grid: row {i} has {seq.shape[0]} frames but {len(mark)} marks")
         top = pad + i * (H + pad)
         for t, frame in enumerate(seq):
-            left = pad + (offset + t) * (W + pad)
+            left = pad + cols[t] * (W + pad)
             image[:, top:top + H, left:left + W] = frame
             if mark is not None and mark[t]:
                 image[:, top + H - bar:top + H, left:left + W] = colour
@@ -205,8 +213,8 @@ def _label_image(image: np.ndarray, labels: Sequence[str], row_height: int, pad:
 
 
 def save_grid_png(path: str | Path, rows: Sequence[FrameArray], labels: Sequence[str] | None = None,
-                  offsets: Sequence[int] | None = None, marks: Sequence[Sequence[bool] | None] | None = None,
-                  pad: int = 2, scale: int = 1) -> Path:
+                  offsets: Sequence[int | Sequence[int]] | None = None,
+                  marks: Sequence[Sequence[bool] | None] | None = None, pad: int = 2, scale: int = 1) -> Path:
     """Save :func:`make_image_grid` of ``rows`` as a PNG, optionally with a text label left of each row and every
     frame enlarged ``scale`` times (nearest neighbour)."""
     path = Path(path)

@@ -1,0 +1,258 @@
+"""High-level use of a trained model: load a checkpoint in one call, then predict, encode, swap content and
+interpolate in latent space (figures 3, 7, 8 and 9 of the paper).
+
+Every method takes clips ``(B, T, C, H, W)`` (or one clip ``(T, C, H, W)``) as float tensors in [0, 1] or uint8
+arrays/tensors; frames of another size or channel count are converted to the model's (see
+:func:`srvp.io.fit_frames`). Outputs are float tensors in [0, 1] on the CPU::
+
+    from srvp import Predictor
+    predictor = Predictor.from_checkpoint("runs/srvp/best.pt")
+    futures = predictor.predict(clip, horizon=20, n_samples=10)        # (B, 10, 20, C, H, W)
+    smooth = predictor.predict(clip, horizon=20, dt=0.5, keep_intermediate=True)  # (B, 1, 40, C, H, W)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from srvp.config import RunConfig, euler_steps
+from srvp.errors import ConfigError, DataError
+from srvp.io import fit_frames
+from srvp.models import gaussian
+from srvp.models.srvp import SRVP, Conditioning
+
+CONTENT_CHOICES = ("a", "b", "interpolate")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else as given."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as e:
+        raise ConfigError(f"device {device!r}: {e}") from None
+
+
+class Predictor:
+    """A trained SRVP model in evaluation mode with its :class:`~srvp.config.RunConfig`."""
+
+    def __init__(self, model: SRVP, config: RunConfig | None = None, device: str | torch.device = "cpu"):
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.config: RunConfig = config if config is not None else getattr(model, "run_config", RunConfig())
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Predictor:
+        """Load a checkpoint written by ``srvp train`` or ``srvp import-official`` (weights-only, never executes
+        code from the file); a missing, corrupt or mismatched file raises a one-line :class:`CheckpointError`."""
+        from srvp.training.checkpoint import load_model
+
+        model = load_model(path, map_location="cpu")
+        return cls(model, model.run_config, device)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Properties of the model
+    # ------------------------------------------------------------------------------------------------------------
+
+    @property
+    def frame_size(self) -> int:
+        return self.model.config.frame_size
+
+    @property
+    def channels(self) -> int:
+        return self.model.config.channels
+
+    @property
+    def dt(self) -> float:
+        """Euler step used in training."""
+        return self.model.config.dt
+
+    @property
+    def content_frames(self) -> int:
+        """k: the fewest conditioning frames the model accepts."""
+        return self.model.config.content_frames
+
+    def frame_times(self, horizon: int, dt: float | None = None, keep_intermediate: bool = False) -> np.ndarray:
+        """Times, in frames after the last conditioning frame, of the frames :meth:`predict` returns:
+        ``1, 2, ..., horizon``, or ``dt, 2 dt, ..., horizon`` with ``keep_intermediate`` (integer times are the
+        real frames, the others intermediate states)."""
+        dt = self.dt if dt is None else dt
+        if not keep_intermediate:
+            return np.arange(1, horizon + 1, dtype=np.float64)
+        n = euler_steps(dt)
+        return np.arange(1, horizon * n + 1, dtype=np.float64) / n
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Inputs
+    # ------------------------------------------------------------------------------------------------------------
+
+    def prepare(self, frames: torch.Tensor | np.ndarray, name: str = "frames") -> torch.Tensor:
+        """Clip(s) ``(B, T, C, H, W)`` or ``(T, C, H, W)``, float in [0, 1] or uint8 -> ``(B, T, C', S, S)``
+        float on the model's device, with the model's channels ``C'`` and frame size ``S``."""
+        x = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
+        if not isinstance(x, torch.Tensor):
+            raise DataError(f"{name}: expected a tensor or numpy array, got {type(frames).__name__}")
+        if x.ndim == 4:
+            x = x.unsqueeze(0)
+        if x.ndim != 5 or x.shape[2] not in (1, 3, 4):
+            raise DataError(f"{name}: expected clips (B, T, C, H, W) or one clip (T, C, H, W) with C in 1, 3, 4; "
+                            f"got shape {tuple(x.shape)}")
+        if x.dtype == torch.uint8:
+            x = x.float() / 255.0
+        elif x.is_floating_point():
+            x = x.float()
+            if not torch.isfinite(x).all():
+                raise DataError(f"{name}: frames hold NaN or infinite values")
+            lo, hi = x.min().item(), x.max().item()
+            if lo < -1e-3 or hi > 1 + 1e-3:
+                raise DataError(f"{name}: float frames must be in [0, 1], found values in [{lo:.4g}, {hi:.4g}]")
+            x = x.clamp(0.0, 1.0)
+        else:
+            raise DataError(f"{name}: unsupported dtype {x.dtype} (expected float in [0, 1] or uint8)")
+        return fit_frames(x.to(self.device), self.frame_size, self.channels)
+
+    def _check_length(self, x: torch.Tensor, name: str) -> None:
+        if x.shape[1] < self.content_frames:
+            raise DataError(f"{name}: {x.shape[1]} frame(s) given, the model needs at least k={self.content_frames} "
+                            f"conditioning frames")
+
+    def _srvp_only(self, what: str) -> None:
+        if not isinstance(self.model, SRVP):
+            raise ConfigError(f"{what} needs an SRVP model (content variable and latent state), "
+                              f"not {type(self.model).__name__}")
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Generation
+    # ------------------------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor | np.ndarray) -> Conditioning:
+        """Everything the model infers from conditioning frames ``(B, T, C, H, W)``: parameters of q(y_1) and of
+        q(z_t), content ``w`` and skip connections (on the model's device)."""
+        self._srvp_only("encode")
+        x = self.prepare(frames)
+        self._check_length(x, "frames")
+        return self.model.condition(x)
+
+    @torch.no_grad()
+    def predict(self, frames: torch.Tensor | np.ndarray, horizon: int, n_samples: int = 1, dt: float | None = None,
+                use_mean: bool = False, keep_intermediate: bool = False) -> torch.Tensor:
+        """Futures of the conditioning frames ``(B, T, C, H, W)``: ``(B, n_samples, T', C, H, W)``, ``T' = horizon``
+        (or ``horizon / dt`` with ``keep_intermediate``: every Euler state decoded, see :meth:`frame_times`).
+
+        ``dt`` (default: the training step) must be 1/n; the conditioning states are inferred with the training
+        step and the future generated with ``dt``. ``use_mean`` replaces random draws by Gaussian means.
+        """
+        if horizon < 1 or n_samples < 1:
+            raise ConfigError(f"horizon={horizon} and n_samples={n_samples} must be positive")
+        dt = self._check_dt(dt)
+        x = self.prepare(frames)
+        self._check_length(x, "frames")
+        out = self.model.predict(x, horizon, n_samples=n_samples, dt=dt, use_mean=use_mean,
+                                 keep_intermediate=keep_intermediate)
+        return out.clamp(0.0, 1.0).cpu()
+
+    @torch.no_grad()
+    def reconstruct(self, frames: torch.Tensor | np.ndarray, horizon: int = 0) -> torch.Tensor:
+        """Reconstruction of the frames ``(B, T, C, H, W)`` from their inferred states (distribution means), followed
+        by ``horizon`` predicted frames (means): ``(B, T + horizon, C, H, W)``."""
+        self._srvp_only("reconstruct")
+        cond = self.encode(frames)
+        out = self.model.sample_futures(cond, horizon, use_mean=True, include_conditioning=True)
+        return out[:, 0].clamp(0.0, 1.0).cpu()
+
+    @torch.no_grad()
+    def swap_content(self, dynamics_frames: torch.Tensor | np.ndarray, content_frames: torch.Tensor | np.ndarray,
+                     horizon: int, n_samples: int = 1, dt: float | None = None, use_mean: bool = False,
+                     keep_intermediate: bool = False, include_conditioning: bool = True) -> torch.Tensor:
+        """Figure 8: the latent trajectory (y_1 and the z_t) inferred from ``dynamics_frames`` ``(B, T, ...)``,
+        decoded with the content ``w`` and skip connections of ``content_frames`` ``(B or 1, T2, ...)``.
+
+        Returns ``(B, n_samples, T', C, H, W)``: with ``include_conditioning`` the ``T`` frames of the dynamics clip
+        re-rendered with the other content, then ``horizon`` generated frames (``T' = T + horizon``; with
+        ``keep_intermediate`` and ``dt`` < the training step, every Euler state of the future is decoded).
+        """
+        self._srvp_only("swap_content")
+        if horizon < 0 or n_samples < 1:
+            raise ConfigError(f"horizon={horizon} must be >= 0 and n_samples={n_samples} positive")
+        dt = self._check_dt(dt)
+        dynamics = self.encode(dynamics_frames)
+        content = self.encode(content_frames)
+        B = dynamics.batch_size
+        if content.batch_size not in (1, B):
+            raise DataError(f"content_frames: batch of {content.batch_size} clips for {B} dynamics clips "
+                            f"(give 1 or {B})")
+        if content.batch_size == 1 and B > 1:
+            content = content.repeat(B)
+        if not self.model.config.content:
+            raise ConfigError("swap_content needs a model with the content variable (content=true)")
+        swapped = Conditioning(y1_params=dynamics.y1_params, posterior_z_params=dynamics.posterior_z_params,
+                               w=content.w, skips=content.skips, n_cond=dynamics.n_cond)
+        # As SRVP.sample_futures, except that only the future's intermediate states are kept: the conditioning
+        # frames are re-rendered at their own times.
+        rep = swapped.repeat(n_samples) if n_samples > 1 else swapped
+        y1 = gaussian.sample(rep.y1_params, use_mean)
+        past = self.model.rollout(y1, swapped.n_cond, self.dt, rep.posterior_z_params, use_mean=use_mean)["y"]
+        future = self.model.rollout(past[:, -1], horizon + 1, dt, use_mean=use_mean,
+                                    keep_intermediate=keep_intermediate)["y"][:, 1:]
+        states = torch.cat([past, future], dim=1) if include_conditioning else future
+        frames = self.model.decode(states, rep.w, rep.skips)
+        return frames.reshape(B, n_samples, *frames.shape[1:]).clamp(0.0, 1.0).cpu()
+
+    @torch.no_grad()
+    def interpolate(self, frames_a: torch.Tensor | np.ndarray, frames_b: torch.Tensor | np.ndarray, n_steps: int,
+                    horizon: int, content: str = "a") -> torch.Tensor:
+        """Figure 9: trajectories decoded from initial states ``(1 - a) y_1^A + a y_1^B`` for ``n_steps`` values of
+        ``a`` evenly spaced in [0, 1] (both ends included), with ``y_1`` the mean of q(y_1) of each clip and every
+        ``z_t`` the mean of the prior.
+
+        ``frames_a``, ``frames_b``: ``(B, T, C, H, W)`` (the first k frames give y_1). ``content``: the content
+        and skip connections of clip ``"a"``, of clip ``"b"``, or linearly ``"interpolate"``d with the same weights.
+        Returns ``(B, n_steps, horizon, C, H, W)``: frames 1..horizon of each trajectory.
+        """
+        self._srvp_only("interpolate")
+        if n_steps < 2 or horizon < 1:
+            raise ConfigError(f"n_steps={n_steps} must be at least 2 and horizon={horizon} positive")
+        if content not in CONTENT_CHOICES:
+            raise ConfigError(f"content={content!r} is not one of {', '.join(CONTENT_CHOICES)}")
+        cond_a, cond_b = self.encode(frames_a), self.encode(frames_b)
+        B = cond_a.batch_size
+        if cond_b.batch_size != B:
+            raise DataError(f"frames_a has {B} clip(s) but frames_b has {cond_b.batch_size}")
+        weights = torch.linspace(0.0, 1.0, n_steps, device=self.device)
+
+        def mix(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+            """``(B, ...)`` pairs -> ``(B * n_steps, ...)`` blends, sequence-major."""
+            if a is None:
+                return None
+            shape = (1, n_steps) + (1,) * (a.ndim - 1)
+            blend = (1 - weights.view(shape)) * a.unsqueeze(1) + weights.view(shape) * b.unsqueeze(1)
+            return blend.reshape(B * n_steps, *a.shape[1:])
+
+        def pick(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+            if content == "interpolate":
+                return mix(a, b)
+            chosen = a if content == "a" else b
+            return None if chosen is None else chosen.repeat_interleave(n_steps, dim=0)
+
+        y1_a, _ = gaussian.split_params(cond_a.y1_params)
+        y1_b, _ = gaussian.split_params(cond_b.y1_params)
+        y1 = mix(y1_a, y1_b)
+        w = pick(cond_a.w, cond_b.w)
+        skips = None if cond_a.skips is None else [pick(sa, sb) for sa, sb in zip(cond_a.skips, cond_b.skips)]
+        states = self.model.rollout(y1, horizon, self.dt, use_mean=True)["y"]
+        frames = self.model.decode(states, w, skips)
+        return frames.reshape(B, n_steps, *frames.shape[1:]).clamp(0.0, 1.0).cpu()
+
+    def _check_dt(self, dt: float | None) -> float:
+        """``dt`` (default the training step) must be 1/n for an integer n."""
+        if dt is None:
+            return self.dt
+        n = euler_steps(dt)
+        if n > 1 and self.model.config.transition in ("mlp", "gru"):
+            raise ConfigError(f"dt={dt:g} needs a residual transition, not {self.model.config.transition}")
+        return dt

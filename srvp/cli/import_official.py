@@ -1,0 +1,113 @@
+"""``srvp import-official``: turn a checkpoint of the authors' official SRVP code (a ``state_dict`` file and its
+``config.json``) into an srvp checkpoint, so their pretrained models give the same predictions here.
+
+The ``state_dict`` is read with ``torch.load(weights_only=True)`` (no code from the file runs), its parameter names
+are mapped by :mod:`srvp.models.official`, checked against the model that ``config.json`` describes (one-line
+error naming what does not match), and saved atomically at step 0 without optimizer state. The written file is then
+loaded back with :func:`srvp.training.checkpoint.load_model` before the command reports success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from srvp.errors import CheckpointError, SrvpError
+
+NAME = "import-official"
+HELP = "convert a checkpoint of the authors' official SRVP code (state_dict + config.json) to an srvp checkpoint"
+DESCRIPTION = (HELP + ". The weights are loaded without executing code (weights_only) and checked against the "
+               "model described by config.json.")
+
+
+def read_official_options(path: str | Path) -> dict[str, Any]:
+    """The official ``config.json`` as a dict; a missing or malformed file raises :class:`CheckpointError`."""
+    path = Path(path)
+    try:
+        options = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: official config file not found") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read the official config ({e.strerror or e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(options, dict):
+        raise CheckpointError(f"{path}: expected a JSON object of the official options (nx, nc, nf, ...)")
+    return options
+
+
+def read_official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The official ``state_dict`` (tensors only), loaded safely; anything else raises :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: official state_dict file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: refused to load: the file holds more than plain tensors "
+                              f"(possible code payload; {first[:160]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, AttributeError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable state_dict (truncated or corrupt: {msg[:160]})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected the official model's state_dict (a dict of tensors), "
+                              f"got {type(state).__name__}")
+    return state
+
+
+def import_official(state_dict_path: str | Path, config_path: str | Path, out_path: str | Path) -> Path:
+    """Convert the official files to an srvp checkpoint at ``out_path`` and check that it loads back."""
+    from srvp.models import build_model
+    from srvp.models.official import config_from_official, convert_state_dict
+    from srvp.training.checkpoint import atomic_torch_save, load_model, load_state_into, make_checkpoint
+
+    options = read_official_options(config_path)
+    cfg = config_from_official(options, str(config_path))
+    official = read_official_state_dict(state_dict_path)
+    model = build_model(cfg.model)
+    try:
+        load_state_into(model, convert_state_dict(official), state_dict_path)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e} (model built from {config_path})") from None
+    out_path = Path(out_path)
+    extra = {"imported_from": {"state_dict": str(state_dict_path), "config": str(config_path),
+                               "options": json.loads(json.dumps(options))}}
+    atomic_torch_save(make_checkpoint(model, cfg, step=0, extra=extra), out_path)
+    try:
+        reloaded = load_model(out_path)
+    except SrvpError:
+        out_path.unlink(missing_ok=True)
+        raise
+    expected = model.state_dict()
+    for key, value in reloaded.state_dict().items():
+        if not torch.equal(value, expected[key]):
+            out_path.unlink(missing_ok=True)
+            raise CheckpointError(f"{out_path}: parameter {key} differs after reloading the written checkpoint")
+    return out_path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dict", required=True, metavar="FILE",
+                        help="the official model's state_dict (e.g. model.pt)")
+    parser.add_argument("--config", required=True, metavar="FILE", help="the official config.json of that model")
+    parser.add_argument("--out", required=True, metavar="FILE", help="srvp checkpoint to write (e.g. ours.pt)")
+
+
+def run(args: argparse.Namespace) -> int:
+    out = import_official(args.state_dict, args.config, args.out)
+    from srvp.training.checkpoint import read_checkpoint
+
+    m = read_checkpoint(out)["config"]["model"]
+    print(f"wrote {out}: {m['architecture']} SRVP, {m['channels']} channel(s) {m['frame_size']}x{m['frame_size']}, "
+          f"state {m['state_dim']}, noise {m['noise_dim']}, dt {m['dt']:g}, "
+          f"skip connections {'on' if m['skip_connections'] else 'off'}")
+    return 0

@@ -1,0 +1,284 @@
+"""``srvp predict``: the possible futures of a user's clip, at the training frame rate or higher, plus the content
+swap (figure 8) and latent interpolation (figure 9) of the paper.
+
+The clip (video file, GIF, folder of frames or ``.npy``) is resized to the model's frames. ``--cond-frames K``
+conditioning frames are taken at ``--start`` (default: the last ``K + horizon`` frames when the clip is that long,
+so the frames after the conditioning ones are the ground truth, else its last ``K`` frames). Outputs in ``--out``:
+
+- ``sample_XX.gif|mp4`` (one per sample: conditioning frames then the sample), or with ``--side-by-side`` one
+  ``samples.gif|mp4`` with the ground truth and every sample next to each other;
+- ``grid.png``: conditioning | ground truth on the first row, then the best, worst and a random sample by
+  ``--metric`` when the ground truth is known (else the first samples); with ``--dt`` smaller than the training step
+  every intermediate state is decoded and marked with a red bar at the bottom, as in figure 7;
+- ``summary.json``: what was done, the score of every sample and the files written.
+
+With ``--swap-content OTHER`` the latent trajectory of the clip is decoded with the content of OTHER (``swap``);
+with ``--interpolate OTHER`` trajectories from initial states interpolated between the two clips' are decoded
+(``interpolation``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from srvp.config import euler_steps, parse_dt
+from srvp.errors import ConfigError, DataError
+
+NAME = "predict"
+HELP = "predict the futures of a clip (video, GIF, folder of frames or .npy); content swap and interpolation"
+DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else HELP
+
+METRICS = ("psnr", "ssim")
+FORMATS = ("gif", "mp4")
+GRID_SAMPLES_WITHOUT_TRUTH = 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--checkpoint", required=True, metavar="FILE", help="srvp checkpoint (srvp train or "
+                        "srvp import-official)")
+    parser.add_argument("--input", required=True, metavar="CLIP",
+                        help="video file, .gif, folder of frames, or .npy (T,H,W) / (T,H,W,C) / (T,C,H,W)")
+    parser.add_argument("--cond-frames", type=int, default=None, metavar="K",
+                        help="conditioning frames (default: the checkpoint's cond_frames)")
+    parser.add_argument("--horizon", type=int, default=None, metavar="H",
+                        help="frames to predict (default: the checkpoint's test_seq_len - cond_frames)")
+    parser.add_argument("--start", type=int, default=None, metavar="I",
+                        help="index of the first conditioning frame in the clip (default: see above)")
+    parser.add_argument("--samples", type=int, default=None, metavar="N",
+                        help="samples to draw (default 10 for prediction, 1 for --swap-content)")
+    parser.add_argument("--dt", type=parse_dt, default=None, metavar="DT",
+                        help="Euler step of generation, 1/n (e.g. 1/2: every intermediate state is decoded, "
+                        "doubling the frame rate; default: the training step)")
+    parser.add_argument("--metric", choices=METRICS, default="psnr",
+                        help="score used to pick the best and worst samples against the ground truth")
+    parser.add_argument("--mean", action="store_true", help="use distribution means instead of random draws")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="output directory (default: predictions/<clip name>)")
+    parser.add_argument("--format", choices=FORMATS, default="gif", help="video format")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="one video with the ground truth and all samples side by side")
+    parser.add_argument("--fps", type=float, default=4.0, help="frames per second of the training frame rate")
+    parser.add_argument("--scale", type=int, default=1, help="enlarge frames in the outputs by this factor")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the samples")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--swap-content", default=None, metavar="OTHER_CLIP",
+                      help="decode the dynamics of --input with the content (w, skip connections) of this clip")
+    mode.add_argument("--interpolate", default=None, metavar="OTHER_CLIP",
+                      help="decode trajectories from initial states interpolated between --input and this clip")
+    parser.add_argument("--steps", type=int, default=5, help="--interpolate: number of interpolated trajectories")
+    parser.add_argument("--content", choices=("a", "b", "interpolate"), default="a",
+                        help="--interpolate: content of --input (a), of the other clip (b) or interpolated")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def select_window(clip: torch.Tensor, cond: int, horizon: int, start: int | None, source: str
+                  ) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """Conditioning frames ``(cond, C, H, W)``, the ground truth after them (up to ``horizon`` frames, None if the
+    clip ends there) and the start index used."""
+    length = clip.shape[0]
+    if start is None:
+        start = length - cond - horizon if length >= cond + horizon else length - cond
+    if start < 0 or start + cond > length:
+        raise DataError(f"{source}: the clip has {length} frame(s); {cond} conditioning frames from index "
+                        f"{max(start, 0)} do not fit")
+    truth = clip[start + cond:start + cond + horizon]
+    return clip[start:start + cond], (truth if truth.shape[0] else None), start
+
+
+def score_samples(samples: torch.Tensor, truth: torch.Tensor, steps_per_frame: int, metric: str) -> np.ndarray:
+    """Mean ``metric`` over the known ground-truth frames ``(Tg, C, H, W)`` of every sample ``(N, T', C, H, W)``
+    (only the integer-time frames of samples that carry intermediate states)."""
+    from srvp.evaluation import metrics
+
+    frames = samples[:, steps_per_frame - 1::steps_per_frame][:, :truth.shape[0]]
+    target = truth.unsqueeze(0).expand_as(frames)
+    per_frame = metrics.psnr(frames, target) if metric == "psnr" else metrics.ssim(frames, target)
+    return per_frame.mean(dim=1).double().numpy()
+
+
+def hold(frames: torch.Tensor, n: int) -> torch.Tensor:
+    """Repeat each frame ``n`` times, to show frames of the training rate next to ``n``-times faster ones."""
+    return frames.repeat_interleave(n, dim=0) if n > 1 else frames
+
+
+def _check_common(args: argparse.Namespace, predictor) -> tuple[int, int, float, int]:
+    """Conditioning frames, horizon, generation step and output frames per frame interval (``1/dt`` when ``dt`` is
+    smaller than the training step: every intermediate state is decoded; else 1)."""
+    data_cfg = predictor.config.data
+    cond = args.cond_frames if args.cond_frames is not None else max(data_cfg.cond_frames,
+                                                                     predictor.content_frames)
+    horizon = args.horizon if args.horizon is not None else max(1, data_cfg.test_seq_len - data_cfg.cond_frames)
+    if cond < predictor.content_frames:
+        raise ConfigError(f"--cond-frames {cond}: the model needs at least k={predictor.content_frames}")
+    if horizon < 1:
+        raise ConfigError(f"--horizon {horizon} must be positive")
+    if args.fps <= 0 or args.scale < 1:
+        raise ConfigError(f"--fps {args.fps:g} must be positive and --scale {args.scale} at least 1")
+    dt = predictor.dt if args.dt is None else args.dt
+    return cond, horizon, dt, (euler_steps(dt) if dt < predictor.dt - 1e-9 else 1)
+
+
+def _write(path: Path, frames, args: argparse.Namespace, fps: float, ncols: int = 1) -> str:
+    from srvp.visualization import write_video
+
+    write_video(path, frames, fps=fps, scale=args.scale, ncols=ncols)
+    return path.name
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Modes
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _predict(args, predictor, clip, out: Path) -> dict:
+    from srvp.visualization import save_grid_png
+
+    cond, horizon, dt, n = _check_common(args, predictor)
+    n_samples = 10 if args.samples is None else args.samples
+    if n_samples < 1:
+        raise ConfigError(f"--samples {n_samples} must be positive")
+    x_cond, truth, start = select_window(clip, cond, horizon, args.start, args.input)
+    samples = predictor.predict(x_cond.unsqueeze(0), horizon, n_samples=n_samples, dt=dt, use_mean=args.mean,
+                                keep_intermediate=n > 1)[0]  # (N, horizon * n, C, H, W)
+    times = predictor.frame_times(horizon, dt, keep_intermediate=n > 1)
+    intermediate = [bool(t != round(t)) for t in times]
+    summary = {"mode": "predict", "conditioning": [start, start + cond], "horizon": horizon, "dt": dt,
+               "frames_per_sample": int(samples.shape[1]), "samples": n_samples,
+               "ground_truth_frames": 0 if truth is None else int(truth.shape[0]), "files": []}
+
+    # Videos at n times the training frame rate; training-rate frames are held n frames.
+    fps = args.fps * n
+    if args.side_by_side:
+        panels = [torch.cat([hold(x_cond, n), hold(truth, n)]) if truth is not None else hold(x_cond, n)]
+        panels += [torch.cat([hold(x_cond, n), s]) for s in samples]
+        summary["files"].append(_write(out / f"samples.{args.format}", panels, args, fps, ncols=len(panels)))
+    else:
+        for i, s in enumerate(samples):
+            summary["files"].append(_write(out / f"sample_{i:02d}.{args.format}", torch.cat([hold(x_cond, n), s]),
+                                           args, fps))
+
+    # Grid: conditioning | truth, then chosen samples.
+    truth_columns = [cond + n * (t + 1) - 1 for t in range(0 if truth is None else truth.shape[0])]
+    rows = [x_cond if truth is None else torch.cat([x_cond, truth])]
+    offsets: list = [list(range(cond)) + truth_columns]
+    labels = ["conditioning" if truth is None else "conditioning | truth"]
+    if truth is not None:
+        scores = score_samples(samples, truth, n, args.metric)
+        order = np.argsort(-scores, kind="stable")
+        chosen = [("best", int(order[0]))]
+        if n_samples > 1:
+            chosen.append(("worst", int(order[-1])))
+        others = order[1:-1]
+        if len(others):
+            chosen.append(("random", int(np.random.default_rng(args.seed).choice(others))))
+        unit = " dB" if args.metric == "psnr" else ""
+        for name, i in chosen:
+            rows.append(samples[i])
+            labels.append(f"{name} #{i} ({args.metric} {scores[i]:.3g}{unit})")
+        summary["scores"] = {"metric": args.metric, "values": [float(v) for v in scores],
+                             **{name: i for name, i in chosen}}
+    else:
+        for i in range(min(n_samples, GRID_SAMPLES_WITHOUT_TRUTH)):
+            rows.append(samples[i])
+            labels.append(f"sample #{i}")
+    offsets += [cond] * (len(rows) - 1)
+    marks = [None] + [intermediate] * (len(rows) - 1)
+    save_grid_png(out / "grid.png", rows, labels=labels, offsets=offsets, marks=marks if n > 1 else None,
+                  scale=args.scale)
+    summary["files"].append("grid.png")
+    return summary
+
+
+def _swap(args, predictor, clip, out: Path) -> dict:
+    from srvp.io import read_clip
+    from srvp.visualization import save_grid_png
+
+    cond, horizon, dt, n = _check_common(args, predictor)
+    n_samples = 1 if args.samples is None else args.samples
+    if n_samples < 1:
+        raise ConfigError(f"--samples {n_samples} must be positive")
+    x_dyn, truth, start = select_window(clip, cond, horizon, args.start, args.input)
+    other = predictor.prepare(read_clip(args.swap_content), args.swap_content)[0].cpu()
+    x_content, _, _ = select_window(other, min(cond, other.shape[0]), 0, None, args.swap_content)
+    if x_content.shape[0] < predictor.content_frames:
+        raise DataError(f"{args.swap_content}: {x_content.shape[0]} frame(s); the model needs at least "
+                        f"k={predictor.content_frames}")
+    swapped = predictor.swap_content(x_dyn.unsqueeze(0), x_content.unsqueeze(0), horizon, n_samples=n_samples,
+                                     dt=dt, use_mean=args.mean, keep_intermediate=n > 1)[0]
+    dynamics = x_dyn if truth is None else torch.cat([x_dyn, truth])
+    fps = args.fps * n
+    dyn_video = torch.cat([hold(x_dyn, n)] + ([hold(truth, n)] if truth is not None else []))
+    panels = [dyn_video, hold(x_content, n)] + [s for s in swapped]
+    name = _write(out / f"swap.{args.format}", panels, args, fps, ncols=len(panels))
+    intermediate = [False] * cond + [bool(t != round(t)) for t in predictor.frame_times(horizon, dt, n > 1)]
+    rows = [dynamics, x_content] + [s for s in swapped]
+    truth_cols = [cond + n * (t + 1) - 1 for t in range(dynamics.shape[0] - cond)]
+    offsets = [list(range(cond)) + truth_cols, 0] + [0] * n_samples
+    labels = ["dynamics", "content"] + [f"swap #{i}" for i in range(n_samples)]
+    marks = [None, None] + [intermediate] * n_samples
+    save_grid_png(out / "grid.png", rows, labels=labels, offsets=offsets, marks=marks if n > 1 else None,
+                  scale=args.scale)
+    return {"mode": "swap-content", "dynamics": args.input, "content": args.swap_content,
+            "conditioning": [start, start + cond], "horizon": horizon, "dt": dt, "samples": n_samples,
+            "frames_per_sample": int(swapped.shape[1]), "files": [name, "grid.png"]}
+
+
+def _interpolate(args, predictor, clip, out: Path) -> dict:
+    from srvp.io import read_clip
+    from srvp.visualization import save_grid_png
+
+    if args.dt is not None:
+        raise ConfigError("--dt is not used by --interpolate (trajectories are generated at the training step)")
+    cond, horizon, _, _ = _check_common(args, predictor)
+    if args.steps < 2:
+        raise ConfigError(f"--steps {args.steps} must be at least 2")
+    x_a, truth_a, start = select_window(clip, cond, horizon, args.start, args.input)
+    other = predictor.prepare(read_clip(args.interpolate), args.interpolate)[0].cpu()
+    x_b, truth_b, _ = select_window(other, cond, horizon, None, args.interpolate)
+    length = cond + horizon
+    paths = predictor.interpolate(x_a.unsqueeze(0), x_b.unsqueeze(0), args.steps, length, content=args.content)[0]
+    rec_a = predictor.reconstruct(x_a.unsqueeze(0), horizon)[0]
+    rec_b = predictor.reconstruct(x_b.unsqueeze(0), horizon)[0]
+    clip_a = x_a if truth_a is None else torch.cat([x_a, truth_a])
+    clip_b = x_b if truth_b is None else torch.cat([x_b, truth_b])
+    weights = np.linspace(0.0, 1.0, args.steps)
+    rows = [clip_a, rec_a] + list(paths) + [rec_b, clip_b]
+    labels = ["A", "A reconstructed"] + [f"a = {w:.2f}" for w in weights] + ["B reconstructed", "B"]
+    save_grid_png(out / "grid.png", rows, labels=labels, scale=args.scale)
+    name = _write(out / f"interpolation.{args.format}", [clip_a] + list(paths) + [clip_b], args, args.fps,
+                  ncols=args.steps + 2)
+    return {"mode": "interpolate", "a": args.input, "b": args.interpolate, "conditioning": [start, start + cond],
+            "frames_per_trajectory": length, "steps": args.steps, "content": args.content,
+            "weights": [float(w) for w in weights], "files": [name, "grid.png"]}
+
+
+def run(args: argparse.Namespace) -> int:
+    from srvp.api import Predictor
+    from srvp.io import read_clip
+    from srvp.training.checkpoint import atomic_write_text
+
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    clip = predictor.prepare(read_clip(args.input), args.input)[0].cpu()  # (T, C, S, S)
+    out = Path(args.out) if args.out else Path("predictions") / Path(args.input).stem
+    torch.manual_seed(args.seed)
+    if args.swap_content:
+        summary = _swap(args, predictor, clip, out)
+    elif args.interpolate:
+        summary = _interpolate(args, predictor, clip, out)
+    else:
+        summary = _predict(args, predictor, clip, out)
+    summary = {"checkpoint": str(args.checkpoint), "input": str(args.input), **summary}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    print(f"wrote {', '.join(summary['files'])} and summary.json to {out}")
+    return 0
