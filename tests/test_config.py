@@ -1,0 +1,81 @@
+"""Configs: presets, JSON round trip, command-line overrides and one-line errors for impossible values."""
+
+import argparse
+import json
+
+import pytest
+
+from srvp.config import PRESETS, RunConfig, add_config_arguments, apply_overrides, euler_steps, parse_dt, preset
+from srvp.errors import ConfigError
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_are_valid_and_round_trip_through_json(name, tmp_path):
+    cfg = preset(name)
+    cfg.to_json(tmp_path / "c.json")
+    assert RunConfig.from_json(tmp_path / "c.json") == cfg
+
+
+def test_paper_hyperparameters():
+    kth, bair, sm = preset("kth"), preset("bair"), preset("smmnist")
+    assert (kth.model.dt, kth.model.residual_gain, kth.model.obs_scale, kth.train.batch_size) == (0.5, 1.2, 0.2, 100)
+    assert (kth.model.state_dim, kth.model.content_frames, kth.data.cond_frames) == (50, 3, 10)
+    assert (bair.model.channels, bair.model.content_frames, bair.data.cond_frames, bair.model.dt) == (3, 2, 2, 0.5)
+    assert (sm.model.beta_z, sm.model.state_dim, sm.train.batch_size, sm.train.lr) == (2.0, 20, 128, 3e-4)
+    assert (sm.model.inference_hidden, sm.model.forward_hidden, sm.model.forward_layers) == (256, 512, 4)
+
+
+@pytest.mark.parametrize("text,n", [("1", 1), ("0.5", 2), ("1/4", 4), ("0.2", 5)])
+def test_dt_parsing(text, n):
+    assert euler_steps(parse_dt(text)) == n
+
+
+@pytest.mark.parametrize("text", ["0.3", "0", "-1", "2", "abc", "1/0", "nan"])
+def test_impossible_dt_is_rejected(text):
+    with pytest.raises(ConfigError, match="dt"):
+        parse_dt(text)
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_command_line_overrides_only_given_options():
+    cfg = apply_overrides(preset("kth"), _parse(["--state-dim", "7", "--dt", "1/4", "--content", "false", "--skip-connections", "false"]))
+    assert (cfg.model.state_dim, cfg.model.dt, cfg.model.content) == (7, 0.25, False)
+    assert cfg.model.obs_scale == 0.2 and cfg.train.batch_size == 100  # untouched preset values stay
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--dt", "0.3"], "dt"),
+    (["--state-dim", "0"], "state_dim"),
+    (["--state-dim", "x"], "integer"),
+    (["--transition", "lstm"], "transition"),
+    (["--transition", "gru", "--dt", "0.5"], "gru"),
+    (["--skip-connections", "true", "--content", "false"], "skip_connections"),
+    (["--architecture", "dcgan", "--frame-size", "32"], "frame_size"),
+    (["--precision", "fp8"], "precision"),
+    (["--content", "maybe"], "true or false"),
+    (["--decay-steps", "5", "--steps", "2"], "decay_steps"),
+])
+def test_bad_values_give_one_line_errors(argv, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        apply_overrides(preset("smmnist"), _parse(argv))
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_keys_and_bad_json(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"model": {"state_dimm": 3}}))
+    with pytest.raises(ConfigError, match="state_dimm"):
+        RunConfig.from_json(bad)
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        RunConfig.from_json(bad)
+    bad.write_text(json.dumps({"optim": {}}))
+    with pytest.raises(ConfigError, match="unknown section"):
+        RunConfig.from_json(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        RunConfig.from_json(tmp_path / "missing.json")
