@@ -276,3 +276,45 @@ def test_two_process_gloo_evaluation_equals_single_process(tmp_path):
     np.testing.assert_array_equal(a["indices"], np.arange(5))
     for key in a.files:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def _checkpoint_and_test_set(directory):
+    from srvp.config import RunConfig
+    from srvp.data.npz import save_sequences_npz
+    from srvp.training.checkpoint import atomic_torch_save, make_checkpoint
+
+    cfg = RunConfig.from_dict({"model": {"filters": 4, "frame_dim": 16, "state_dim": 4, "noise_dim": 3,
+                                         "inference_hidden": 16, "forward_hidden": 16, "content_frames": 2},
+                               "data": {"cond_frames": COND, "test_seq_len": COND + HORIZON, "seq_len": 5}})
+    atomic_torch_save(make_checkpoint(tiny_model(), cfg, step=10), directory / "ck.pt")
+    seq = tiny_sequences(n=4)[:, :, 0].transpose(1, 0, 2, 3)  # official layout (T, N, H, W)
+    save_sequences_npz(directory / "test.npz", {"sequences": seq})
+    return directory / "ck.pt", directory / "test.npz"
+
+
+def test_cli_evaluate(tmp_path, monkeypatch, capsys):
+    from srvp.cli.main import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    ckpt, test_set = _checkpoint_and_test_set(tmp_path)
+    common = ["evaluate", "--checkpoint", str(ckpt), "--test-set", str(test_set), "--samples", "2", "--no-progress"]
+    assert main([*common, "--dt", "1", "1/2", "--max-sequences", "3", "--out", str(tmp_path / "a")]) == 0
+    summary = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert summary["n_sequences"] == 3 and summary["seed"] == 1 and summary["meta"]["checkpoint_step"] == 10
+    assert [s["dt"] for s in summary["settings"][:2]] == ["1", "1/2"]
+    assert "model dt=1/2 (best of 2)" in capsys.readouterr().out
+    # the same numbers as the Python API with the same options
+    api = evaluate_model(tiny_model(), tiny_sequences(n=3), COND, n_samples=2, dts=[1.0, 0.5], seed=1,
+                         progress=False)
+    assert summary["settings"][1]["metrics"]["psnr"]["best"]["mean"] == pytest.approx(
+        api.settings[1].best["psnr"].mean(), rel=1e-6)
+    # a missing weight file: one line naming the file, exit 2; or the metric is skipped
+    assert main([*common, "--metrics", "psnr", "lpips", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "alexnet-owt-7be5be79.pth" in err and "--alexnet-weights" in err
+    assert not (tmp_path / "b").exists()
+    assert main([*common, "--metrics", "psnr", "lpips", "--missing-weights", "skip", "--out", str(tmp_path / "c")]) == 0
+    assert "LPIPS skipped" in capsys.readouterr().err
+    assert "LPIPS not computed" in (tmp_path / "c" / "results.md").read_text()
+    assert main([*common, "--horizon", "9", "--out", str(tmp_path / "d")]) == 2
+    assert "fewer than 3 conditioning + 9 predicted" in capsys.readouterr().err

@@ -16,6 +16,7 @@ SUBCOMMANDS = [
     "srvp.cli.data",
     "srvp.cli.import_official",
     "srvp.cli.predict",
+    "srvp.cli.evaluate",
     "srvp.cli.compare",
 ]
 

@@ -1,0 +1,185 @@
+"""``srvp evaluate``: the paper's evaluation of a checkpoint on its test set.
+
+For each test sequence, N futures (``--samples``, default 100) are drawn from the conditioning frames and the best
+sample is reported per metric (PSNR, SSIM, LPIPS), with 95% intervals over sequences, beside two trivial predictions
+(last conditioning frame repeated, blank frame); per-step curves, the test ELBO and FVD complete it. Several
+``--dt`` values give the paper's step-size tables. The test set is the checkpoint's (its ``data`` section: dataset,
+cond_frames, test_seq_len) or ``--test-set FILE.npz`` in the official layout.
+
+LPIPS and FVD need pretrained weight files that are never downloaded (see docs/evaluation.md):
+``alexnet-owt-7be5be79.pth`` and ``lpips_v0.1_alex.pth`` (LPIPS), ``i3d_pretrained_400.pt`` (FVD), looked up in
+``$TORCH_HOME/hub/checkpoints/`` or given with ``--alexnet-weights``, ``--lpips-weights``, ``--i3d-weights``; when
+one is missing the run stops (``--missing-weights error``) or skips that metric (``skip``).
+
+Outputs in ``--out``: results.json, results.md, per_sequence.csv, per_step.csv, per_step.png. Run with
+``torchrun --nproc-per-node K -m srvp.cli.main evaluate ...`` to shard the sequences over K processes (gloo on CPU,
+NCCL on GPUs); the results are identical to a single-process run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from srvp.config import PRECISIONS, parse_dt
+from srvp.errors import ConfigError, DataError
+
+NAME = "evaluate"
+HELP = "evaluate a checkpoint with the paper's protocol (best of N; PSNR, SSIM, LPIPS, FVD, ELBO; tables 1-3, 5-7)"
+DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else HELP
+METRIC_CHOICES = ("psnr", "ssim", "lpips", "fvd")
+
+
+def _dt(text: str) -> float:
+    try:
+        return parse_dt(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--checkpoint", required=True, metavar="FILE", help="srvp checkpoint (srvp train or "
+                        "srvp import-official)")
+    parser.add_argument("--test-set", metavar="FILE.npz", default=None,
+                        help="test sequences in the official .npz layout (default: the checkpoint's test set)")
+    parser.add_argument("--data-dir", metavar="DIR", default=None,
+                        help="dataset directory (default: the checkpoint's data_dir)")
+    parser.add_argument("--samples", type=_positive, default=100, metavar="N",
+                        help="futures drawn per sequence; the best is reported (default 100; 1 for deterministic "
+                        "Moving MNIST)")
+    parser.add_argument("--dt", type=_dt, nargs="+", default=None, metavar="DT",
+                        help="test Euler step size(s), 1/n, e.g. --dt 1 1/2 1/3 (default: the training step)")
+    parser.add_argument("--metrics", nargs="+", choices=METRIC_CHOICES, default=["psnr", "ssim"],
+                        help="metrics (default: psnr ssim; lpips and fvd need weight files)")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="output directory (default: eval_<checkpoint name> next to the checkpoint)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="autocast precision of the model (metrics are always fp32)")
+    parser.add_argument("--batch-size", type=_positive, default=None, metavar="S",
+                        help="samples drawn per forward pass (bounds memory; default: 512 predicted frames per pass)")
+    parser.add_argument("--max-sequences", type=_positive, default=None, metavar="N",
+                        help="evaluate only the first N test sequences")
+    parser.add_argument("--cond-frames", type=_positive, default=None, metavar="K",
+                        help="conditioning frames (default: the checkpoint's cond_frames)")
+    parser.add_argument("--horizon", type=_positive, default=None, metavar="H",
+                        help="predicted frames (default: the rest of each test sequence)")
+    parser.add_argument("--seed", type=int, default=1, help="base seed of the per-sequence draws (default 1)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--no-elbo", action="store_true", help="skip the test-set ELBO")
+    parser.add_argument("--missing-weights", choices=("error", "skip"), default="error",
+                        help="when an LPIPS/FVD weight file is missing: stop (default) or skip that metric")
+    parser.add_argument("--alexnet-weights", metavar="FILE", default=None,
+                        help="alexnet-owt-7be5be79.pth (default: $TORCH_HOME/hub/checkpoints/)")
+    parser.add_argument("--lpips-weights", metavar="FILE", default=None,
+                        help="LPIPS v0.1 AlexNet heads (default: $TORCH_HOME/hub/checkpoints/lpips_v0.1_alex.pth)")
+    parser.add_argument("--i3d-weights", metavar="FILE", default=None,
+                        help="I3D Kinetics-400 (default: $TORCH_HOME/hub/checkpoints/i3d_pretrained_400.pt)")
+    parser.add_argument("--fvd-batch-size", type=_positive, default=8, metavar="B", help="videos per I3D pass")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _device(name: str) -> torch.device:
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        name = f"cuda:{local_rank}"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r} is not a valid device (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name!r} requested but CUDA is not available")
+    return device
+
+
+def _load_sequences(args: argparse.Namespace, cfg) -> tuple[np.ndarray, str]:
+    from srvp.data import load_test_set
+
+    data_cfg = cfg.data
+    if args.data_dir is not None:
+        data_cfg.data_dir = args.data_dir
+    if args.test_set is not None:
+        from srvp.data.npz import load_sequences_npz
+
+        return load_sequences_npz(args.test_set), str(args.test_set)
+    return load_test_set(data_cfg), data_cfg.test_set or f"{data_cfg.dataset} test set"
+
+
+def run(args: argparse.Namespace) -> int:
+    from srvp.evaluation import evaluate_model, write_report
+    from srvp.evaluation.protocol import load_metric_networks
+    from srvp.evaluation.report import markdown_table
+    from srvp.training.checkpoint import load_model
+
+    if args.precision == "fp16" and args.device == "cpu":
+        raise ConfigError("--precision fp16 needs a GPU; use bf16 on CPU")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = _device(args.device)
+    if world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    try:
+        model = load_model(args.checkpoint).to(device)
+        cfg = model.run_config
+        sequences, source = _load_sequences(args, cfg)
+        if args.max_sequences is not None:
+            sequences = sequences[: args.max_sequences]
+        C, H, W = sequences.shape[2:]
+        m = cfg.model
+        expected = (m.channels, m.frame_size, m.frame_size)
+        if tuple(sequences.shape[2:]) != expected:
+            raise DataError(f"{source}: frames are {C}x{H}x{W} (C x H x W) but the model of {args.checkpoint} "
+                            f"expects {m.channels}x{m.frame_size}x{m.frame_size}")
+        cond_frames = args.cond_frames or cfg.data.cond_frames
+        horizon = args.horizon or sequences.shape[1] - cond_frames
+        if cond_frames + horizon > sequences.shape[1] or horizon < 1:
+            raise DataError(f"{source}: sequences have {sequences.shape[1]} frames, fewer than {cond_frames} "
+                            f"conditioning + {horizon} predicted")
+        if cond_frames < m.content_frames:
+            raise ConfigError(f"--cond-frames {cond_frames} is fewer than the model's content_frames "
+                              f"{m.content_frames}")
+        if "fvd" in args.metrics and len(sequences) < 2:
+            raise ConfigError("FVD needs at least 2 test sequences")
+        weights = {"alexnet": args.alexnet_weights, "lpips": args.lpips_weights, "i3d": args.i3d_weights}
+        networks, skipped = load_metric_networks([x for x in args.metrics if x in ("lpips", "fvd")], weights,
+                                                 args.missing_weights, device)
+        for metric, why in skipped.items():
+            if rank == 0:
+                print(f"srvp evaluate: {metric.upper()} skipped: {why}", file=sys.stderr)
+        metrics = [x for x in args.metrics if x not in skipped]
+        out_dir = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{Path(args.checkpoint).stem}"
+        meta = {"checkpoint": str(args.checkpoint), "checkpoint_step": getattr(model, "checkpoint_step", None),
+                "test_set": source, "dataset": cfg.data.dataset, "model": m.model, "world_size": world}
+        result = evaluate_model(model, sequences, cond_frames, n_samples=args.samples, dts=args.dt, metrics=metrics,
+                                horizon=horizon, batch_size=args.batch_size, precision=args.precision, device=device,
+                                seed=args.seed, progress=not args.no_progress, elbo=not args.no_elbo,
+                                networks=networks, fvd_batch_size=args.fvd_batch_size, meta=meta)
+        result.skipped.update(skipped)
+        if rank == 0:
+            paths = write_report(result, out_dir, train_seq_len=cfg.data.seq_len)
+            print(markdown_table(result))
+            print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
