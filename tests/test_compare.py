@@ -1,0 +1,98 @@
+"""srvp compare: the variants' configurations, equal budgets, the table, and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from srvp.cli.main import main
+from srvp.compare import VARIANTS, apply_budget, comparison_markdown, variant_config
+from srvp.config import preset
+from srvp.errors import ConfigError
+
+
+def test_variants_share_data_and_schedule_and_differ_as_in_the_paper(tmp_path):
+    base = preset("cpu")
+    cfgs = {name: variant_config("cpu", name) for name in VARIANTS}
+    for name, cfg in cfgs.items():
+        assert cfg.data == base.data, name  # same dataset, clips and test set
+        assert (cfg.train.steps, cfg.train.batch_size, cfg.train.seed) == \
+            (base.train.steps, base.train.batch_size, base.train.seed)
+    assert cfgs["srvp"].model == base.model
+    assert cfgs["mlp"].model.transition == "mlp" and cfgs["gru"].model.transition == "gru"
+    assert cfgs["deterministic"].model.transition == "deterministic" and not cfgs["deterministic"].model.stochastic
+    assert cfgs["no-content"].model.content is False
+    svg = cfgs["svg"]
+    assert svg.model.model == "svg" and svg.model.beta_z == 1e-4 and svg.model.noise_dim == 10
+    assert (svg.model.architecture, svg.model.filters) == (base.model.architecture, base.model.filters)
+    assert svg.train.lr == 2e-3 and cfgs["srvp"].train.lr == base.train.lr
+    # a base preset without an svg- counterpart still gets SVG's published sizes on its own encoder family
+    kth_svg = variant_config("kth", "svg")
+    assert (kth_svg.model.architecture, kth_svg.model.svg_rnn_hidden, kth_svg.model.dt) == ("vgg", 256, 1.0)
+    assert variant_config("kth", "gru").model.dt == 1.0  # the gru transition has no Euler step
+
+    budget = apply_budget(cfgs["srvp"], 300, tmp_path / "r")
+    assert (budget.train.steps, budget.train.decay_steps) == (300, 60)  # same decay fraction as the preset
+    assert budget.train.out_dir == str(tmp_path / "r")
+    with pytest.raises(ConfigError, match="unknown model"):
+        variant_config("cpu", "convlstm")
+
+
+def _record(name, psnr, ci):
+    entry = {"mean": psnr, "ci95": ci}
+    return {"name": name, "label": name, "steps": 10, "train_seconds": 1.0, "parameters": 1e6,
+            "frames_per_second": 100.0, "psnr": {"best": entry, "random": entry},
+            "ssim": {"best": {"mean": psnr / 100, "ci95": ci / 100}, "random": {"mean": psnr / 100, "ci95": 0.0}}}
+
+
+def test_table_bolds_the_best_and_those_within_its_interval():
+    summary = {"dataset": "smmnist", "preset": "cpu", "n_samples": 5, "n_sequences": 10, "cond_frames": 5,
+               "horizon": 10, "budget": {"steps": 10, "seconds": None, "batch_size": 16},
+               "cost": {"batch": 2, "samples": 2}, "machine": "test", "command": "srvp compare", "note": "",
+               "models": [_record("a", 15.0, 0.5), _record("b", 14.6, 0.1), _record("c", 14.0, 0.1)],
+               "baselines": {"blank": {"psnr": {"best": {"mean": 13.0, "ci95": 0.1}},
+                                       "ssim": {"best": {"mean": 0.8, "ci95": 0.01}}}}}
+    rows = {line.split(" | ")[0][2:]: line for line in comparison_markdown(summary).splitlines()
+            if line.startswith("| ")}
+    assert "**15.00 ± 0.50**" in rows["a"] and "**14.60 ± 0.10**" in rows["b"]  # b within a's interval
+    assert "**" not in rows["c"].split(" | ")[4]
+    assert "13.00 ± 0.10" in rows["baseline: blank"]
+
+
+def test_end_to_end_tiny_run_and_given_checkpoint(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--preset", "cpu", "--out-dir", str(out), "--models", "deterministic,svg", "--steps", "2",
+            "--test-sequences", "3", "--samples", "2", "--cost-batch", "2", "--cost-samples", "2", "--no-progress"]
+    assert main(args) == 0
+    summary = json.loads((out / "comparison.json").read_text())
+    assert [r["name"] for r in summary["models"]] == ["deterministic", "svg"]
+    assert all(r["steps"] == 2 and r["frames_per_second"] > 0 for r in summary["models"])
+    assert summary["models"][1]["model"] == "svg"
+    for name in ("comparison.md", "per_step.csv", "per_step.png", "eval/svg/results.md"):
+        assert (out / name).stat().st_size > 0, name
+    rows = (out / "per_step.csv").read_text().splitlines()
+    assert len(rows) == 1 + (2 + 2) * 2 * 10  # (2 models + 2 baselines) x (psnr, ssim) x 10 predicted frames
+
+    # Rerunning reuses the finished runs; a given checkpoint joins under its own name.
+    svg_ckpt = out / "runs" / "svg" / "best.pt"
+    args2 = [*args[:6], "deterministic", *args[7:], "--checkpoint", f"svg-given={svg_ckpt}"]
+    assert main(args2) == 0
+    assert "reusing the finished run" in capsys.readouterr().out
+    summary2 = json.loads((out / "comparison.json").read_text())
+    given = summary2["models"][1]
+    assert given["name"] == "svg-given" and given["train_seconds"] is None
+    assert given["psnr"] == summary["models"][1]["psnr"]  # same weights, same seeds: the same scores
+
+    assert main([*args, "--checkpoint", f"svg={tmp_path / 'missing.pt'}"]) == 2
+    assert "missing.pt: checkpoint file of model 'svg' not found" in capsys.readouterr().err
+
+
+def test_wall_clock_budget_stops_training(tmp_path):
+    out = tmp_path / "cmp"
+    args = ["compare", "--preset", "cpu", "--out-dir", str(out), "--models", "deterministic", "--seconds", "1.5",
+            "--test-sequences", "2", "--samples", "1", "--cost-batch", "1", "--cost-samples", "1", "--no-progress"]
+    assert main(args) == 0
+    record = json.loads((out / "comparison.json").read_text())["models"][0]
+    assert 0 < record["steps"] < preset("cpu").train.steps
+    assert record["train_seconds"] < 30
