@@ -1,0 +1,168 @@
+"""A user's own videos: mp4, avi, gif, webm files and a frame-image folder written here, decoded, centre-cropped,
+resized, split, converted to the store and read back through the dataset registry, raw and converted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio.v3 as iio
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from srvp.cli.main import main
+from srvp.config import DataConfig
+from srvp.data import build_train_dataset, load_test_set, load_val_set
+from srvp.data.storage import VideoStore
+from srvp.data.videos import decode_video, read_frame_folder, split_sources
+from srvp.errors import ConfigError, DataError
+
+SIZE = 32
+# name -> (writer, frames); all 48x36 (landscape) so the centre crop drops 6 columns on each side
+VIDEOS = {"a.mp4": ("libx264", 12), "b.avi": ("mpeg4", 10), "c.gif": ("gif", 9), "d.webm": ("libvpx", 11),
+          "sub/e.mp4": ("libx264", 14), "frames_f": ("png", 8)}
+
+
+def make_frames(video_id: int, n: int, width: int = 48, height: int = 36) -> np.ndarray:
+    """uint8 (n, height, width, 3): a red border outside the central square, inside it green = 20 + 12 t (frame
+    index) and blue = 40 + 30 * video_id."""
+    frames = np.zeros((n, height, width, 3), np.uint8)
+    margin = (width - height) // 2
+    frames[:, :, :margin] = (255, 0, 0)
+    frames[:, :, width - margin:] = (255, 0, 0)
+    for t in range(n):
+        frames[t, :, margin:width - margin] = (0, 20 + 12 * t, 40 + 30 * video_id)
+    return frames
+
+
+def write_video(path: Path, frames: np.ndarray, codec: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if codec == "png":
+        path.mkdir()
+        for t, frame in enumerate(frames):
+            iio.imwrite(path / f"{t:04d}.png", frame)
+    elif codec == "gif":
+        iio.imwrite(path, frames, extension=".gif", duration=40, loop=0)
+    else:
+        h, w = frames.shape[1:3]
+        writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=25, codec=codec, macro_block_size=2,
+                                             ffmpeg_log_level="error", quality=None,
+                                             output_params=["-crf", "4", "-b:v", "0"] if codec == "libvpx"
+                                             else ["-q:v", "1"] if codec == "mpeg4" else ["-crf", "1"])
+        writer.send(None)
+        for frame in frames:
+            writer.send(np.ascontiguousarray(frame))
+        writer.close()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    for k, (name, (codec, n)) in enumerate(VIDEOS.items()):
+        write_video(root / name, make_frames(k, n), codec)
+    (root / "notes.txt").write_text("ignored")
+    return root
+
+
+def check_video(frames: np.ndarray, video_id: int, n: int, channels: int = 3) -> None:
+    assert frames.shape == (n, channels, SIZE, SIZE) and frames.dtype == np.uint8
+    centre = frames[:, :, 4:-4, 4:-4].astype(float).mean(axis=(2, 3))
+    if channels == 3:
+        assert centre[:, 0].max() < 12  # the red border was cropped away
+        np.testing.assert_allclose(centre[:, 1], 20 + 12 * np.arange(n), atol=8)  # frames in order
+        np.testing.assert_allclose(centre[:, 2], 40 + 30 * video_id, atol=8)
+
+
+def test_every_format_decodes_cropped_resized_in_order(folder):
+    for k, (name, (_, n)) in enumerate(VIDEOS.items()):
+        path = folder / name
+        frames = read_frame_folder(path, SIZE) if path.is_dir() else decode_video(path, SIZE)
+        check_video(frames, k, n)
+
+
+def test_grey_frames_follow_the_luma(folder):
+    grey = decode_video(folder / "b.avi", SIZE, channels=1)
+    colour = decode_video(folder / "b.avi", SIZE, channels=3).astype(float)
+    assert grey.shape == (10, 1, SIZE, SIZE)
+    luma = 0.299 * colour[:, 0] + 0.587 * colour[:, 1] + 0.114 * colour[:, 2]  # ITU-R BT.601
+    assert np.abs(grey[:, 0, 4:-4, 4:-4] - luma[:, 4:-4, 4:-4]).mean() < 3
+    folder_grey = read_frame_folder(folder / "frames_f", SIZE, channels=1)
+    np.testing.assert_allclose(folder_grey[:, 0, 8, 8], 0.587 * (20 + 12 * np.arange(8)) + 0.114 * 190, atol=1.5)
+
+
+def test_splits_hold_out_whole_videos(folder):
+    splits = split_sources(folder)
+    names = {s: [n for n, _ in v] for s, v in splits.items()}
+    assert sorted(names["train"] + names["val"] + names["test"]) == sorted(VIDEOS)
+    assert len(names["val"]) == len(names["test"]) == 1 and not set(names["val"]) & set(names["test"])
+
+
+def test_convert_then_train_val_test_clips_match_the_raw_folder(folder, tmp_path, capsys):
+    out = tmp_path / "store"
+    args = ["data", "videos", "convert", str(folder), "--out", str(out), "--size", str(SIZE), "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "train: 4 videos" in printed and "--video-size 32" in printed
+    ids = {name: k for k, name in enumerate(VIDEOS)}
+    for split in ("train", "val", "test"):
+        store = VideoStore(out, split)
+        for i, name in enumerate(store.names):
+            check_video(store.video(i), ids[name], VIDEOS[name][1])
+    converted = DataConfig(dataset="videos", data_dir=str(out), video_size=SIZE, seq_len=6, test_seq_len=8,
+                           val_sequences=3, test_sequences=4)
+    raw = DataConfig(**{**converted.__dict__, "data_dir": str(folder)})
+    for cfg in (converted, raw):
+        clip = build_train_dataset(cfg, seed=1)[5].numpy()
+        assert clip.shape == (6, 3, SIZE, SIZE)
+        assert np.all(np.diff(clip[:, 1, 8:-8, 8:-8].astype(float).mean(axis=(1, 2))) > 4)  # consecutive frames
+    np.testing.assert_array_equal(build_train_dataset(converted, 1)[5].numpy(), build_train_dataset(raw, 1)[5].numpy())
+    np.testing.assert_array_equal(load_val_set(converted, 0), load_val_set(raw, 0))
+    test = load_test_set(converted)
+    assert test.shape == (4, 8, 3, SIZE, SIZE)
+    np.testing.assert_array_equal(test, load_test_set(raw))
+    test_video = VideoStore(out, "test").names[0]
+    blue = test[:, :, 2, 8:-8, 8:-8].astype(float).mean()
+    assert abs(blue - (40 + 30 * ids[test_video])) < 8  # the test clips come from the held-out video
+    # re-running skips every finished split
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("already converted, skipping") == 3
+    assert main(["data", "videos", "verify", str(out)]) == 0
+    with pytest.raises(ConfigError, match="--video-size 32"):
+        build_train_dataset(DataConfig(dataset="videos", data_dir=str(out), video_size=64), 0)
+
+
+def test_train_and_test_subfolders(tmp_path):
+    write_video(tmp_path / "train" / "x.avi", make_frames(0, 10), "mpeg4")
+    write_video(tmp_path / "train" / "y.avi", make_frames(1, 10), "mpeg4")
+    write_video(tmp_path / "test" / "z.avi", make_frames(2, 10), "mpeg4")
+    splits = split_sources(tmp_path)
+    assert [n for n, _ in splits["train"]] == ["x.avi", "y.avi"]
+    assert [n for n, _ in splits["test"]] == [n for n, _ in splits["val"]] == ["z.avi"]
+    cfg = DataConfig(dataset="videos", data_dir=str(tmp_path), video_size=SIZE, video_channels=1, seq_len=4,
+                     test_seq_len=10, test_sequences=2)
+    assert load_test_set(cfg).shape == (2, 10, 1, SIZE, SIZE)
+
+
+def test_bad_inputs_are_one_line_errors_naming_the_file(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.md").write_text("no videos here")
+    assert main(["data", "videos", "convert", str(empty), "--out", str(tmp_path / "o1")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "empty: no videos" in err
+
+    mixed = tmp_path / "mixed" / "clip"
+    mixed.mkdir(parents=True)
+    iio.imwrite(mixed / "000.png", np.zeros((20, 20, 3), np.uint8))
+    iio.imwrite(mixed / "001.png", np.zeros((20, 24, 3), np.uint8))
+    with pytest.raises(DataError, match=r"001\.png: frame of 24x20 pixels in a folder of 20x20 frames"):
+        build_train_dataset(DataConfig(dataset="videos", data_dir=str(tmp_path / "mixed"), seq_len=2), 0)
+
+    for name, codec in (("cut.avi", "mpeg4"), ("cut.mp4", "libx264")):
+        broken = tmp_path / "broken" / name
+        write_video(broken, np.random.default_rng(0).integers(0, 256, (30, 36, 48, 3), np.uint8), codec)
+        data = broken.read_bytes()
+        broken.write_bytes(data[: len(data) // 2])
+        with pytest.raises(DataError, match=rf"{name}: cannot decode video"):
+            decode_video(broken, SIZE)
+        broken.unlink()
