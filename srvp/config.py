@@ -373,9 +373,14 @@ def _coerce(value: Any, tp: type, where: str) -> Any:
         if isinstance(value, (int, float)):
             return float(value)
         if isinstance(value, str):
+            if where.endswith(".dt"):
+                try:
+                    return parse_dt(value)
+                except ConfigError as e:
+                    raise ConfigError(f"{where}: {e}") from None
             try:
-                return parse_dt(value) if where.endswith(".dt") else float(value)
-            except (ValueError, ConfigError):
+                return float(value)
+            except ValueError:
                 pass
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if tp is str:

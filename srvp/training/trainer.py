@@ -257,7 +257,10 @@ class Trainer:
         dataset = build_train_dataset(cfg.data, cfg.train.seed)
         sampler = StepBatchSampler(self.step, cfg.train.steps, cfg.train.batch_size, self.rank, self.world)
         loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
-                            pin_memory=self.device.type == "cuda", persistent_workers=False)
+                            pin_memory=self.device.type == "cuda", persistent_workers=False,
+                            # its own generator: creating the iterator must not consume the global RNG, whose
+                            # state the checkpoints restore
+                            generator=torch.Generator().manual_seed(cfg.train.seed))
         val_set = None
         if cfg.train.val_interval > 0 and cfg.data.val_sequences > 0 and self.rank == 0:
             val_set = load_val_set(cfg.data, cfg.train.seed)
