@@ -259,3 +259,13 @@ def test_missing_folders(tmp_path):
     with pytest.raises(DataError, match="no TFRecord files"):
         find_files(tmp_path)
     assert main(["data", "bair", "convert", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_short_training_run_on_converted_bair(bair, tmp_path):
+    _, out, _ = bair
+    run_dir = tmp_path / "run"
+    assert main(["train", "--preset", "bair", "--data-dir", str(out), "--filters", "4", "--batch-size", "2",
+                 "--steps", "2", "--decay-steps", "0", "--seq-len", "6", "--test-seq-len", "8",
+                 "--val-interval", "2", "--val-sequences", "2", "--val-samples", "1", "--out-dir", str(run_dir),
+                 "--no-progress"]) == 0
+    assert (run_dir / "best.pt").is_file() and (run_dir / "config.json").is_file()

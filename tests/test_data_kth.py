@@ -232,3 +232,13 @@ def test_truncated_video_is_a_one_line_error_naming_it(tmp_path, capsys):
 def test_folder_without_videos(tmp_path):
     with pytest.raises(DataError, match="no KTH videos"):
         convert(tmp_path, tmp_path / "out")
+
+
+def test_short_training_run_on_converted_kth(kth, tmp_path):
+    _, out, _, _ = kth
+    run_dir = tmp_path / "run"
+    assert main(["train", "--preset", "kth", "--data-dir", str(out), "--filters", "4", "--batch-size", "2",
+                 "--steps", "2", "--decay-steps", "0", "--seq-len", "12", "--test-seq-len", "24",
+                 "--val-interval", "2", "--val-sequences", "2", "--val-samples", "1", "--out-dir", str(run_dir),
+                 "--no-progress"]) == 0
+    assert (run_dir / "best.pt").is_file() and (run_dir / "config.json").is_file()

@@ -95,3 +95,11 @@ def test_fixed_sets_and_cli(tmp_path):
                  "--seed", "2020"]) == 0
     np.testing.assert_array_equal(load_sequences_npz(out), test)
     assert np.array_equal(generate(3, 5, 1), generate(3, 5, 1))
+
+
+def test_short_training_run_on_pendulum(tmp_path):
+    run_dir = tmp_path / "run"
+    assert main(["train", "--preset", "pendulum", "--filters", "16", "--batch-size", "2", "--steps", "2",
+                 "--decay-steps", "0", "--val-interval", "2", "--val-sequences", "2", "--val-samples", "1",
+                 "--out-dir", str(run_dir), "--no-progress"]) == 0
+    assert (run_dir / "best.pt").is_file() and (run_dir / "config.json").is_file()

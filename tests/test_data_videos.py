@@ -166,3 +166,19 @@ def test_bad_inputs_are_one_line_errors_naming_the_file(tmp_path, capsys):
         with pytest.raises(DataError, match=rf"{name}: cannot decode video"):
             decode_video(broken, SIZE)
         broken.unlink()
+
+
+@pytest.mark.parametrize("converted", [True, False])
+def test_short_training_run_on_user_videos(folder, tmp_path, converted):
+    data_dir = folder
+    if converted:
+        data_dir = tmp_path / "store"
+        assert main(["data", "videos", "convert", str(folder), "--out", str(data_dir), "--size", str(SIZE),
+                     "--no-progress"]) == 0
+    run_dir = tmp_path / "run"
+    assert main(["train", "--preset", "cpu", "--dataset", "videos", "--data-dir", str(data_dir), "--video-size",
+                 str(SIZE), "--architecture", "mlp", "--frame-size", str(SIZE), "--channels", "3", "--filters", "16",
+                 "--batch-size", "2", "--steps", "2", "--decay-steps", "0", "--seq-len", "6", "--test-seq-len", "8",
+                 "--val-interval", "2", "--val-sequences", "2", "--val-samples", "1", "--precision", "fp32",
+                 "--out-dir", str(run_dir), "--no-progress"]) == 0
+    assert (run_dir / "best.pt").is_file()
