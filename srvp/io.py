@@ -113,7 +113,8 @@ def _read_video(path: Path) -> np.ndarray:
 def read_clip(path: str | Path) -> torch.Tensor:
     """Frames ``(T, C, H, W)`` float32 in [0, 1] (C = 1 or 3) of a video file (.mp4, .avi, ...), a GIF, a folder of
     images (sorted by name, numbers in natural order) or a ``.npy`` array ``(T, H, W)``, ``(T, H, W, C)`` or
-    ``(T, C, H, W)`` (uint8 0..255 or float 0..1)."""
+    ``(T, C, H, W)`` (uint8 0..255 or float 0..1). Images and videos whose three channels are equal are returned
+    grey."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: clip not found")
@@ -137,6 +138,8 @@ def read_clip(path: str | Path) -> torch.Tensor:
         raise DataError(f"{path}: unknown clip format {path.suffix!r}; use a video ({', '.join(VIDEO_SUFFIXES)}), "
                         f".gif, .npy or a folder of images")
     frames = _to_tchw(np.asarray(frames), path)
+    if path.suffix.lower() != ".npy" and frames.shape[1] == 3 and (frames == frames[:, :1]).all():
+        frames = frames[:, :1]  # grey stored as RGB (GIF palettes, most video codecs)
     return torch.from_numpy(np.ascontiguousarray(_scale_to_unit(frames, path)))
 
 
