@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from srvp.config import euler_steps, parse_dt
-from srvp.errors import ConfigError, DataError
+from srvp.errors import ConfigError, DataError, SrvpError
 
 NAME = "predict"
 HELP = "predict the futures of a clip (video, GIF, folder of frames or .npy); content swap and interpolation"
@@ -36,6 +36,14 @@ DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else HELP
 METRICS = ("psnr", "ssim")
 FORMATS = ("gif", "mp4")
 GRID_SAMPLES_WITHOUT_TRUTH = 3
+
+
+def _dt_argument(text: str) -> float:
+    """``--dt`` as 0.5 or 1/2; argparse reports a bad value as a usage error (exit 2, no traceback)."""
+    try:
+        return parse_dt(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="index of the first conditioning frame in the clip (default: see above)")
     parser.add_argument("--samples", type=int, default=None, metavar="N",
                         help="samples to draw (default 10 for prediction, 1 for --swap-content)")
-    parser.add_argument("--dt", type=parse_dt, default=None, metavar="DT",
+    parser.add_argument("--dt", type=_dt_argument, default=None, metavar="DT",
                         help="Euler step of generation, 1/n (e.g. 1/2: every intermediate state is decoded, "
                         "doubling the frame rate; default: the training step)")
     parser.add_argument("--metric", choices=METRICS, default="psnr",
@@ -91,7 +99,7 @@ def select_window(clip: torch.Tensor, cond: int, horizon: int, start: int | None
         start = length - cond - horizon if length >= cond + horizon else length - cond
     if start < 0 or start + cond > length:
         raise DataError(f"{source}: the clip has {length} frame(s); {cond} conditioning frames from index "
-                        f"{max(start, 0)} do not fit")
+                        f"{max(start, 0)} do not fit (see --cond-frames and --start)")
     truth = clip[start + cond:start + cond + horizon]
     return clip[start:start + cond], (truth if truth.shape[0] else None), start
 
@@ -272,13 +280,16 @@ def run(args: argparse.Namespace) -> int:
     clip = predictor.prepare(read_clip(args.input), args.input)[0].cpu()  # (T, C, S, S)
     out = Path(args.out) if args.out else Path("predictions") / Path(args.input).stem
     torch.manual_seed(args.seed)
-    if args.swap_content:
-        summary = _swap(args, predictor, clip, out)
-    elif args.interpolate:
-        summary = _interpolate(args, predictor, clip, out)
-    else:
-        summary = _predict(args, predictor, clip, out)
-    summary = {"checkpoint": str(args.checkpoint), "input": str(args.input), **summary}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    try:
+        if args.swap_content:
+            summary = _swap(args, predictor, clip, out)
+        elif args.interpolate:
+            summary = _interpolate(args, predictor, clip, out)
+        else:
+            summary = _predict(args, predictor, clip, out)
+        summary = {"checkpoint": str(args.checkpoint), "input": str(args.input), **summary}
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    except OSError as e:
+        raise SrvpError(f"{e.filename or out}: cannot write the outputs ({e.strerror or e})") from None
     print(f"wrote {', '.join(summary['files'])} and summary.json to {out}")
     return 0
