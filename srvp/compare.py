@@ -105,37 +105,51 @@ class TrainedModel:
 
 
 def train_with_budget(cfg: RunConfig, seconds: float | None, progress: bool) -> tuple[Path, float]:
-    """Train (or resume, or reuse a finished run in ``cfg.train.out_dir``); stop after ``seconds`` of wall-clock
-    time if given. Returns the checkpoint to evaluate (``best.pt``, else ``last.pt``) and the training seconds."""
-    from srvp.training.checkpoint import CheckpointManager
+    """Train (or resume an interrupted run, or reuse a finished one with the same configuration in
+    ``cfg.train.out_dir``); stop after ``seconds`` of wall-clock time if given. Returns the checkpoint to evaluate
+    (``best.pt``, else ``last.pt``) and the training seconds, summed over sessions."""
+    from srvp.training.checkpoint import CheckpointManager, atomic_write_text
     from srvp.training.trainer import Trainer
 
     out_dir = Path(cfg.train.out_dir)
-    done = out_dir / "compare_train.json"
+    done, spent_file = out_dir / "compare_train.json", out_dir / "compare_seconds.txt"
     if done.exists():
+        finished = json.loads(done.read_text())
+        if finished.get("config") != cfg.to_dict() or finished.get("seconds_budget") != seconds:
+            raise ConfigError(f"{out_dir}: holds a finished run with another configuration or budget; choose "
+                              f"another --out-dir or delete it")
         print(f"compare: reusing the finished run in {out_dir}")
-        return _checkpoint_of(out_dir), float(json.loads(done.read_text())["seconds"])
+        return _checkpoint_of(out_dir), float(finished["seconds"])
+    spent = float(spent_file.read_text()) if spent_file.exists() else 0.0
     resume = CheckpointManager(out_dir / "checkpoints").latest_good() is not None
     trainer = Trainer(cfg, resume=resume, progress=progress)
-    timer = None
-    if seconds is not None:
+    timed_out = threading.Event()
+
+    def stop() -> None:
         # Wall-clock budget: the trainer stops cleanly (checkpoint saved) on SIGTERM; deliver that request from a
         # timer thread through the trainer's own handler (signals themselves only reach the main thread).
-        timer = threading.Timer(seconds, trainer._handle_signal, args=(signal.SIGTERM, None))
+        timed_out.set()
+        trainer._handle_signal(signal.SIGTERM, None)
+
+    timer = None
+    if seconds is not None:
+        timer = threading.Timer(max(0.0, seconds - spent), stop)
         timer.daemon = True
-    start = time.perf_counter()
-    if timer is not None:
         timer.start()
+    start = time.perf_counter()
     try:
         trainer.fit()
     finally:
         if timer is not None:
             timer.cancel()
-    elapsed = time.perf_counter() - start
-    from srvp.training.checkpoint import atomic_write_text
-
-    atomic_write_text(done, json.dumps({"seconds": elapsed}) + "\n")
-    return _checkpoint_of(out_dir), elapsed
+        spent += time.perf_counter() - start
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(spent_file, f"{spent:.3f}\n")
+    if trainer._stop_signal is not None and not timed_out.is_set():
+        raise KeyboardInterrupt  # stopped by the user: not finished; rerunning the command resumes it
+    atomic_write_text(done, json.dumps({"seconds": spent, "seconds_budget": seconds, "config": cfg.to_dict()})
+                      + "\n")
+    return _checkpoint_of(out_dir), spent
 
 
 def _checkpoint_of(run_dir: Path) -> Path:
@@ -274,8 +288,9 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
     n = summary["n_samples"]
     cols = [("psnr", "best"), ("ssim", "best"), ("psnr", "random"), ("ssim", "random")]
     marks = {c: _best_marks(records, *c) for c in cols}
-    lines = [f"| Model | steps | training (s) | parameters | PSNR best of {n} | SSIM best of {n} | PSNR random sample "
-             f"| SSIM random sample | predicted frames/s |", "|---|---:|---:|---:|---|---|---|---|---:|"]
+    lines = [f"| Model | checkpoint step | training (s) | parameters | PSNR best of {n} | SSIM best of {n} "
+             f"| PSNR random sample | SSIM random sample | predicted frames/s |",
+             "|---|---:|---:|---:|---|---|---|---|---:|"]
     for r in records:
         secs = "given" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}"
         lines.append(f"| {r['label']} | {r['steps']} | {secs} | {r['parameters'] / 1e6:.2f} M | "
@@ -294,8 +309,10 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
         f"Equal training budget: {budget_text or 'the preset steps'} per model at batch {budget['batch_size']}, "
         f"same training clips. Test: {summary['n_sequences']} sequences, {summary['cond_frames']} conditioning -> "
         f"{summary['horizon']} predicted frames, best of {n} samples per sequence (and the first sample, a random "
-        f"one); mean ± 95% interval over sequences; bold: within the interval of the best. Generation cost: "
-        f"conditioning + sampling of {cost['batch']} sequences x {cost['samples']} futures, fp32.", "",
+        f"one); mean ± 95% interval over sequences; bold: within the interval of the best. Each model is evaluated "
+        f"at its `best.pt` (the trainer's model selection by best-of-N PSNR on the validation set) if it has one, "
+        f"else at its last step. Generation cost: conditioning + sampling of {cost['batch']} sequences x "
+        f"{cost['samples']} futures, fp32.", "",
         *lines, "",
         "![per-step PSNR and SSIM](per_step.png)", "",
         f"Machine: {summary['machine']}.", "",
