@@ -86,6 +86,10 @@ def test_end_to_end_tiny_run_and_given_checkpoint(tmp_path, capsys):
 
     assert main([*args, "--checkpoint", f"svg={tmp_path / 'missing.pt'}"]) == 2
     assert "missing.pt: checkpoint file of model 'svg' not found" in capsys.readouterr().err
+    other_budget = list(args)
+    other_budget[args.index("--steps") + 1] = "3"  # another budget into the same directory
+    assert main(other_budget) == 2
+    assert "holds a finished run with another configuration or budget" in capsys.readouterr().err
 
 
 def test_wall_clock_budget_stops_training(tmp_path):
