@@ -158,6 +158,9 @@ def run(args: argparse.Namespace) -> int:
         if cond_frames < m.content_frames:
             raise ConfigError(f"--cond-frames {cond_frames} is fewer than the model's content_frames "
                               f"{m.content_frames}")
+        if "lpips" in args.metrics and m.frame_size < 32:
+            raise ConfigError(f"LPIPS needs frames of at least 32x32 pixels; the model of {args.checkpoint} has "
+                              f"{m.frame_size}x{m.frame_size}")
         if "fvd" in args.metrics and len(sequences) < 2:
             raise ConfigError("FVD needs at least 2 test sequences")
         weights = {"alexnet": args.alexnet_weights, "lpips": args.lpips_weights, "i3d": args.i3d_weights}

@@ -26,6 +26,8 @@ ALEXNET_CHANNELS = (64, 192, 384, 256, 256)
 #: indices in ``features`` of the last module of each LPIPS slice (the ReLUs), torchvision layout
 _RELU_INDICES = (1, 4, 7, 9, 11)
 _EPS = 1e-10  # added to the channel norm, as in the lpips package
+#: smallest frames AlexNet's pooling stages accept
+MIN_FRAME_SIZE = 32
 
 
 class AlexNetFeatures(nn.Module):
@@ -84,6 +86,9 @@ class LPIPS(nn.Module):
     def features(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """Unit-normalised AlexNet features of frames ``(M, C, H, W)`` in [0, 1] (C = 1 or 3): five tensors
         ``(M, c_l, h_l, w_l)``."""
+        if min(frames.shape[-2:]) < MIN_FRAME_SIZE:
+            raise ValueError(f"LPIPS (AlexNet) needs frames of at least {MIN_FRAME_SIZE}x{MIN_FRAME_SIZE} pixels, "
+                             f"got {tuple(frames.shape[-2:])}")
         if frames.shape[1] == 1:
             frames = frames.expand(-1, 3, -1, -1)
         x = (frames.float() * 2 - 1 - self.shift) / self.scale
