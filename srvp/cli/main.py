@@ -13,6 +13,7 @@ import sys
 
 SUBCOMMANDS = [
     "srvp.cli.train",
+    "srvp.cli.quickstart",
     "srvp.cli.data",
     "srvp.cli.import_official",
     "srvp.cli.predict",
