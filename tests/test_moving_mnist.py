@@ -132,3 +132,46 @@ def test_corrupt_npz_is_a_clear_error(tmp_path):
     np.savez(tmp_path / "nokey.npz", frames=np.zeros((3, 2, 8, 8), dtype=np.uint8))
     with pytest.raises(DataError, match="no 'sequences'"):
         load_sequences_npz(tmp_path / "nokey.npz")
+
+
+def test_download_verifies_checksums_and_keeps_nothing_bad(tmp_path, shared_dir):
+    import shutil
+
+    from srvp.data.idx import MNIST_FILES, download_mnist
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name in MNIST_FILES:
+        src = shared_dir / "data" / "mnist" / name
+        if src.exists():
+            shutil.copy(src, mirror / name)  # the real test files: correct checksums
+        else:
+            (mirror / name).write_bytes(b"not the real file")
+    out = tmp_path / "mnist"
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz: download failed.*checksum"):
+        download_mnist(out, mirrors=(mirror.as_uri() + "/",), progress=False)
+    assert not any(out.iterdir())  # no partial or unverified file left behind
+    # the real files are accepted
+    real = {n: md5 for n, md5 in MNIST_FILES.items() if n.startswith("t10k")}
+    import srvp.data.idx as idx
+
+    original = idx.MNIST_FILES
+    idx.MNIST_FILES = real
+    try:
+        download_mnist(out, mirrors=(mirror.as_uri() + "/",), progress=False)
+    finally:
+        idx.MNIST_FILES = original
+    assert sorted(p.name for p in out.iterdir()) == sorted(real)
+
+
+def test_test_set_command_writes_the_official_layout(tmp_path):
+    from srvp.cli.main import main
+
+    out = tmp_path / "smmnist_test.npz"
+    assert main(["data", "mnist", "test-set", "--out", str(out), "--digits", "embedded", "--sequences", "6",
+                 "--frames", "9"]) == 0
+    with np.load(out) as data:
+        assert data["sequences"].shape == (9, 6, 64, 64) and data["latents"].shape == (9, 6, 2, 4)
+    assert main(["data", "mnist", "test-set", "--out", str(tmp_path / "x.npz"), "--digits", str(tmp_path / "no"),
+                 "--sequences", "2"]) == 2
+    assert not (tmp_path / "x.npz").exists()

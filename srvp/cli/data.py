@@ -21,7 +21,7 @@ DATASET_MODULES: dict[str, str] = {
     "bair": "srvp.data.bair",
     "pendulum": "srvp.data.pendulum",
     "videos": "srvp.data.videos",
-    # Moving MNIST registers here too: "mnist": "srvp.data.moving_mnist" (with DATA_COMMANDS in that module).
+    "mnist": "srvp.data.moving_mnist",
 }
 
 

@@ -1,6 +1,7 @@
-"""Stochastic and deterministic Moving MNIST (Denton & Fergus 2018; Srivastava et al. 2015), as corrected in the
-SRVP paper (Appendix B.1): bounces are computed exactly within the time step, so trajectories do not depend on
-the frame rate.
+"""Stochastic and deterministic Moving MNIST, with bounces exact within the time step (paper Appendix B.1).
+
+After Denton & Fergus (2018) and Srivastava et al. (2015), as corrected in the SRVP paper: bounces are computed
+exactly within the time step, so trajectories do not depend on the frame rate.
 
 A digit of 28x28 pixels moves in a 64x64 frame with an integer velocity in [-max_speed, max_speed] per axis. When
 it reaches a wall in the middle of a time step, the collision time is computed exactly; the stochastic version
@@ -166,3 +167,59 @@ def _test(cfg: DataConfig) -> np.ndarray:
 
 register("smmnist", DatasetSpec(train=_train, val=_val, test=_test))
 register("mmnist", DatasetSpec(train=_train, val=_val, test=_test))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# `srvp data mnist ...`
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _add_download_arguments(parser) -> None:
+    parser.add_argument("--out", default="data/mnist", help="directory for the four IDX files (default data/mnist)")
+
+
+def _run_download(args) -> int:
+    from srvp.data.idx import download_mnist
+
+    download_mnist(args.out)
+    return 0
+
+
+def _add_test_set_arguments(parser) -> None:
+    parser.add_argument("--out", required=True, help="output .npz (official SRVP layout)")
+    parser.add_argument("--digits", default="auto", help="directory of MNIST IDX files, 'embedded' or 'auto' "
+                        "(data/mnist if present, else embedded); test digits are used")
+    parser.add_argument("--deterministic", action="store_true", help="deterministic Moving MNIST (default: "
+                        "stochastic)")
+    parser.add_argument("--num-digits", type=int, default=2)
+    parser.add_argument("--sequences", type=int, default=5000)
+    parser.add_argument("--frames", type=int, default=None, help="frames per sequence (default 25 stochastic, "
+                        "100 deterministic)")
+    parser.add_argument("--max-speed", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=TEST_SEED)
+
+
+def _run_test_set(args) -> int:
+    from srvp.data.npz import save_sequences_npz
+    from srvp.errors import ConfigError
+
+    frames = args.frames or (100 if args.deterministic else 25)
+    if min(args.num_digits, args.sequences, frames) < 1 or args.max_speed < 0:
+        raise ConfigError("--num-digits, --sequences and --frames must be positive and --max-speed >= 0")
+    cfg = DataConfig(digits=args.digits, data_dir="data")
+    digits = resolve_digits(cfg, "test")
+    data = make_test_set(digits, args.sequences, frames, args.num_digits, args.max_speed, args.deterministic,
+                         seed=args.seed)
+    save_sequences_npz(args.out, data)
+    kind = "deterministic" if args.deterministic else "stochastic"
+    print(f"{args.out}: {args.sequences} {kind} sequences of {frames} frames, {args.num_digits} digit(s), "
+          f"from {len(digits)} test digits (seed {args.seed})")
+    return 0
+
+
+DATA_COMMANDS = {
+    "download": ("download the MNIST IDX files and verify their MD5 checksums", _add_download_arguments,
+                 _run_download),
+    "test-set": ("write a fixed Moving MNIST test set as .npz in the official SRVP layout",
+                 _add_test_set_arguments, _run_test_set),
+}
