@@ -50,9 +50,12 @@ def read_official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+        from srvp.training.checkpoint import describe_unpickling_error
+
         # torch's message starts with advice about weights_only; the line naming the refused object is more useful
-        reason = next((line for line in lines if "Unpickler error" in line), lines[0])
+        reason, refused_object = describe_unpickling_error(e)
+        if not refused_object:
+            raise CheckpointError(f"{path}: not a readable state_dict (truncated or corrupt: {reason[:160]})") from None
         raise CheckpointError(f"{path}: refused to load: the file holds more than plain tensors "
                               f"(possible code payload; {reason[:160]})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, AttributeError) as e:

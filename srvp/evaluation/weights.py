@@ -79,7 +79,13 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     raises a one-line :class:`CheckpointError`."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except pickle.UnpicklingError as e:
+        from srvp.training.checkpoint import describe_unpickling_error
+
+        reason, refused_object = describe_unpickling_error(e)
+        what = "refused to load (possible code payload" if refused_object else "not a readable weight file (corrupt"
+        raise CheckpointError(f"{path}: {what}: {reason[:160]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable weight file ({msg[:160]})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import tempfile
 import warnings
 import zipfile
@@ -91,6 +92,33 @@ def make_checkpoint(model: torch.nn.Module, config: RunConfig, step: int, optimi
     return state
 
 
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_REFUSED_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)")
+# torch's restricted unpickler says these when a pickle asks for an object it does not allow (as opposed to bytes
+# it cannot parse at all)
+_REFUSED_OBJECT_MARKS = ("Trying to call reduce", "Can only create new object", "Can only build", "must be imported",
+                         "persistent_load")
+
+
+def describe_unpickling_error(error: BaseException) -> tuple[str, bool]:
+    """The useful part of a ``weights_only`` refusal: ``(reason, refused_object)``.
+
+    torch's message opens with generic advice (with ANSI colour codes); the reason is the line that names the
+    refused global (``Unsupported global: GLOBAL io.open``) or the unpickler's own error. ``refused_object`` is True
+    when the file asked for an object that only an unrestricted load would create (possibly code), False when the
+    bytes merely are not a valid pickle (corrupt or foreign data).
+    """
+    text = _ANSI_ESCAPE.sub("", str(error))
+    match = _REFUSED_GLOBAL.search(text)
+    if match:
+        return f"Unsupported global: GLOBAL {match.group(1)}", True
+    detail = text.split("WeightsUnpickler error:", 1)[-1] if "WeightsUnpickler error:" in text else text
+    lines = [line.strip() for line in detail.splitlines()
+             if line.strip() and not line.strip().startswith("Check the documentation")]
+    reason = lines[0] if lines else type(error).__name__
+    return reason, any(mark in reason for mark in _REFUSED_OBJECT_MARKS)
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint file safely (``weights_only``); a missing, corrupt or foreign file raises a one-line
     :class:`CheckpointError`."""
@@ -100,9 +128,11 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: refused to load: the file holds more than plain tensors and numbers "
-                              f"(possible code payload; {first[:160]})") from None
+        reason, refused_object = describe_unpickling_error(e)
+        if refused_object:
+            raise CheckpointError(f"{path}: refused to load: the file holds more than plain tensors and numbers "
+                                  f"(possible code payload; {reason[:160]})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: {reason[:160]})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, AttributeError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: {msg[:160]})") from None
