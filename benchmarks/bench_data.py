@@ -98,7 +98,10 @@ def main() -> None:
         for name, cfg in runs:
             rate = loader_rate(cfg, args.clips, args.batch, args.workers)
             clip = (cfg.data.seq_len, *build_train_dataset(cfg.data, 0)[0].shape[1:])
-            train = float("nan") if args.no_step else step_rate(cfg, args.step_batch)
+            if args.no_step:
+                print(f"{name:<10}{str(clip):<22}{rate:>16.0f}{'-':>16}{'-':>10}", flush=True)
+                continue
+            train = step_rate(cfg, args.step_batch)
             print(f"{name:<10}{str(clip):<22}{rate:>16.0f}{train:>16.2f}{rate / train:>9.0f}x", flush=True)
 
 
