@@ -16,7 +16,7 @@ from PIL import Image
 from srvp.cli.main import main
 from srvp.config import DataConfig
 from srvp.data import build_train_dataset, load_test_set, load_val_set
-from srvp.data.kth import ACTIONS, VIDEO_NAME, convert
+from srvp.data.kth import ACTIONS, VIDEO_NAME, convert, make_test_set
 from srvp.data.storage import VideoStore, split_train_val
 from srvp.errors import DataError
 
@@ -183,6 +183,10 @@ def test_rerun_skips_finished_work(kth, capsys):
     printed = capsys.readouterr().out
     assert printed.count("skipping") == 3
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+    # another draw (here a smaller one) is not mistaken for the finished one
+    make_test_set(out, TEST_SIZE - 1, SEQ_LEN)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} != before
+    make_test_set(out, TEST_SIZE, SEQ_LEN)
     assert main(["data", "kth", "verify", str(out)]) == 0
     assert "train: 5 videos, 192 frames of 1x64x64" in capsys.readouterr().out
 
@@ -227,6 +231,13 @@ def test_truncated_video_is_a_one_line_error_naming_it(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "person01_boxing_d1_uncomp.avi" in err and "decode" in err
     assert not (tmp_path / "out" / "train").exists()
+    # the same truncated video inside an archive: the error names the archive and the member
+    with zipfile.ZipFile(source / "boxing.zip", "w") as z:
+        z.write(source / "person01_boxing_d1_uncomp.avi", "boxing/person01_boxing_d1_uncomp.avi")
+    (source / "person01_boxing_d1_uncomp.avi").unlink()
+    assert main(["data", "kth", "convert", str(source), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "boxing.zip:boxing/person01_boxing_d1_uncomp.avi: cannot decode" in err
 
 
 def test_folder_without_videos(tmp_path):

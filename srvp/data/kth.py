@@ -141,11 +141,10 @@ def test_set_path(root: str | Path, seq_len: int = 40) -> Path:
     return Path(root) / f"svg_test_set_{seq_len}.npz"
 
 
-def make_test_set(root: str | Path, size: int = 1000, seq_len: int = 40, seed: int = 42) -> Path:
-    """Draw the fixed test set from the converted ``test`` split as the authors' ``make_test_set.py`` does and
-    save it atomically in their ``.npz`` layout; returns its path."""
-    from srvp.training.checkpoint import atomic_write_bytes
-
+def draw_test_set(root: str | Path, size: int = 1000, seq_len: int = 40, seed: int = 42
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw the fixed test set from the converted ``test`` split as the authors' ``make_test_set.py`` does:
+    ``sequences`` uint8 ``(N, T, 64, 64)``, ``persons`` ``(N,)``, ``actions`` ``(N,)``."""
     store = VideoStore(root, "test")
     by_name = {name: i for i, name in enumerate(store.names)}
     rng = np.random.RandomState(seed)  # the authors' np.random.seed(seed) stream, draw for draw
@@ -165,10 +164,27 @@ def make_test_set(root: str | Path, size: int = 1000, seq_len: int = 40, seed: i
         sequences[n] = store.clip(i, start, seq_len)[:, 0]
         persons.append(person)
         actions.append(action)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, sequences=sequences, persons=np.asarray(persons, dtype=np.int64),
-                        actions=np.asarray(actions))
+    return sequences, np.asarray(persons, dtype=np.int64), np.asarray(actions)
+
+
+def make_test_set(root: str | Path, size: int = 1000, seq_len: int = 40, seed: int = 42, force: bool = False
+                  ) -> Path:
+    """Draw the test set (:func:`draw_test_set`) and save it atomically in the authors' ``.npz`` layout, unless a
+    file with exactly these sequences is already there (and not ``force``); returns its path."""
+    from srvp.training.checkpoint import atomic_write_bytes
+
+    sequences, persons, actions = draw_test_set(root, size, seq_len, seed)
     path = test_set_path(root, seq_len)
+    if path.is_file() and not force:
+        try:
+            with np.load(path, allow_pickle=False) as old:
+                if np.array_equal(old["sequences"], sequences) and np.array_equal(old["persons"], persons):
+                    print(f"{path.name}: already written, skipping")
+                    return path
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass  # unreadable: rewrite it
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, sequences=sequences, persons=persons, actions=actions)
     atomic_write_bytes(path, buffer.getvalue())
     return path
 
@@ -202,11 +218,7 @@ def convert(source: str | Path, out: str | Path, test_size: int = 1000, test_seq
                         f"{len(train)} and {len(test)}")
     convert_split(train, out, "train", force, progress)
     convert_split(test, out, "test", force, progress)
-    npz = test_set_path(out, test_seq_len)
-    if npz.is_file() and not force and len(load_test_npz(npz)) == test_size:
-        print(f"{npz.name}: already written, skipping")
-    else:
-        make_test_set(out, test_size, test_seq_len, seed)
+    make_test_set(out, test_size, test_seq_len, seed, force)
     return [VideoStore(out, split).verify() for split in ("train", "test")]
 
 
