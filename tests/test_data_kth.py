@@ -253,3 +253,16 @@ def test_short_training_run_on_converted_kth(kth, tmp_path):
                  "--val-interval", "2", "--val-sequences", "2", "--val-samples", "1", "--out-dir", str(run_dir),
                  "--no-progress"]) == 0
     assert (run_dir / "best.pt").is_file() and (run_dir / "config.json").is_file()
+
+
+def test_training_dataset_pickles_without_its_frames(kth):
+    """Loader workers started with spawn receive the dataset pickled: the store travels as its path."""
+    import pickle
+
+    _, out, _, _ = kth
+    dataset = build_train_dataset(DataConfig(dataset="kth", data_dir=str(out), seq_len=20), seed=4)
+    payload = pickle.dumps(dataset)
+    assert len(payload) < 10_000 < VideoStore(out, "train").frames.nbytes
+    clone = pickle.loads(payload)
+    for index in (0, 9):
+        np.testing.assert_array_equal(clone[index].numpy(), dataset[index].numpy())
