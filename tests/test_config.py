@@ -43,7 +43,8 @@ def _parse(argv):
 
 
 def test_command_line_overrides_only_given_options():
-    cfg = apply_overrides(preset("kth"), _parse(["--state-dim", "7", "--dt", "1/4", "--content", "false", "--skip-connections", "false"]))
+    argv = ["--state-dim", "7", "--dt", "1/4", "--content", "false", "--skip-connections", "false"]
+    cfg = apply_overrides(preset("kth"), _parse(argv))
     assert (cfg.model.state_dim, cfg.model.dt, cfg.model.content) == (7, 0.25, False)
     assert cfg.model.obs_scale == 0.2 and cfg.train.batch_size == 100  # untouched preset values stay
 

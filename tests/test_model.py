@@ -180,8 +180,8 @@ def test_intermediate_frames_and_means_are_consistent():
 
 
 def test_tiny_model_overfits_one_clip():
-    from srvp.data.moving_mnist import MovingMNIST
     from srvp.data.idx import load_embedded_digits
+    from srvp.data.moving_mnist import MovingMNIST
 
     torch.manual_seed(0)
     clip = MovingMNIST(load_embedded_digits("train")[:50], seq_len=6, num_digits=1, seed=3)[0]
