@@ -175,3 +175,10 @@ def test_test_set_command_writes_the_official_layout(tmp_path):
     assert main(["data", "mnist", "test-set", "--out", str(tmp_path / "x.npz"), "--digits", str(tmp_path / "no"),
                  "--sequences", "2"]) == 2
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_authors_kth_layout_is_sequence_first(tmp_path):
+    seq = np.random.default_rng(0).integers(0, 256, (3, 7, 64, 64), dtype=np.uint8)  # (N, T, H, W)
+    np.savez_compressed(tmp_path / "svg_test_set_40.npz", sequences=seq, persons=np.array([21, 22, 23]),
+                        actions=np.array(["boxing"] * 3))
+    np.testing.assert_array_equal(load_sequences_npz(tmp_path / "svg_test_set_40.npz")[:, :, 0], seq)

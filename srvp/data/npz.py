@@ -1,7 +1,8 @@
 """Test sets as compressed ``.npz`` files in the official SRVP layout.
 
 ``sequences`` is time-first, ``(T, N, H, W)`` for grey or ``(T, N, H, W, C)`` for colour, uint8; Moving MNIST
-files also hold ``latents`` (T, N, digits, 4), ``labels`` (N, digits) and ``digits`` (N, digits, 28, 28). Files are
+files also hold ``latents`` (T, N, digits, 4), ``labels`` (N, digits) and ``digits`` (N, digits, 28, 28). The
+authors' KTH test set is the exception: sequence-first ``(N, T, H, W)``, recognised by its ``persons`` array. Files are
 read with ``allow_pickle=False``, so loading never executes code.
 """
 
@@ -28,6 +29,8 @@ def load_sequences_npz(path: str | Path) -> np.ndarray:
             if "sequences" not in data.files:
                 raise DataError(f"{path}: no 'sequences' array (found {', '.join(data.files) or 'nothing'})")
             seq = data["sequences"]
+            # The authors' KTH test set (svg_test_set_40.npz, with 'persons' and 'actions') is sequence-first.
+            sequence_first = "persons" in data.files
     except DataError:
         raise
     except ValueError as e:
@@ -41,7 +44,8 @@ def load_sequences_npz(path: str | Path) -> np.ndarray:
     if seq.ndim != 5 or seq.shape[-1] not in (1, 3) or min(seq.shape) == 0:
         raise DataError(f"{path}: 'sequences' must be (T, N, H, W) or (T, N, H, W, C) with C in 1 or 3, "
                         f"found {seq.shape}")
-    return np.ascontiguousarray(seq.transpose(1, 0, 4, 2, 3))
+    order = (0, 1, 4, 2, 3) if sequence_first else (1, 0, 4, 2, 3)
+    return np.ascontiguousarray(seq.transpose(*order))
 
 
 def save_sequences_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
