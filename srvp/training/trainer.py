@@ -20,6 +20,7 @@ import contextlib
 import os
 import signal
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -283,6 +284,18 @@ class Trainer:
                     if failures >= cfg.train.max_nonfinite:
                         raise TrainingError(f"{failures} consecutive non-finite steps (last: {result}); stopped "
                                             f"with the last good checkpoint in {self.out_dir / 'checkpoints'}")
+                    # The step's batch is used up, so the step still counts (without an update): batches stay a
+                    # function of the step index (a resumed run sees the same ones) and the loader, which yields
+                    # exactly `steps` batches, does not run out. No periodic checkpoint of a skipped step.
+                    self.step += 1
+                    with warnings.catch_warnings():  # stepping the schedule without an optimizer step is intended
+                        warnings.simplefilter("ignore", UserWarning)
+                        self.scheduler.step()
+                    bar.update(1)
+                    if self.step == cfg.train.steps:
+                        self._save()
+                    if self._stop_signal is not None:
+                        break
                     continue
                 failures = 0
                 self.step += 1
