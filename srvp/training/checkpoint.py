@@ -34,6 +34,16 @@ VERSION = 1
 MANIFEST = "manifest.json"
 
 
+def _file_mode_from_umask() -> int:
+    mask = os.umask(0)  # the only portable way to read the umask is to set it; done once, at import
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+#: permissions of written files: those of a file opened normally (mkstemp's 0600 would hide shared checkpoints)
+FILE_MODE = _file_mode_from_umask()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the complete new one, never a part."""
     path = Path(path)
@@ -43,6 +53,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), FILE_MODE)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
