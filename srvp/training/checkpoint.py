@@ -222,7 +222,11 @@ class CheckpointManager:
             return []
         try:
             entries = json.loads(path.read_text())["checkpoints"]
-            return [e for e in entries if isinstance(e, dict) and {"file", "step", "sha256"} <= set(e)]
+            # only plain step_<N>.pt names in this directory: a crafted manifest must not make save() delete or
+            # load files elsewhere
+            return [e for e in entries if isinstance(e, dict) and {"file", "step", "sha256"} <= set(e)
+                    and isinstance(e["file"], str) and re.fullmatch(r"step_\d+\.pt", e["file"])
+                    and isinstance(e["step"], int)]
         except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
             warnings.warn(f"{path}: unreadable manifest; rebuilding it from the checkpoint files", stacklevel=2)
             return [{"file": p.name, "step": int(p.stem.split("_")[1]), "sha256": None}
