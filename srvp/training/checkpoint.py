@@ -45,7 +45,8 @@ FILE_MODE = _file_mode_from_umask()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the complete new one, never a part."""
+    """Write ``data`` to ``path`` so that readers see the old file or the complete new one, never a part.
+    A kill leaves at most a hidden ``.<name>.<random>.tmp`` file (see :func:`remove_stale_temporaries`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -59,6 +60,19 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete the temporary files that killed :func:`atomic_write_bytes` calls left in ``directory`` (not
+    recursive); returns them. Only for a directory that no other process is writing to."""
+    removed = []
+    directory = Path(directory)
+    if directory.is_dir():
+        for p in directory.glob(".*.tmp"):
+            if p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -219,7 +233,8 @@ class CheckpointManager:
     def _manifest(self) -> list[dict[str, Any]]:
         path = self.directory / MANIFEST
         if not path.exists():
-            return []
+            # a run killed between writing its first checkpoint and its manifest: list the files (unverified)
+            return self._files_on_disk()
         try:
             entries = json.loads(path.read_text())["checkpoints"]
             # only plain step_<N>.pt names in this directory: a crafted manifest must not make save() delete or
@@ -229,8 +244,16 @@ class CheckpointManager:
                     and isinstance(e["step"], int)]
         except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
             warnings.warn(f"{path}: unreadable manifest; rebuilding it from the checkpoint files", stacklevel=2)
-            return [{"file": p.name, "step": int(p.stem.split("_")[1]), "sha256": None}
-                    for p in sorted(self.directory.glob("step_*.pt"))]
+            return self._files_on_disk()
+
+    def _files_on_disk(self) -> list[dict[str, Any]]:
+        """Entries (without checksums) for the ``step_<N>.pt`` files in the directory, oldest first."""
+        entries = []
+        for p in self.directory.glob("step_*.pt"):
+            match = re.fullmatch(r"step_(\d+)\.pt", p.name)
+            if match:
+                entries.append({"file": p.name, "step": int(match.group(1)), "sha256": None})
+        return sorted(entries, key=lambda e: e["step"])
 
     def save(self, state: dict[str, Any]) -> Path:
         step = int(state["step"])

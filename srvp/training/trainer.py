@@ -42,6 +42,7 @@ from srvp.training.checkpoint import (
     config_of,
     load_state_into,
     make_checkpoint,
+    remove_stale_temporaries,
 )
 
 
@@ -169,8 +170,17 @@ class Trainer:
         self.checkpoints = CheckpointManager(self.out_dir / "checkpoints", cfg.train.keep_checkpoints)
 
     def _restore(self) -> None:
+        if self.rank == 0:  # what writes killed in the middle left behind
+            for directory in (self.out_dir, self.checkpoints.directory):
+                remove_stale_temporaries(directory)
         found = self.checkpoints.latest_good(map_location="cpu")
         if found is None:
+            if not any(self.checkpoints.directory.glob("step_*.pt")):
+                # no checkpoint at all (the run was stopped before its first one): nothing to lose, start it from
+                # the beginning, so that a job script can always pass --resume
+                if self.rank == 0:
+                    print(f"{self.out_dir}: no checkpoint yet; starting the run from step 0")
+                return
             raise SrvpError(f"{self.out_dir}: --resume given but no usable checkpoint in "
                             f"{self.out_dir / 'checkpoints'}")
         state, path = found
