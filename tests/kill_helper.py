@@ -1,0 +1,93 @@
+"""Run the ``srvp`` command line in this process, stopping inside its N-th atomic file write so that a test can
+SIGKILL it exactly there (used by ``tests/test_kill_resume.py``; not a test module itself).
+
+    python -m tests.kill_helper CALL PHASE MARKER -- train --config ... --out-dir ...
+
+On the CALL-th call of :func:`srvp.training.checkpoint.atomic_write_bytes` (counted from 1 in this process) the
+process creates MARKER (holding the target path) and sleeps until it is killed, at the point given by PHASE:
+
+- ``write``: half of the bytes are in the temporary file (the write itself is interrupted);
+- ``fsync``: every byte is written and flushed, the file is not yet synced nor renamed;
+- ``after``: the file has been renamed into place, the next file (manifest, ``last.pt``) is not written yet.
+
+The real ``atomic_write_bytes`` runs in every case; only the module's ``os`` is wrapped during the chosen call.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import srvp.training.checkpoint as checkpoint
+from srvp.cli.main import main
+
+
+def _stop_here(marker: Path, target: Path) -> None:
+    marker.write_text(str(target))
+    while True:  # until SIGKILL
+        time.sleep(1)
+
+
+class _HalfWriter:
+    """A binary file whose ``write`` puts half of the bytes on disk, then stops the process."""
+
+    def __init__(self, file, marker: Path, target: Path):
+        self.file, self.marker, self.target = file, marker, target
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+    def write(self, data: bytes) -> int:
+        self.file.write(data[: len(data) // 2])
+        self.file.flush()
+        _stop_here(self.marker, self.target)
+        return 0  # pragma: no cover - never reached
+
+
+class _OsProxy:
+    """The ``os`` module with ``fdopen`` or ``fsync`` replaced."""
+
+    def __init__(self, **replaced):
+        self.replaced = replaced
+
+    def __getattr__(self, name):
+        return self.replaced.get(name, getattr(os, name))
+
+
+def install(call: int, phase: str, marker: Path) -> None:
+    real_write = checkpoint.atomic_write_bytes
+    count = {"n": 0}
+
+    def atomic_write_bytes(path, data: bytes) -> None:
+        count["n"] += 1
+        if count["n"] != call:
+            return real_write(path, data)
+        target = Path(path)
+        if phase == "after":
+            real_write(path, data)
+            _stop_here(marker, target)
+        if phase == "write":
+            proxy = _OsProxy(fdopen=lambda fd, mode: _HalfWriter(os.fdopen(fd, mode), marker, target))
+        elif phase == "fsync":
+            proxy = _OsProxy(fsync=lambda fd: _stop_here(marker, target))
+        else:
+            raise ValueError(f"unknown phase {phase!r}")
+        checkpoint.os = proxy
+        try:
+            real_write(path, data)
+        finally:
+            checkpoint.os = os
+
+    checkpoint.atomic_write_bytes = atomic_write_bytes
+
+
+if __name__ == "__main__":
+    call, phase, marker, separator, *argv = sys.argv[1:]
+    assert separator == "--", "usage: python -m tests.kill_helper CALL PHASE MARKER -- SRVP-ARGS..."
+    install(int(call), phase, Path(marker))
+    sys.exit(main(argv))
