@@ -60,6 +60,8 @@ def load_json_object(path: Path) -> dict:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except OSError as e:  # a directory, no permission, ...
+        raise ConfigError(f"{path}: cannot read the config file ({e.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
