@@ -177,6 +177,8 @@ class RunConfig:
                 choices = f.metadata.get("choices")
                 if choices and value not in choices:
                     raise ConfigError(f"{source}: {f.name}={value!r} is not one of {', '.join(choices)}")
+                if isinstance(value, float) and not math.isfinite(value):  # e.g. residual_gain, which has no range
+                    raise ConfigError(f"{source}: {f.name}={value!r} must be a finite number")
         try:
             n = m.euler_steps
         except ConfigError as e:
