@@ -125,7 +125,11 @@ def read_clip(path: str | Path) -> torch.Tensor:
             raise DataError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
         frames = _read_images(files, path)
     elif path.suffix.lower() == ".npy":
+        from srvp.data.npz import check_npy_size
+
         try:
+            with open(path, "rb") as stream:
+                check_npy_size(stream, path.stat().st_size, str(path))
             frames = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as e:
             msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
