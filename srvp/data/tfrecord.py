@@ -15,6 +15,7 @@ Every malformed input raises :class:`~srvp.errors.DataError` naming the file and
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -54,6 +55,10 @@ def read_records(path: str | Path, verify: bool = True) -> Iterator[bytes]:
             length, length_crc = struct.unpack("<QI", header)
             if verify and masked_crc32c(header[:8]) != length_crc:
                 raise DataError(f"{path}: broken length checksum at record {n} (corrupt file)")
+            left = os.fstat(f.fileno()).st_size - f.tell()
+            if length + 4 > left:  # checked before reading: f.read(length) would first allocate `length` bytes
+                raise DataError(f"{path}: truncated TFRecord data at record {n} (declares {length:,} bytes, "
+                                f"{max(left - 4, 0):,} left in the file)")
             data = f.read(length)
             footer = f.read(4)
             if len(data) < length or len(footer) < 4:
