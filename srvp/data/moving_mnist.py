@@ -135,11 +135,21 @@ def resolve_digits(cfg: DataConfig, split: str) -> np.ndarray:
         if not Path(cfg.digits).is_dir():
             raise DataError(f"{cfg.digits}: digits directory not found (give a directory of MNIST IDX files, "
                             f"'embedded' or 'auto')")
-        return load_mnist_digits(cfg.digits, split)
+        return _drawable(load_mnist_digits(cfg.digits, split), cfg.digits, split)
     for candidate in (Path(cfg.data_dir) / "mnist", Path(cfg.data_dir)):
         if has_mnist(candidate):
-            return load_mnist_digits(candidate, split)
+            return _drawable(load_mnist_digits(candidate, split), candidate, split)
     return load_embedded_digits(split)
+
+
+def _drawable(digits: np.ndarray, where: str | Path, split: str) -> np.ndarray:
+    """``digits`` if there is at least one and each fits in a frame (else the generator would fail mid-run)."""
+    if len(digits) == 0:
+        raise DataError(f"{where}: the {split} IDX file holds no digit images")
+    if digits.shape[1] > FRAME_SIZE or digits.shape[2] > FRAME_SIZE:
+        raise DataError(f"{where}: {split} digit images of {digits.shape[1]}x{digits.shape[2]} pixels do not fit "
+                        f"in the {FRAME_SIZE}x{FRAME_SIZE} frames")
+    return digits
 
 
 def _deterministic(cfg: DataConfig) -> bool:
