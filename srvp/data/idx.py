@@ -12,6 +12,7 @@ import hashlib
 import shutil
 import struct
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ def read_idx(path: str | Path) -> np.ndarray:
             raw = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:  # zlib.error: corrupt compressed data
         raise DataError(f"{path}: not a readable (gzip) file: {e}") from None
     if len(raw) < 4:
         raise DataError(f"{path}: too short to be an IDX file ({len(raw)} bytes)")
