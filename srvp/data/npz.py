@@ -44,6 +44,10 @@ def load_sequences_npz(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: test set file not found")
+    with open(path, "rb") as f:
+        signature = f.read(4)
+    if signature not in (b"PK\x03\x04", b"PK\x05\x06"):  # np.load would take anything else for a .npy or a pickle
+        raise DataError(f"{path}: not a .npz archive (starts with {signature!r}, not a zip signature)")
     try:
         with np.load(path, allow_pickle=False) as data:
             if "sequences" not in data.files:
