@@ -120,7 +120,7 @@ def read_frame_folder(folder: str | Path, size: int, channels: int = 3, crop: bo
                     image = image.crop((left, top, left + side, top + side))
                 image = image.resize((size, size), Image.Resampling.BICUBIC)
                 array = np.asarray(image, dtype=np.uint8)
-        except OSError as e:
+        except (OSError, Image.DecompressionBombError) as e:  # the latter: a header declaring billions of pixels
             raise DataError(f"{file}: unreadable image ({e})") from None
         frames.append(array[None] if channels == 1 else array.transpose(2, 0, 1))
     return np.stack(frames)
