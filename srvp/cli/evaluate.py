@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         horizon = args.horizon or sequences.shape[1] - cond_frames
         if cond_frames + horizon > sequences.shape[1] or horizon < 1:
             raise DataError(f"{source}: sequences have {sequences.shape[1]} frames, fewer than {cond_frames} "
-                            f"conditioning + {horizon} predicted")
+                            f"conditioning + {max(horizon, 1)} predicted")
         if cond_frames < m.content_frames:
             raise ConfigError(f"--cond-frames {cond_frames} is fewer than the model's content_frames "
                               f"{m.content_frames}")
