@@ -1,0 +1,605 @@
+"""A corpus of malformed inputs, each given to the `srvp` command line: every one must end with a one-line error that
+names the file and the problem, exit status 2, no traceback, and nothing half-written in the output directory.
+
+The files are generated in a temporary directory by the builders below (one per case, so each case is its own test
+id); most cases run the command line in-process (``srvp.cli.main.main``), the ones marked ``subprocess`` run
+``python -m srvp.cli.main`` as a user would.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from srvp.cli.main import main
+from srvp.data.bair import IMAGE_KEY
+from srvp.data.idx import write_idx
+from srvp.data.tfrecord import make_example, masked_crc32c, write_records
+from tests.conftest import REPO
+from tests.test_predict import save_tiny_checkpoint
+
+
+class Payload:
+    """Unpickling this creates the file ``path``: what a malicious file would do with arbitrary code."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@dataclass
+class Case:
+    """``argv`` for `srvp`, the fragments the error line must contain (the first names the file), the output
+    location to inspect, and a file whose existence would mean that code from the input ran."""
+
+    argv: list[str]
+    fragments: list[str]
+    out: Path
+    marker: Path | None = None
+    subprocess: bool = False
+
+
+CASES: dict[str, Callable[[Path], Case]] = {}
+
+
+def case(name: str):
+    def register(builder: Callable[[Path], Case]) -> Callable[[Path], Case]:
+        assert name not in CASES, name
+        CASES[name] = builder
+        return builder
+    return register
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Shared pieces
+# ----------------------------------------------------------------------------------------------------------------
+
+TINY_TRAIN = {
+    "model": {"filters": 4, "frame_dim": 16, "state_dim": 4, "noise_dim": 3, "inference_hidden": 16,
+              "forward_hidden": 16, "content_frames": 2},
+    "data": {"digits": "embedded", "seq_len": 4, "cond_frames": 2, "test_seq_len": 4, "num_digits": 1},
+    "train": {"steps": 1, "decay_steps": 0, "batch_size": 2, "val_interval": 0, "sample_interval": 0,
+              "checkpoint_interval": 1, "device": "cpu"},
+}
+
+
+def train_config(tmp: Path, **sections) -> Path:
+    """The tiny training config (which trains fine) with ``sections`` merged in; returns its path."""
+    data = json.loads(json.dumps(TINY_TRAIN))
+    for section, values in sections.items():
+        data[section].update(values)
+    path = tmp / "config.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def train_case(tmp: Path, config: Path, fragments: list[str], *extra: str, subprocess: bool = False) -> Case:
+    out = tmp / "run"
+    return Case(["train", "--config", str(config), "--out-dir", str(out), "--no-progress", *extra],
+                [str(config), *fragments], out, subprocess=subprocess)
+
+
+def raw_config_case(tmp: Path, content: bytes, *fragments: str) -> Case:
+    path = tmp / "config.json"
+    path.write_bytes(content)
+    return train_case(tmp, path, list(fragments))
+
+
+def digits_case(tmp: Path, content: bytes | np.ndarray, *fragments: str, name: str = "train-images-idx3-ubyte",
+                names_directory: bool = False) -> Case:
+    folder = tmp / "mnist"
+    folder.mkdir()
+    if isinstance(content, np.ndarray):
+        write_idx(folder / name, content)
+    else:
+        (folder / name).write_bytes(content)
+    case_ = train_case(tmp, train_config(tmp), list(fragments), "--digits", str(folder))
+    case_.fragments[0] = str(folder if names_directory else folder / name)
+    return case_
+
+
+def idx_header(dtype_code: int, shape: tuple[int, ...]) -> bytes:
+    return struct.pack(">HBB", 0, dtype_code, len(shape)) + struct.pack(f">{len(shape)}I", *shape)
+
+
+def npy_header(shape: tuple[int, ...], descr: str = "|u1") -> bytes:
+    """A version 1.0 .npy header (the documented format) declaring ``shape``."""
+    text = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape!r}, }}"
+    text += " " * (118 - len(text)) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin1")
+
+
+def npz_bytes(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def checkpoint(tmp: Path) -> Path:
+    return save_tiny_checkpoint(tmp / "model.pt")
+
+
+def evaluate_case(tmp: Path, content: bytes, *fragments: str) -> Case:
+    path = tmp / "test_set.npz"
+    path.write_bytes(content)
+    out = tmp / "eval"
+    return Case(["evaluate", "--checkpoint", str(checkpoint(tmp)), "--test-set", str(path), "--out", str(out),
+                 "--samples", "1"], [str(path), *fragments], out)
+
+
+def good_clip(tmp: Path) -> Path:
+    path = tmp / "clip.npy"
+    np.save(path, (np.random.default_rng(0).random((8, 64, 64)) * 255).astype(np.uint8))
+    return path
+
+
+def predict_case(tmp: Path, clip: Path, *fragments: str, named: Path | None = None) -> Case:
+    out = tmp / "predictions"
+    return Case(["predict", "--checkpoint", str(checkpoint(tmp)), "--input", str(clip), "--out", str(out),
+                 "--samples", "2"], [str(named or clip), *fragments], out)
+
+
+def npy_case(tmp: Path, content: bytes | np.ndarray, *fragments: str, suffix: str = ".npy") -> Case:
+    path = tmp / f"clip{suffix}"
+    if isinstance(content, np.ndarray):
+        np.save(path, content, allow_pickle=True)
+    else:
+        path.write_bytes(content)
+    return predict_case(tmp, path, *fragments)
+
+
+def checkpoint_case(tmp: Path, path: Path, *fragments: str, subprocess: bool = False) -> Case:
+    out = tmp / "predictions"
+    return Case(["predict", "--checkpoint", str(path), "--input", str(good_clip(tmp)), "--out", str(out)],
+                [str(path), *fragments], out, subprocess=subprocess)
+
+
+def edited_checkpoint(tmp: Path, edit: Callable[[dict], None]) -> Path:
+    state = torch.load(checkpoint(tmp), weights_only=True)
+    edit(state)
+    path = tmp / "edited.pt"
+    torch.save(state, path)
+    return path
+
+
+def tfrecord_frame(record: bytes) -> bytes:
+    length = struct.pack("<Q", len(record))
+    return length + struct.pack("<I", masked_crc32c(length)) + record + struct.pack("<I", masked_crc32c(record))
+
+
+def bair_case(tmp: Path, train_file: bytes, *fragments: str) -> Case:
+    root = tmp / "bair" / "softmotion30_44k"
+    for split in ("train", "test"):
+        (root / split).mkdir(parents=True)
+    good = make_example({IMAGE_KEY.format(t=t): [bytes(64 * 64 * 3)] for t in range(3)})
+    write_records(root / "test" / "traj_0_to_255.tfrecords", [good])
+    bad = root / "train" / "traj_0_to_255.tfrecords"
+    bad.write_bytes(train_file)
+    out = tmp / "bair_store"
+    return Case(["data", "bair", "convert", str(tmp / "bair"), "--out", str(out), "--no-progress"],
+                [str(bad), *fragments], out)
+
+
+def videos_case(tmp: Path, make: Callable[[Path], Path], *fragments: str) -> Case:
+    source = tmp / "videos"
+    source.mkdir()
+    bad = make(source)
+    out = tmp / "store"
+    return Case(["data", "videos", "convert", str(source), "--out", str(out), "--size", "16", "--no-progress"],
+                [str(bad), *fragments], out)
+
+
+def png_bytes(width: int, height: int) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (120, 30, 200)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A small PNG whose header declares ``width x height`` pixels (a decompression bomb's header)."""
+    data = bytearray(png_bytes(4, 4))
+    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
+    data[ihdr:ihdr + 8] = struct.pack(">II", width, height)
+    import zlib
+
+    data[ihdr + 13:ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(data[ihdr - 4:ihdr + 13])))
+    return bytes(data)
+
+
+def store(tmp: Path) -> Path:
+    """A converted store of three tiny frame-folder videos (split train/val/test)."""
+    source = tmp / "videos_ok"
+    for v in range(3):
+        folder = source / f"v{v}"
+        folder.mkdir(parents=True)
+        for t in range(6):
+            (folder / f"{t:03d}.png").write_bytes(png_bytes(16, 16))
+    out = tmp / "store"
+    assert main(["data", "videos", "convert", str(source), "--out", str(out), "--size", "16", "--no-progress"]) == 0
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Configs
+# ----------------------------------------------------------------------------------------------------------------
+
+case("config-zero-byte")(lambda t: raw_config_case(t, b"", "not valid JSON"))
+case("config-truncated-json")(lambda t: raw_config_case(t, b'{"model": {"state_dim": 4', "not valid JSON"))
+case("config-not-utf8")(lambda t: raw_config_case(t, b'{"model": "\xff\xfe"}', "not valid JSON"))
+case("config-not-an-object")(lambda t: raw_config_case(t, b"[1, 2]", "expected a JSON object"))
+case("config-unknown-section")(lambda t: train_case(t, raw_json(t, {"modle": {}}), ["unknown section", "modle"]))
+case("config-unknown-key")(lambda t: train_case(t, train_config(t, model={"stat_dim": 3}), ["unknown key",
+                                                                                            "stat_dim"]))
+case("config-section-not-object")(lambda t: train_case(t, raw_json(t, {"train": 5}), ["train", "expected an object"]))
+case("config-string-for-number")(lambda t: train_case(t, train_config(t, train={"lr": "fast"}),
+                                                      ["lr", "expected a number"]))
+case("config-float-for-integer")(lambda t: train_case(t, train_config(t, train={"steps": 1.5}),
+                                                      ["steps", "expected an integer"]))
+case("config-bad-bool")(lambda t: train_case(t, train_config(t, model={"content": "maybe"}),
+                                             ["content", "true or false"]))
+case("config-negative-batch")(lambda t: train_case(t, train_config(t, train={"batch_size": -1}),
+                                                   ["batch_size=-1 must be positive"]))
+case("config-nan-value")(lambda t: train_case(t, train_config(t, model={"residual_gain": float("nan")}),
+                                              ["residual_gain=nan must be a finite number"]))
+case("config-infinite-lr")(lambda t: train_case(t, train_config(t, train={"lr": float("inf")}), ["lr=inf"]))
+case("config-bad-choice")(lambda t: train_case(t, train_config(t, model={"architecture": "resnet"}),
+                                               ["architecture='resnet' is not one of"]))
+case("config-dt-not-1-over-n")(lambda t: train_case(t, train_config(t, model={"dt": 0.3}), ["dt=0.3", "1/n"]))
+case("config-impossible-combination")(lambda t: train_case(t, train_config(t, data={"cond_frames": 4}),
+                                                           ["cond_frames=4", "nothing to predict"]))
+
+
+def raw_json(tmp: Path, data) -> Path:
+    path = tmp / "config.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@case("config-is-a-directory")
+def _(tmp: Path) -> Case:
+    folder = tmp / "config.json"
+    folder.mkdir()
+    return train_case(tmp, folder, ["cannot read the config file"], subprocess=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# MNIST IDX files (srvp train --digits DIR)
+# ----------------------------------------------------------------------------------------------------------------
+
+case("idx-zero-byte")(lambda t: digits_case(t, b"", "too short to be an IDX file"))
+case("idx-wrong-magic")(lambda t: digits_case(t, png_bytes(4, 4), "bad IDX magic number"))
+case("idx-truncated")(lambda t: digits_case(t, idx_header(0x08, (10, 28, 28)) + bytes(100), "truncated or corrupt"))
+case("idx-huge-declared-size")(lambda t: digits_case(t, idx_header(0x08, (60000, 60000, 60000)),
+                                                     "implausibly large"))
+case("idx-float-dtype")(lambda t: digits_case(t, idx_header(0x0D, (2, 28, 28)) + bytes(2 * 28 * 28 * 4),
+                                              "expected uint8 images"))
+case("idx-labels-instead-of-images")(lambda t: digits_case(t, np.arange(10, dtype=np.uint8),
+                                                           "expected uint8 images (N, H, W)"))
+case("idx-corrupt-gzip")(lambda t: digits_case(t, b"\x1f\x8b\x08\x00" + b"garbage" * 10, "not a readable (gzip)",
+                                               name="train-images-idx3-ubyte.gz"))
+case("idx-digits-larger-than-frame")(lambda t: digits_case(t, np.zeros((3, 70, 70), np.uint8), "do not fit",
+                                                           names_directory=True))
+case("idx-no-images")(lambda t: digits_case(t, np.zeros((0, 28, 28), np.uint8), "holds no digit images",
+                                            names_directory=True))
+
+# ----------------------------------------------------------------------------------------------------------------
+# Test sets (.npz, srvp evaluate --test-set)
+# ----------------------------------------------------------------------------------------------------------------
+
+case("npz-zero-byte")(lambda t: evaluate_case(t, b"", "not a .npz archive"))
+case("npz-not-a-zip")(lambda t: evaluate_case(t, b"hello, not an archive" * 4, "not a .npz archive"))
+case("npz-is-a-npy")(lambda t: evaluate_case(t, npy_header((7, 2, 64, 64)) + bytes(7 * 2 * 64 * 64),
+                                             "not a .npz archive"))
+case("npz-truncated")(lambda t: evaluate_case(t, npz_bytes(sequences=np.zeros((7, 2, 64, 64), np.uint8))[:300],
+                                              "not a readable .npz"))
+case("npz-no-sequences")(lambda t: evaluate_case(t, npz_bytes(frames=np.zeros((7, 2, 64, 64), np.uint8)),
+                                                 "no 'sequences' array"))
+case("npz-float-dtype")(lambda t: evaluate_case(t, npz_bytes(sequences=np.zeros((7, 2, 64, 64), np.float32)),
+                                                "must be uint8"))
+case("npz-wrong-shape")(lambda t: evaluate_case(t, npz_bytes(sequences=np.zeros((7, 2), np.uint8)),
+                                                "must be (T, N, H, W)"))
+case("npz-no-sequences-inside")(lambda t: evaluate_case(t, npz_bytes(sequences=np.zeros((7, 0, 64, 64), np.uint8)),
+                                                        "must be (T, N, H, W)"))
+case("npz-wrong-frame-size")(lambda t: evaluate_case(t, npz_bytes(sequences=np.zeros((7, 2, 32, 32), np.uint8)),
+                                                     "frames are 1x32x32", "expects 1x64x64"))
+case("npz-too-few-frames")(lambda t: evaluate_case(t, npz_bytes(sequences=np.zeros((2, 2, 64, 64), np.uint8)),
+                                                   "sequences have 2 frames", "fewer than 3 conditioning + 1 predicted"))
+
+
+@case("npz-huge-declared-size")
+def _(tmp: Path) -> Case:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("sequences.npy", npy_header((25, 10**9, 64, 64)) + bytes(64))
+    return evaluate_case(tmp, buffer.getvalue(), "declares an array", "truncated or corrupt")
+
+
+@case("npz-pickle-payload")
+def _(tmp: Path) -> Case:
+    marker = tmp / "pwned"
+    buffer = io.BytesIO()
+    np.savez(buffer, sequences=np.array([Payload(marker)], dtype=object))
+    c = evaluate_case(tmp, buffer.getvalue(), "object arrays are not loaded")
+    c.marker = marker
+    return c
+
+
+@case("npz-is-a-pickle")
+def _(tmp: Path) -> Case:
+    marker = tmp / "pwned"
+    c = evaluate_case(tmp, pickle.dumps({"sequences": Payload(marker)}), "not a .npz archive")
+    c.marker = marker
+    return c
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Clips (srvp predict --input)
+# ----------------------------------------------------------------------------------------------------------------
+
+case("npy-nan-values")(lambda t: npy_case(t, np.full((8, 64, 64), np.nan, np.float32), "NaN or infinite"))
+case("npy-floats-out-of-range")(lambda t: npy_case(t, np.full((8, 64, 64), 2.0, np.float32), "must be in [0, 1]"))
+case("npy-int64-pixels")(lambda t: npy_case(t, np.zeros((8, 64, 64), np.int64), "unsupported pixel type int64"))
+case("npy-zero-byte")(lambda t: npy_case(t, b"", "not a readable .npy array"))
+case("npy-truncated")(lambda t: npy_case(t, npy_header((8, 64, 64)) + bytes(1000), "declares an array",
+                                         "truncated or corrupt"))
+case("npy-wrong-magic")(lambda t: npy_case(t, png_bytes(8, 8), "not a readable .npy array"))
+case("npy-five-dimensions")(lambda t: npy_case(t, np.zeros((2, 8, 1, 64, 64), np.uint8), "expected frames"))
+case("npy-no-frames")(lambda t: npy_case(t, np.zeros((0, 64, 64), np.uint8), "the clip is empty"))
+case("clip-single-image")(lambda t: npy_case(t, png_bytes(64, 64), "a single image is not a clip", suffix=".png"))
+case("clip-unknown-format")(lambda t: npy_case(t, b"frames", "unknown clip format", suffix=".txt"))
+case("video-garbage-mp4")(lambda t: npy_case(t, b"\x00\x00\x00\x18ftypmp42" + os.urandom(500),
+                                             "not a readable video", suffix=".mp4"))
+case("gif-zero-byte")(lambda t: npy_case(t, b"", "not a readable video", suffix=".gif"))
+case("gif-truncated")(lambda t: npy_case(t, gif_bytes()[:40], "not a readable video", suffix=".gif"))
+
+
+def gif_bytes() -> bytes:
+    import imageio.v2 as imageio
+
+    buffer = io.BytesIO()
+    imageio.mimwrite(buffer, [np.full((16, 16), v, np.uint8) for v in (0, 128, 255)], format="GIF")
+    return buffer.getvalue()
+
+
+@case("npy-huge-declared-size")
+def _(tmp: Path) -> Case:
+    c = npy_case(tmp, npy_header((10**12, 64, 64)) + bytes(64), "declares an array", "truncated or corrupt")
+    c.subprocess = True
+    return c
+
+
+@case("npy-pickle-payload")
+def _(tmp: Path) -> Case:
+    marker = tmp / "pwned"
+    c = npy_case(tmp, np.array([Payload(marker)], dtype=object), "object arrays are not loaded")
+    c.marker = marker
+    return c
+
+
+@case("frames-mixed-sizes")
+def _(tmp: Path) -> Case:
+    folder = tmp / "frames"
+    folder.mkdir()
+    for t in range(4):
+        (folder / f"{t}.png").write_bytes(png_bytes(64, 64 if t != 2 else 48))
+    return predict_case(tmp, folder, "differ in size")
+
+
+@case("frames-fake-png")
+def _(tmp: Path) -> Case:
+    folder = tmp / "frames"
+    folder.mkdir()
+    for t in range(4):
+        (folder / f"{t}.png").write_bytes(png_bytes(64, 64))
+    (folder / "3.png").write_bytes(b"not an image at all")
+    return predict_case(tmp, folder, "not a readable image", named=folder / "3.png")
+
+
+@case("frames-empty-folder")
+def _(tmp: Path) -> Case:
+    folder = tmp / "frames"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("no frames here")
+    return predict_case(tmp, folder, "no image files")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoints (srvp predict --checkpoint)
+# ----------------------------------------------------------------------------------------------------------------
+
+case("checkpoint-zero-byte")(lambda t: checkpoint_case(t, write(t / "c.pt", b""), "not a readable checkpoint"))
+case("checkpoint-truncated")(lambda t: checkpoint_case(
+    t, write(t / "c.pt", checkpoint(t).read_bytes()[:5000]), "not a readable checkpoint (truncated or corrupt"))
+case("checkpoint-garbage")(lambda t: checkpoint_case(t, write(t / "c.pt", os.urandom(3000)),
+                                                     "not a readable checkpoint"))
+case("checkpoint-config-does-not-match")(lambda t: checkpoint_case(
+    t, edited_checkpoint(t, lambda s: s["config"]["model"].update(state_dim=6)), "do not match", "other shapes"))
+case("checkpoint-nan-weights")(lambda t: checkpoint_case(t, edited_checkpoint(t, nan_first), "holds NaN"))
+case("checkpoint-foreign-state-dict")(lambda t: checkpoint_case(
+    t, torch_save(t / "c.pt", {"encoder.weight": torch.zeros(3)}), "not an srvp checkpoint"))
+case("checkpoint-future-version")(lambda t: checkpoint_case(
+    t, edited_checkpoint(t, lambda s: s.update(version=99)), "format version 99"))
+case("checkpoint-bad-config-type")(lambda t: checkpoint_case(
+    t, edited_checkpoint(t, lambda s: s["config"]["train"].update(batch_size="many")), "batch_size",
+    "expected an integer"))
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def torch_save(path: Path, obj) -> Path:
+    torch.save(obj, path)
+    return path
+
+
+def nan_first(state: dict) -> None:
+    key = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][key].fill_(float("nan"))
+
+
+@case("checkpoint-pickle-payload")
+def _(tmp: Path) -> Case:
+    marker = tmp / "pwned"
+    path = edited_checkpoint(tmp, lambda s: s.update(extra={"note": Payload(marker)}))
+    c = checkpoint_case(tmp, path, "refused to load", "possible code payload", "GLOBAL", subprocess=True)
+    c.marker = marker
+    return c
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Datasets (srvp data ... convert / verify, srvp train on a store)
+# ----------------------------------------------------------------------------------------------------------------
+
+case("tfrecord-broken-length-checksum")(lambda t: bair_case(t, struct.pack("<QI", 100, 12345) + bytes(104),
+                                                            "broken length checksum"))
+case("tfrecord-truncated-record")(lambda t: bair_case(t, tfrecord_frame(bytes(500))[:200], "truncated TFRecord data"))
+case("tfrecord-huge-declared-length")(lambda t: bair_case(
+    t, huge_length_header(2**40) + bytes(64), "truncated TFRecord data", "declares"))
+case("tfrecord-not-a-bair-example")(lambda t: bair_case(
+    t, tfrecord_frame(make_example({"label": [3]})), "missing key"))
+case("tfrecord-bad-frame-bytes")(lambda t: bair_case(
+    t, tfrecord_frame(make_example({IMAGE_KEY.format(t=0): [b"12345"]})), "neither raw 64x64 RGB bytes"))
+case("tfrecord-broken-data-checksum")(lambda t: bair_case(
+    t, tfrecord_frame(make_example({"a": [b"x"]}))[:-1] + b"\x00", "broken data checksum"))
+
+
+def huge_length_header(length: int) -> bytes:
+    header = struct.pack("<Q", length)
+    return header + struct.pack("<I", masked_crc32c(header))
+
+
+case("videos-garbage-video-file")(lambda t: videos_case(
+    t, lambda src: write(src / "clip.mp4", b"\x00\x00\x00\x18ftypmp42" + bytes(300)), "cannot decode video"))
+case("videos-frames-mixed-sizes")(lambda t: videos_case(t, lambda src: frame_folder(src, [16, 16, 12]), "mixed sizes"))
+case("videos-frame-not-an-image")(lambda t: videos_case(t, lambda src: frame_folder(src, [16, 16, 0]),
+                                                        "unreadable image"))
+case("videos-png-bomb-header")(lambda t: videos_case(t, lambda src: frame_folder(src, [16, 16, -1]),
+                                                     "unreadable image"))
+
+
+def frame_folder(source: Path, sizes: list[int]) -> Path:
+    """A video folder whose frames have ``sizes`` (0: a file that is not an image, -1: a PNG declaring 10^5 x 10^5
+    pixels); returns the odd frame."""
+    folder = source / "v0"
+    folder.mkdir()
+    odd = folder / "000.png"
+    for t, size in enumerate(sizes):
+        path = folder / f"{t:03d}.png"
+        data = b"garbage" if size == 0 else png_declaring(100_000, 100_000) if size == -1 else png_bytes(size, size)
+        path.write_bytes(data)
+        if t and size != sizes[0]:
+            odd = path
+    return odd
+
+
+@case("store-meta-not-json")
+def _(tmp: Path) -> Case:
+    root = store(tmp)
+    meta = root / "train" / "meta.json"
+    meta.write_text("{broken")
+    return Case(["data", "videos", "verify", str(root)], [str(meta), "not valid JSON"], root)
+
+
+@case("store-frames-do-not-match-meta")
+def _(tmp: Path) -> Case:
+    root = store(tmp)
+    frames = root / "train" / "frames.npy"
+    np.save(frames, np.zeros((3, 3, 16, 16), np.uint8))
+    return Case(["data", "videos", "verify", str(root)], [str(frames), "does not match"], root)
+
+
+@case("store-truncated-frames-in-training")
+def _(tmp: Path) -> Case:
+    root = store(tmp)
+    frames = root / "train" / "frames.npy"
+    frames.write_bytes(frames.read_bytes()[:1000])
+    config = train_config(tmp, data={"dataset": "videos", "data_dir": str(root), "video_size": 16})
+    c = train_case(tmp, config, ["unreadable store files"])
+    c.fragments[0] = str(root / "train")
+    return c
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The test
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def run_srvp(c: Case, capsys) -> tuple[int, str]:
+    if c.subprocess:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        result = subprocess.run([sys.executable, "-m", "srvp.cli.main", *c.argv], capture_output=True, text=True,
+                                cwd=REPO, env=env, timeout=300)
+        return result.returncode, result.stderr
+    capsys.readouterr()
+    rc = main(c.argv)
+    return rc, capsys.readouterr().err
+
+
+def half_written(out: Path) -> list[Path]:
+    """Files in ``out`` that a failed command must not leave: temporaries, partial splits, results."""
+    if not out.exists():
+        return []
+    bad = [p for p in out.rglob("*") if p.name.endswith(".tmp") or ".partial-" in p.name]
+    bad += [p for p in out.rglob("*") if p.name in ("best.pt", "last.pt", "results.json", "summary.json")]
+    bad += [p for p in (out / "checkpoints").glob("*")] if (out / "checkpoints").is_dir() else []
+    return bad
+
+
+def test_corpus_is_large_enough():
+    assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_malformed_input_gives_a_one_line_error(name, tmp_path, capsys):
+    c = CASES[name](tmp_path)
+    rc, err = run_srvp(c, capsys)
+    command = c.argv[0]
+    lines = err.strip().splitlines()
+    assert rc == 2, f"exit status {rc}: {err[-3000:]}"
+    assert "Traceback" not in err and "\x1b" not in err, err[-3000:]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"srvp {command}: error: "), lines[0]
+    for fragment in c.fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert half_written(c.out) == []
+    if command in ("predict", "evaluate"):
+        assert not c.out.exists() or not any(c.out.iterdir()), sorted(c.out.iterdir())
+    if c.marker is not None:
+        assert not c.marker.exists(), "code from the file ran"
+
+
+def test_payloads_are_live(tmp_path):
+    """The pickle payloads of the corpus do run code when loaded without restrictions (so their checks can fail)."""
+    marker = tmp_path / "pwned"
+    pickle.loads(pickle.dumps(Payload(marker)))
+    assert marker.exists()
+
+
+def test_gzip_idx_round_trip_is_read(tmp_path):
+    """The IDX cases start from files that the reader accepts when they are well formed."""
+    from srvp.data.idx import read_idx
+
+    digits = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    write_idx(tmp_path / "d.gz", digits)
+    assert gzip.decompress((tmp_path / "d.gz").read_bytes())[:4] == idx_header(0x08, (2, 28, 28))[:4]
+    assert np.array_equal(read_idx(tmp_path / "d.gz"), digits)
