@@ -11,7 +11,7 @@ Three ways, measured in one run on the same model, data and allocator settings:
 
 Usage::
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_eval.py                 # ~2 minutes on 2 CPU cores
+    OMP_NUM_THREADS=2 python benchmarks/bench_eval.py     # 4 sequences; 9 min on 2 cores at load average 6
     python benchmarks/bench_eval.py --sequences 64 --samples 100      # bigger
     python benchmarks/bench_eval.py --device cuda --sequences 256
 
