@@ -53,7 +53,7 @@ def _to_tchw(frames: np.ndarray, path: Path) -> np.ndarray:
         frames = frames[:, None]
     elif frames.ndim == 4:
         last, second = frames.shape[-1] in CHANNEL_COUNTS, frames.shape[1] in CHANNEL_COUNTS
-        if last and second and frames.shape[-1] != frames.shape[1]:
+        if last and second:  # e.g. (T, 3, H, 3): frames H x 3 or 3 x H, which differ even when both ends agree
             raise DataError(f"{path}: ambiguous frame layout {frames.shape}: cannot tell (T, H, W, C) from "
                             f"(T, C, H, W)")
         if last:
