@@ -161,8 +161,9 @@ def run(args: argparse.Namespace) -> int:
         if "lpips" in args.metrics and m.frame_size < 32:
             raise ConfigError(f"LPIPS needs frames of at least 32x32 pixels; the model of {args.checkpoint} has "
                               f"{m.frame_size}x{m.frame_size}")
-        if "fvd" in args.metrics and len(sequences) < 2:
-            raise ConfigError("FVD needs at least 2 test sequences")
+        if "fvd" in args.metrics and (len(sequences) < 2 or cond_frames + horizon < 9):
+            raise ConfigError(f"FVD needs at least 2 test sequences of at least 9 frames, got {len(sequences)} of "
+                              f"{cond_frames + horizon}")
         weights = {"alexnet": args.alexnet_weights, "lpips": args.lpips_weights, "i3d": args.i3d_weights}
         networks, skipped = load_metric_networks([x for x in args.metrics if x in ("lpips", "fvd")], weights,
                                                  args.missing_weights, device)
