@@ -1,10 +1,11 @@
 """Run the ``srvp`` command line in this process, stopping inside its N-th atomic file write so that a test can
 SIGKILL it exactly there (used by ``tests/test_kill_resume.py``; not a test module itself).
 
-    python -m tests.kill_helper CALL PHASE MARKER -- train --config ... --out-dir ...
+    python -m tests.kill_helper PATTERN N PHASE MARKER -- train --config ... --out-dir ...
 
-On the CALL-th call of :func:`srvp.training.checkpoint.atomic_write_bytes` (counted from 1 in this process) the
-process creates MARKER (holding the target path) and sleeps until it is killed, at the point given by PHASE:
+On the N-th call of :func:`srvp.training.checkpoint.atomic_write_bytes` (counted from 1 in this process) that writes
+a file whose name matches the glob PATTERN (``step_*.pt``, ``manifest.json``, ``best.pt``, ...) the process creates
+MARKER (holding the target path) and sleeps until it is killed, at the point given by PHASE:
 
 - ``write``: half of the bytes are in the temporary file (the write itself is interrupted);
 - ``fsync``: every byte is written and flushed, the file is not yet synced nor renamed;
@@ -15,6 +16,7 @@ The real ``atomic_write_bytes`` runs in every case; only the module's ``os`` is 
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import sys
 import time
@@ -59,15 +61,17 @@ class _OsProxy:
         return self.replaced.get(name, getattr(os, name))
 
 
-def install(call: int, phase: str, marker: Path) -> None:
+def install(pattern: str, call: int, phase: str, marker: Path) -> None:
     real_write = checkpoint.atomic_write_bytes
     count = {"n": 0}
 
     def atomic_write_bytes(path, data: bytes) -> None:
+        target = Path(path)
+        if not fnmatch.fnmatch(target.name, pattern):
+            return real_write(path, data)
         count["n"] += 1
         if count["n"] != call:
             return real_write(path, data)
-        target = Path(path)
         if phase == "after":
             real_write(path, data)
             _stop_here(marker, target)
@@ -87,7 +91,7 @@ def install(call: int, phase: str, marker: Path) -> None:
 
 
 if __name__ == "__main__":
-    call, phase, marker, separator, *argv = sys.argv[1:]
-    assert separator == "--", "usage: python -m tests.kill_helper CALL PHASE MARKER -- SRVP-ARGS..."
-    install(int(call), phase, Path(marker))
+    pattern, call, phase, marker, separator, *argv = sys.argv[1:]
+    assert separator == "--", "usage: python -m tests.kill_helper PATTERN N PHASE MARKER -- SRVP-ARGS..."
+    install(pattern, int(call), phase, Path(marker))
     sys.exit(main(argv))

@@ -28,8 +28,9 @@ TINY_CONFIG = {
               "forward_hidden": 16, "content_frames": 2},
     "data": {"digits": "embedded", "seq_len": 4, "cond_frames": 2, "test_seq_len": 4, "num_digits": 1,
              "val_sequences": 4},
-    "train": {"steps": STEPS, "decay_steps": 4, "batch_size": 2, "seed": 3, "val_interval": 0,
-              "checkpoint_interval": 2, "keep_checkpoints": 2, "log_interval": 1, "sample_interval": 0,
+    # validation (best-of-2 PSNR, best.pt) and TensorBoard samples draw random numbers between training steps
+    "train": {"steps": STEPS, "decay_steps": 4, "batch_size": 2, "seed": 3, "val_interval": 3, "val_samples": 2,
+              "checkpoint_interval": 2, "keep_checkpoints": 2, "log_interval": 1, "sample_interval": 5,
               "device": "cpu"},
 }
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -43,7 +44,7 @@ class Session:
         self.marker = tmp / f"{name}.marker"
         args = ["train", "--config", str(config), "--out-dir", str(out_dir), "--no-progress", *extra]
         prefix = [sys.executable, "-m", "srvp.cli.main"] if hook is None else \
-            [sys.executable, "-m", "tests.kill_helper", str(hook[0]), hook[1], str(self.marker), "--"]
+            [sys.executable, "-m", "tests.kill_helper", hook[0], str(hook[1]), hook[2], str(self.marker), "--"]
         with open(self.stdout, "w") as out, open(self.stderr, "w") as err:
             self.process = subprocess.Popen(prefix + args, stdout=out, stderr=err, cwd=REPO, env=ENV)
 
@@ -110,23 +111,25 @@ def test_sigkill_anywhere_then_resume_is_bit_identical(tmp_path):
     reference, run = tmp_path / "reference", tmp_path / "killed"
     uninterrupted = Session(tmp_path, "reference", reference, config, [])
 
-    # Atomic writes of a session resumed at step r: 1 = config.json, then per checkpoint (steps r+2, r+4, ...)
-    # the step file, the manifest, last.pt.
-    s = Session(tmp_path, "a", run, config, [], hook=(1, "write"))
-    assert s.kill_at_marker().endswith("config.json")  # killed before any checkpoint, config half-written
-    s = Session(tmp_path, "b", run, config, ["--resume"], hook=(3, "fsync"))
-    assert s.kill_at_marker().endswith(MANIFEST)  # step_2 in place, the first manifest not yet renamed
+    # Kills inside the writes of a checkpoint (every 2 steps: step file, manifest, last.pt) and of best.pt.
+    s = Session(tmp_path, "a0", run, config, [], hook=("config.json", 1, "write"))
+    s.kill_at_marker()  # config.json half-written, no checkpoint: --resume will start from step 0
+    s = Session(tmp_path, "a", run, config, ["--resume"], hook=(MANIFEST, 1, "fsync"))
+    s.kill_at_marker()  # step_2 in place, the first manifest written but not renamed
     assert "no checkpoint yet; starting the run from step 0" in s.stdout.read_text()
     assert not (run / "checkpoints" / MANIFEST).exists() and (run / "checkpoints" / "step_00000002.pt").exists()
-    s = Session(tmp_path, "c", run, config, ["--resume"], hook=(5, "write"))
-    assert s.kill_at_marker().endswith("step_00000006.pt")  # step 4 complete; step 6 half-written
+    s = Session(tmp_path, "b", run, config, ["--resume"], hook=("best.pt", 1, "write"))
+    s.kill_at_marker()  # the first validation (step 3) half-way through writing best.pt
+    assert "step_00000002.pt at step 2" in s.stdout.read_text()
+    s = Session(tmp_path, "c", run, config, ["--resume"], hook=("step_*.pt", 2, "write"))
+    s.kill_at_marker()  # step 4 complete; step 6 half-written
     assert "step_00000002.pt at step 2" in s.stdout.read_text()
     assert any(p.name.startswith(".step_00000006.pt.") for p in (run / "checkpoints").iterdir())
-    s = Session(tmp_path, "d", run, config, ["--resume"], hook=(4, "after"))
-    assert s.kill_at_marker().endswith("last.pt")  # step 6, its manifest and last.pt written
+    s = Session(tmp_path, "d", run, config, ["--resume"], hook=("last.pt", 1, "after"))
+    s.kill_at_marker()  # step 6, its manifest and last.pt written
     assert "step_00000004.pt at step 4" in s.stdout.read_text()
-    s = Session(tmp_path, "e", run, config, ["--resume"], hook=(2, "after"))
-    assert s.kill_at_marker().endswith("step_00000008.pt")  # step 8 renamed into place, not yet in the manifest
+    s = Session(tmp_path, "e", run, config, ["--resume"], hook=("step_*.pt", 1, "after"))
+    assert s.kill_at_marker().endswith("step_00000008.pt")  # renamed into place, not yet in the manifest
     assert "step_00000006.pt at step 6" in s.stdout.read_text()
 
     # Damage the newest listed checkpoint (step 6): the checksum catches it and step 4 is used.
