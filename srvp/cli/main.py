@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 SUBCOMMANDS = [
     "srvp.cli.train",
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "_run"):
         parser.print_help()
         return 2
+    # warnings (e.g. a corrupt checkpoint skipped on resume) as one line, like errors, without the source line
+    previous_format = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_, **__: f"srvp {args.command}: warning: {message}\n"
     try:
         return int(args._run(args) or 0)
     except SrvpError as e:
@@ -57,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"srvp {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = previous_format
 
 
 if __name__ == "__main__":
