@@ -230,3 +230,18 @@ def test_manifest_entries_outside_the_directory_are_ignored(tmp_path):
         manager.save(make_checkpoint(model, RunConfig(), step))
     assert victim.read_text() == "keep me"
     assert [e["file"] for e in json.loads((checkpoints / MANIFEST).read_text())["checkpoints"]] == ["step_00000003.pt"]
+
+
+def test_fp16_loss_scale_is_restored_on_resume(tmp_path):
+    """The GradScaler's scale (fp16 on GPUs) travels in the checkpoint; a CPU scaler stands in for the CUDA one."""
+    cfg = tiny_run(tmp_path / "run", steps=2)
+    trainer = Trainer(cfg, progress=False)
+    trainer._build()
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=256.0, growth_interval=7)
+    trainer.out_dir.mkdir(parents=True)
+    trainer._save()
+    resumed = Trainer(cfg, resume=True, progress=False)
+    resumed._build()
+    resumed.scaler = torch.amp.GradScaler("cpu")
+    resumed._restore()
+    assert resumed.scaler.get_scale() == 256.0 and resumed.scaler.get_growth_interval() == 7

@@ -196,14 +196,18 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step = int(state["step"])
         self.best_val = state.get("extra", {}).get("best_val")
+        if self.scaler is not None and state.get("extra", {}).get("grad_scaler"):
+            self.scaler.load_state_dict(state["extra"]["grad_scaler"])
         if self.rank == 0:
             print(f"resumed from {path} at step {self.step}")
 
     def _save(self) -> Path | None:
         if self.rank != 0:
             return None
-        state = make_checkpoint(self.model, self.cfg, self.step, self.optimizer, self.scheduler,
-                                extra={"best_val": self.best_val})
+        extra: dict[str, Any] = {"best_val": self.best_val}
+        if self.scaler is not None:  # fp16: without its scale a resumed run re-calibrates (skipped steps)
+            extra["grad_scaler"] = self.scaler.state_dict()
+        state = make_checkpoint(self.model, self.cfg, self.step, self.optimizer, self.scheduler, extra=extra)
         path = self.checkpoints.save(state)
         atomic_torch_save(make_checkpoint(self.model, self.cfg, self.step), self.out_dir / "last.pt")
         return path
