@@ -17,6 +17,7 @@ Design points:
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import time
@@ -222,7 +223,10 @@ class Trainer:
         with autocast_context(self.device, cfg.precision):
             out = self.forward_model(x)
         losses = self.model.loss(x, out)
-        bad = [k for k, v in losses.items() if not torch.isfinite(v.detach())]
+        # One device-to-host transfer for all the terms (a check and a float() per term would each wait for the
+        # device); the values are those of the forward pass, returned below when the step succeeds.
+        values = torch.stack([v.detach().float() for v in losses.values()]).cpu()
+        bad = [k for k, v in zip(losses, values.tolist()) if not math.isfinite(v)]
         if self.world > 1:  # every rank must take the same decision, or DDP's all-reduce would hang
             flag = torch.tensor([1.0 if bad else 0.0], device=self.device)
             dist.all_reduce(flag)
@@ -235,8 +239,10 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         else:
             losses["total"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), float("inf"))
-        if not torch.isfinite(grad_norm):
+        # The norm only (clip_grad_norm_ with an infinite bound would also multiply every gradient by 1).
+        grad_norm = float(torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters()
+                                                         if p.grad is not None]))
+        if not math.isfinite(grad_norm):
             if self.scaler is not None:  # fp16 overflow: the scaler lowers its scale and skips the step
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
@@ -247,8 +253,8 @@ class Trainer:
         else:
             self.optimizer.step()
         self.scheduler.step()
-        terms = {k: float(v.detach()) for k, v in losses.items()}
-        terms["grad_norm"] = float(grad_norm)
+        terms = dict(zip(losses, values.tolist()))
+        terms["grad_norm"] = grad_norm
         return terms
 
     # -- loop -------------------------------------------------------------------------------------------------------
