@@ -321,7 +321,8 @@ case("npz-no-sequences-inside")(lambda t: evaluate_case(t, npz_bytes(sequences=n
 case("npz-wrong-frame-size")(lambda t: evaluate_case(t, npz_bytes(sequences=np.zeros((7, 2, 32, 32), np.uint8)),
                                                      "frames are 1x32x32", "expects 1x64x64"))
 case("npz-too-few-frames")(lambda t: evaluate_case(t, npz_bytes(sequences=np.zeros((2, 2, 64, 64), np.uint8)),
-                                                   "sequences have 2 frames", "fewer than 3 conditioning + 1 predicted"))
+                                                   "sequences have 2 frames",
+                                                   "fewer than 3 conditioning + 1 predicted"))
 
 
 @case("npz-huge-declared-size")
@@ -540,6 +541,36 @@ def _(tmp: Path) -> Case:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Resuming a run (srvp train --resume)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def finished_run(tmp: Path) -> tuple[Path, Path]:
+    config = train_config(tmp, train={"steps": 2})
+    out = tmp / "run"
+    assert main(["train", "--config", str(config), "--out-dir", str(out), "--no-progress"]) == 0
+    return config, out
+
+
+@case("resume-with-another-model-config")
+def _(tmp: Path) -> Case:
+    config, out = finished_run(tmp)
+    c = train_case(tmp, config, ["model config differs"], "--resume", "--state-dim", "6")
+    c.fragments[0] = str(out / "checkpoints" / "step_00000002.pt")
+    return c
+
+
+@case("resume-with-only-damaged-checkpoints")
+def _(tmp: Path) -> Case:
+    config, out = finished_run(tmp)
+    for path in (out / "checkpoints").glob("step_*.pt"):
+        path.write_bytes(path.read_bytes()[:100])
+    c = train_case(tmp, config, ["no usable checkpoint"], "--resume")
+    c.fragments[0] = str(out)
+    return c
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The test
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -555,13 +586,20 @@ def run_srvp(c: Case, capsys) -> tuple[int, str]:
     return rc, capsys.readouterr().err
 
 
-def half_written(out: Path) -> list[Path]:
-    """Files in ``out`` that a failed command must not leave: temporaries, partial splits, results."""
+def snapshot(out: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} if out.exists() else {}
+
+
+def half_written(out: Path, before: dict[Path, bytes]) -> list[Path]:
+    """Files in ``out`` that a failed command must not leave: temporaries, partial splits, new results and
+    checkpoints, and any change to the files that were there before."""
     if not out.exists():
         return []
     bad = [p for p in out.rglob("*") if p.name.endswith(".tmp") or ".partial-" in p.name]
-    bad += [p for p in out.rglob("*") if p.name in ("best.pt", "last.pt", "results.json", "summary.json")]
-    bad += [p for p in (out / "checkpoints").glob("*")] if (out / "checkpoints").is_dir() else []
+    new = [p for p in out.rglob("*") if p.is_file() and p not in before]
+    bad += [p for p in new if p.name in ("best.pt", "last.pt", "results.json", "summary.json")
+            or p.parent.name == "checkpoints"]
+    bad += [p for p, data in before.items() if not p.is_file() or p.read_bytes() != data]
     return bad
 
 
@@ -572,6 +610,7 @@ def test_corpus_is_large_enough():
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_malformed_input_gives_a_one_line_error(name, tmp_path, capsys):
     c = CASES[name](tmp_path)
+    before = snapshot(c.out)
     rc, err = run_srvp(c, capsys)
     command = c.argv[0]
     lines = err.strip().splitlines()
@@ -581,7 +620,7 @@ def test_malformed_input_gives_a_one_line_error(name, tmp_path, capsys):
     assert lines[0].startswith(f"srvp {command}: error: "), lines[0]
     for fragment in c.fragments:
         assert fragment in lines[0], (fragment, lines[0])
-    assert half_written(c.out) == []
+    assert half_written(c.out, before) == []
     if command in ("predict", "evaluate"):
         assert not c.out.exists() or not any(c.out.iterdir()), sorted(c.out.iterdir())
     if c.marker is not None:
