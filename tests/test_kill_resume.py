@@ -105,6 +105,7 @@ def assert_same_run(a: Path, b: Path) -> None:
         assert all(torch.equal(v, mb[k]) for k, v in ma.items()), file
 
 
+@pytest.mark.slow
 def test_sigkill_anywhere_then_resume_is_bit_identical(tmp_path):
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(TINY_CONFIG))
@@ -245,3 +246,52 @@ def test_fp16_loss_scale_is_restored_on_resume(tmp_path):
     resumed.scaler = torch.amp.GradScaler("cpu")
     resumed._restore()
     assert resumed.scaler.get_scale() == 256.0 and resumed.scaler.get_growth_interval() == 7
+
+
+def _ddp_worker(rank: int, world: int, port: int, out_dir: str, signal_rank: int | None, resume: bool) -> None:
+    import datetime
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))  # a regression fails, not hangs
+    original = Trainer._train_step
+
+    def preempted(self, x):
+        result = original(self, x)
+        if self.rank == signal_rank and self.step == 2:  # the signal reaches one process only
+            os.kill(os.getpid(), signal.SIGTERM)
+        return result
+
+    Trainer._train_step = preempted
+    trainer = Trainer(tiny_run(out_dir, steps=6, checkpoint_interval=3), resume=resume, progress=False)
+    trainer.fit()
+    torch.save({"step": trainer.step, "model": trainer.model.state_dict()}, Path(out_dir) / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def _spawn_ddp(out_dir: Path, signal_rank: int | None = None, resume: bool = False) -> list[dict]:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(out_dir), signal_rank, resume), nprocs=2, join=True)
+    return [torch.load(out_dir / f"rank{r}.pt", weights_only=True) for r in range(2)]
+
+
+@pytest.mark.slow
+def test_ddp_signal_on_one_process_stops_all_at_the_same_step_and_resumes_exactly(tmp_path):
+    stopped = _spawn_ddp(tmp_path / "run", signal_rank=0)
+    assert [s["step"] for s in stopped] == [3, 3]  # the other process stopped with it instead of crashing
+    assert CheckpointManager(tmp_path / "run" / "checkpoints").latest_good()[0]["step"] == 3
+    resumed = _spawn_ddp(tmp_path / "run", resume=True)
+    reference = _spawn_ddp(tmp_path / "reference")
+    for r in range(2):
+        assert resumed[r]["step"] == reference[r]["step"] == 6
+        for k, v in reference[r]["model"].items():
+            assert torch.equal(v, resumed[r]["model"][k]), (r, k)

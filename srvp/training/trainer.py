@@ -262,6 +262,16 @@ class Trainer:
     def _handle_signal(self, signum, frame) -> None:  # noqa: ARG002
         self._stop_signal = signum
 
+    def _should_stop(self) -> bool:
+        """Whether to stop after this step. Under DDP a signal that reached any process stops them all at the same
+        step (a process that went on alone would wait forever in the next all-reduce)."""
+        if self.world > 1:
+            flag = torch.tensor([float(self._stop_signal or 0)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            if flag.item() > 0 and self._stop_signal is None:
+                self._stop_signal = int(flag.item())
+        return self._stop_signal is not None
+
     def fit(self) -> Path:
         """Train to ``cfg.train.steps``; returns the run directory."""
         self._init_distributed()
@@ -314,7 +324,7 @@ class Trainer:
                     bar.update(1)
                     if self.step == cfg.train.steps:
                         self._save()
-                    if self._stop_signal is not None:
+                    if self._should_stop():
                         break
                     continue
                 failures = 0
@@ -339,7 +349,7 @@ class Trainer:
                         self._log_samples(x, writer)
                 if self.step % cfg.train.checkpoint_interval == 0 or self.step == cfg.train.steps:
                     self._save()
-                if self._stop_signal is not None:
+                if self._should_stop():
                     break
             if self._stop_signal is not None:
                 name = signal.Signals(self._stop_signal).name
