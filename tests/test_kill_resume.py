@@ -268,7 +268,8 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str, signal_rank: int
     Trainer._train_step = preempted
     trainer = Trainer(tiny_run(out_dir, steps=6, checkpoint_interval=3), resume=resume, progress=False)
     trainer.fit()
-    torch.save({"step": trainer.step, "model": trainer.model.state_dict()}, Path(out_dir) / f"rank{rank}.pt")
+    torch.save({"step": trainer.step, "model": trainer.model.state_dict(), "next_draw": torch.rand(8)},
+               Path(out_dir) / f"rank{rank}.pt")
     dist.destroy_process_group()
 
 
@@ -286,6 +287,8 @@ def _spawn_ddp(out_dir: Path, signal_rank: int | None = None, resume: bool = Fal
 
 @pytest.mark.slow
 def test_ddp_signal_on_one_process_stops_all_at_the_same_step_and_resumes_exactly(tmp_path):
+    """Two gloo processes: SIGTERM to one stops both at the same step; the resumed run restores each process's random
+    stream and equals an uninterrupted run."""
     stopped = _spawn_ddp(tmp_path / "run", signal_rank=0)
     assert [s["step"] for s in stopped] == [3, 3]  # the other process stopped with it instead of crashing
     assert CheckpointManager(tmp_path / "run" / "checkpoints").latest_good()[0]["step"] == 3
@@ -295,3 +298,5 @@ def test_ddp_signal_on_one_process_stops_all_at_the_same_step_and_resumes_exactl
         assert resumed[r]["step"] == reference[r]["step"] == 6
         for k, v in reference[r]["model"].items():
             assert torch.equal(v, resumed[r]["model"][k]), (r, k)
+        assert torch.equal(resumed[r]["next_draw"], reference[r]["next_draw"])  # each process's own stream
+    assert not torch.equal(reference[0]["next_draw"], reference[1]["next_draw"])  # processes draw different noise
