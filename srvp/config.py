@@ -293,15 +293,17 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "data": {"dataset": "pendulum", "seq_len": 15, "cond_frames": 3, "test_seq_len": 15},
         "train": {"steps": 100_000, "decay_steps": 10_000, "batch_size": 128},
     },
-    # Small stochastic Moving MNIST model for this 2-core CPU: one digit, fewer filters and a sharper
-    # observation model so that a few minutes of training beat the blank and copy-last-frame baselines.
+    # Small stochastic Moving MNIST model for this 2-core CPU: one digit, fewer filters, a sharper observation
+    # model and a higher learning rate, so that a few minutes of training track the digit (measured: best-of-20
+    # PSNR 18.1 dB after 750 steps vs 17.6 for the last frame and 17.0 for a blank one; see the quickstart).
     "cpu": {
         "model": {"architecture": "dcgan", "filters": 16, "state_dim": 20, "noise_dim": 20, "content_frames": 5,
                   "inference_hidden": 128, "forward_hidden": 128, "obs_scale": 0.25, "beta_z": 1.0},
         "data": {"dataset": "smmnist", "num_digits": 1, "seq_len": 10, "cond_frames": 5, "test_seq_len": 15,
                  "test_sequences": 100, "val_sequences": 32},
-        "train": {"steps": 1500, "decay_steps": 300, "batch_size": 16, "val_interval": 500, "val_samples": 10,
-                  "checkpoint_interval": 250, "sample_interval": 500, "precision": "bf16", "out_dir": "runs/cpu"},
+        "train": {"steps": 3000, "decay_steps": 500, "lr": 1e-3, "batch_size": 16, "val_interval": 500,
+                  "val_samples": 10, "checkpoint_interval": 250, "sample_interval": 500, "precision": "bf16",
+                  "out_dir": "runs/cpu"},
     },
     # SVG-LP baseline (Denton & Fergus 2018, edenton/svg train_svg_lp.py): DCGAN with skips, g_dim 128, z 10,
     # LSTMs of 256 (predictor 2 layers, prior/posterior 1), beta 1e-4, Adam lr 2e-3, batch 100, 5 + 10 frames,
