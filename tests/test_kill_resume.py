@@ -248,7 +248,8 @@ def test_fp16_loss_scale_is_restored_on_resume(tmp_path):
     assert resumed.scaler.get_scale() == 256.0 and resumed.scaler.get_growth_interval() == 7
 
 
-def _ddp_worker(rank: int, world: int, port: int, out_dir: str, signal_rank: int | None, resume: bool) -> None:
+def _ddp_worker(rank: int, world: int, port: int, jobs: list[tuple[str, int | None, bool]]) -> None:
+    """Runs the trainings ``(out_dir, rank receiving SIGTERM at step 3 or None, resume)`` one after the other."""
     import datetime
 
     import torch.distributed as dist
@@ -258,22 +259,23 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str, signal_rank: int
     torch.set_num_threads(1)
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))  # a regression fails, not hangs
     original = Trainer._train_step
+    for out_dir, signal_rank, resume in jobs:
 
-    def preempted(self, x):
-        result = original(self, x)
-        if self.rank == signal_rank and self.step == 2:  # the signal reaches one process only
-            os.kill(os.getpid(), signal.SIGTERM)
-        return result
+        def preempted(self, x, signal_rank=signal_rank):
+            result = original(self, x)
+            if self.rank == signal_rank and self.step == 2:  # the signal reaches one process only
+                os.kill(os.getpid(), signal.SIGTERM)
+            return result
 
-    Trainer._train_step = preempted
-    trainer = Trainer(tiny_run(out_dir, steps=6, checkpoint_interval=3), resume=resume, progress=False)
-    trainer.fit()
-    torch.save({"step": trainer.step, "model": trainer.model.state_dict(), "next_draw": torch.rand(8)},
-               Path(out_dir) / f"rank{rank}.pt")
+        Trainer._train_step = preempted
+        trainer = Trainer(tiny_run(out_dir, steps=6, checkpoint_interval=3), resume=resume, progress=False)
+        trainer.fit()
+        torch.save({"step": trainer.step, "model": trainer.model.state_dict(), "next_draw": torch.rand(8)},
+                   Path(out_dir) / f"rank{rank}.pt")
     dist.destroy_process_group()
 
 
-def _spawn_ddp(out_dir: Path, signal_rank: int | None = None, resume: bool = False) -> list[dict]:
+def _spawn_ddp(jobs: list[tuple[Path, int | None, bool]]) -> list[list[dict]]:
     import socket
 
     import torch.multiprocessing as mp
@@ -281,19 +283,19 @@ def _spawn_ddp(out_dir: Path, signal_rank: int | None = None, resume: bool = Fal
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_ddp_worker, args=(2, port, str(out_dir), signal_rank, resume), nprocs=2, join=True)
-    return [torch.load(out_dir / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    mp.spawn(_ddp_worker, args=(2, port, [(str(d), r, resume) for d, r, resume in jobs]), nprocs=2, join=True)
+    return [[torch.load(d / f"rank{r}.pt", weights_only=True) for r in range(2)] for d, _, _ in jobs]
 
 
 @pytest.mark.slow
 def test_ddp_signal_on_one_process_stops_all_at_the_same_step_and_resumes_exactly(tmp_path):
     """Two gloo processes: SIGTERM to one stops both at the same step; the resumed run restores each process's random
     stream and equals an uninterrupted run."""
-    stopped = _spawn_ddp(tmp_path / "run", signal_rank=0)
+    run, reference_dir = tmp_path / "run", tmp_path / "reference"
+    reference, stopped = _spawn_ddp([(reference_dir, None, False), (run, 0, False)])
     assert [s["step"] for s in stopped] == [3, 3]  # the other process stopped with it instead of crashing
-    assert CheckpointManager(tmp_path / "run" / "checkpoints").latest_good()[0]["step"] == 3
-    resumed = _spawn_ddp(tmp_path / "run", resume=True)
-    reference = _spawn_ddp(tmp_path / "reference")
+    assert CheckpointManager(run / "checkpoints").latest_good()[0]["step"] == 3
+    (resumed,) = _spawn_ddp([(run, None, True)])
     for r in range(2):
         assert resumed[r]["step"] == reference[r]["step"] == 6
         for k, v in reference[r]["model"].items():
