@@ -58,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     except SrvpError as e:
         print(f"srvp {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the system refused a file: unwritable output directory, disk full, no permission...
+        where = f"{e.filename}: " if e.filename else ""
+        problem = "exists and is not a directory" if isinstance(e, FileExistsError) else e.strerror or e
+        print(f"srvp {args.command}: error: {where}{problem}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"srvp {args.command}: interrupted", file=sys.stderr)
         return 130
