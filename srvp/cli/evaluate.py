@@ -123,6 +123,17 @@ def _load_sequences(args: argparse.Namespace, cfg) -> tuple[np.ndarray, str]:
     return load_test_set(data_cfg), data_cfg.test_set or f"{data_cfg.dataset} test set"
 
 
+def _check_output_dir(out_dir: Path) -> None:
+    """Refuse an output directory that could not be created or written, with a one-line :class:`ConfigError`."""
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{existing}: exists and is not a directory (--out {out_dir})")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{existing}: no permission to write there (--out {out_dir})")
+
+
 def run(args: argparse.Namespace) -> int:
     from srvp.evaluation import evaluate_model, write_report
     from srvp.evaluation.protocol import load_metric_networks
@@ -172,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"srvp evaluate: {metric.upper()} skipped: {why}", file=sys.stderr)
         metrics = [x for x in args.metrics if x not in skipped]
         out_dir = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{Path(args.checkpoint).stem}"
+        if rank == 0:
+            _check_output_dir(out_dir)  # before the evaluation, which can take hours, not after
         meta = {"checkpoint": str(args.checkpoint), "checkpoint_step": getattr(model, "checkpoint_step", None),
                 "test_set": source, "dataset": cfg.data.dataset, "model": m.model, "world_size": world}
         result = evaluate_model(model, sequences, cond_frames, n_samples=args.samples, dts=args.dt, metrics=metrics,
