@@ -571,6 +571,30 @@ def _(tmp: Path) -> Case:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Output locations that cannot be written
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def blocked_output(tmp: Path, argv_for: Callable[[Path], list[str]]) -> Case:
+    """A command whose output directory is (or is under) an existing file."""
+    outputs = tmp / "outputs"
+    outputs.mkdir()
+    blocker = outputs / "results"
+    blocker.write_text("a file where a directory should go")
+    return Case(argv_for(blocker), [str(blocker), "exists and is not a directory"], outputs)
+
+
+case("output-train-out-dir-is-a-file")(lambda t: blocked_output(
+    t, lambda b: ["train", "--config", str(train_config(t)), "--out-dir", str(b), "--no-progress"]))
+case("output-evaluate-out-is-a-file")(lambda t: blocked_output(
+    t, lambda b: ["evaluate", "--checkpoint", str(checkpoint(t)), "--out", str(b), "--samples", "1",
+                  "--max-sequences", "2"]))
+case("output-test-set-under-a-file")(lambda t: blocked_output(
+    t, lambda b: ["data", "pendulum", "generate", "--out", str(b / "pendulum.npz"), "--sequences", "2",
+                  "--seq-len", "3"]))
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The test
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -621,8 +645,8 @@ def test_malformed_input_gives_a_one_line_error(name, tmp_path, capsys):
     for fragment in c.fragments:
         assert fragment in lines[0], (fragment, lines[0])
     assert half_written(c.out, before) == []
-    if command in ("predict", "evaluate"):
-        assert not c.out.exists() or not any(c.out.iterdir()), sorted(c.out.iterdir())
+    if command in ("predict", "evaluate") and c.out.exists():  # no output file at all
+        assert {p for p in c.out.rglob("*") if p.is_file()} == set(before), sorted(c.out.rglob("*"))
     if c.marker is not None:
         assert not c.marker.exists(), "code from the file ran"
 
