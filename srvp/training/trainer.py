@@ -167,8 +167,10 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         if cfg.train.compile:
-            self.model.frame_encoder = torch.compile(self.model.frame_encoder)
-            self.model.frame_decoder = torch.compile(self.model.frame_decoder)
+            # In place (Module.compile): replacing the submodules by torch.compile's wrappers would prefix every
+            # state-dict key with '_orig_mod.' and the checkpoints would no longer load into a plain model.
+            self.model.frame_encoder.compile()
+            self.model.frame_decoder.compile()
         self.step = 0
         self.best_val: float | None = None
         self.checkpoints = CheckpointManager(self.out_dir / "checkpoints", cfg.train.keep_checkpoints)
