@@ -97,6 +97,12 @@ def autocast_context(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=dtype)
 
 
+def frames_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """Clips ``(B, T, C, H, W)`` with the same values, stored so that every frame ``x[b, t]`` (and the
+    ``(B*T, C, H, W)`` view the frame encoder takes) is channels-last (``.contiguous()`` would not do it in 5D)."""
+    return x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+
+
 def best_of_n_psnr(model: torch.nn.Module, sequences: np.ndarray, cond_frames: int, n_samples: int,
                    device: torch.device, batch_size: int = 16, precision: str = "fp32", seed: int = 0) -> float:
     """Validation score: mean over sequences of the best, over ``n_samples`` futures, PSNR averaged over the
@@ -329,7 +335,7 @@ class Trainer:
             for batch in loader:
                 x = to_float(batch).to(self.device, non_blocking=True)
                 if cfg.train.channels_last:
-                    x = x.contiguous()
+                    x = frames_channels_last(x)
                 result = self._train_step(x)
                 if isinstance(result, str):
                     failures += 1
@@ -448,5 +454,6 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
     return Trainer(cfg, resume=resume, progress=progress).fit()
 
 
-__all__ = ["StepBatchSampler", "Trainer", "TrainingError", "best_of_n_psnr", "lr_factor", "train"]
+__all__ = ["StepBatchSampler", "Trainer", "TrainingError", "best_of_n_psnr", "frames_channels_last", "lr_factor",
+           "train"]
 
