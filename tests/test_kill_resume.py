@@ -302,3 +302,20 @@ def test_ddp_signal_on_one_process_stops_all_at_the_same_step_and_resumes_exactl
             assert torch.equal(v, resumed[r]["model"][k]), (r, k)
         assert torch.equal(resumed[r]["next_draw"], reference[r]["next_draw"])  # each process's own stream
     assert not torch.equal(reference[0]["next_draw"], reference[1]["next_draw"])  # processes draw different noise
+
+
+def test_step_files_left_unlisted_by_a_kill_are_removed_by_the_next_save(tmp_path):
+    """A kill between writing the manifest and deleting the stale checkpoint leaves an unlisted file behind; the next
+    save removes it (other files in the directory are left alone)."""
+    from srvp.training.checkpoint import make_checkpoint
+
+    checkpoints = tmp_path / "checkpoints"
+    manager = CheckpointManager(checkpoints, keep=2)
+    model = torch.nn.Linear(2, 2)
+    for step in (1, 2):
+        manager.save(make_checkpoint(model, RunConfig(), step))
+    (checkpoints / "step_00000000.pt").write_bytes((checkpoints / "step_00000001.pt").read_bytes())  # the orphan
+    (checkpoints / "notes.txt").write_text("mine")
+    manager.save(make_checkpoint(model, RunConfig(), 3))
+    assert sorted(p.name for p in checkpoints.iterdir()) == [MANIFEST, "notes.txt", "step_00000002.pt",
+                                                             "step_00000003.pt"]

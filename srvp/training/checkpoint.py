@@ -262,10 +262,14 @@ class CheckpointManager:
         entries = [e for e in self._manifest() if e["file"] != name] + [{"file": name, "step": step,
                                                                           "sha256": digest}]
         entries.sort(key=lambda e: e["step"])
-        stale, entries = entries[: -self.keep], entries[-self.keep:]
+        entries = entries[-self.keep:]
         atomic_write_text(self.directory / MANIFEST, json.dumps({"checkpoints": entries}, indent=1) + "\n")
-        for e in stale:
-            (self.directory / e["file"]).unlink(missing_ok=True)
+        # Every other step file goes: the stale ones, and those a kill left unlisted (between their rename and the
+        # manifest's, or between the manifest's and their deletion), which would otherwise stay forever.
+        kept = {e["file"] for e in entries}
+        for entry in self._files_on_disk():
+            if entry["file"] not in kept:
+                (self.directory / entry["file"]).unlink(missing_ok=True)
         return self.directory / name
 
     def latest_good(self, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Path] | None:
