@@ -49,12 +49,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--horizon", type=int, default=20, help="predicted frames")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per model (after one warm-up call)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--srvp-preset", default="smmnist", help="preset of the SRVP model (its model section)")
+    parser.add_argument("--svg-preset", default="svg-smmnist", help="preset of the SVG-LP model")
     parser.add_argument("--json", default="", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
-    models = {"SRVP": build_model(preset("smmnist").model).eval(),
-              "SVG-LP": build_model(preset("svg-smmnist").model).eval()}
+    models = {"SRVP": build_model(preset(args.srvp_preset).model).eval(),
+              "SVG-LP": build_model(preset(args.svg_preset).model).eval()}
     x_cond = torch.rand(args.batch, args.cond, 1, 64, 64)
     times: dict[str, list[float]] = {name: [] for name in models}
     for model in models.values():  # warm-up
@@ -74,7 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     ratio = results["models"]["SRVP"]["frames_per_second"] / results["models"]["SVG-LP"]["frames_per_second"]
     results["srvp_over_svg"] = ratio
-    print(f"{results['machine']}; batch {args.batch} x {args.samples} samples, {args.cond} -> {args.horizon} "
+    print(f"{results['machine']}; presets {args.srvp_preset} / {args.svg_preset}")
+    print(f"batch {args.batch} x {args.samples} samples, {args.cond} -> {args.horizon} "
           f"frames, {args.precision}, median of {args.repeats}")
     for name, r in results["models"].items():
         print(f"  {name:7s} {r['parameters'] / 1e6:5.2f} M parameters  {r['frames_per_second']:8.1f} predicted "
