@@ -252,7 +252,9 @@ def run_comparison(base_name: str, out_dir: str | Path, models: Sequence[str] = 
         "budget": {"steps": steps, "seconds": seconds, "batch_size": base.train.batch_size},
         "cost": {"batch": min(cost_batch, len(test)), "samples": cost_samples},
         "machine": machine_description(), "command": command, "note": note, "train_seq_len": base.data.seq_len,
-        "models": records, "baselines": baselines,
+        "models": records, "baselines": baselines, "paired_reference": trained[0].name,
+        "paired": paired_differences({tm.name: per_sequence_scores(results[tm.name]) for tm in trained},
+                                     trained[0].name),
     }
     from srvp.training.checkpoint import atomic_write_bytes, atomic_write_text
 
@@ -261,6 +263,33 @@ def run_comparison(base_name: str, out_dir: str | Path, models: Sequence[str] = 
     atomic_write_text(out / "per_step.csv", per_step_csv(results, trained))
     atomic_write_bytes(out / "per_step.png", per_step_figure(results, trained, base.data.seq_len))
     return summary
+
+
+def per_sequence_scores(result: Any) -> dict[str, dict[str, np.ndarray]]:
+    """``{metric: {"best": (N,), "random": (N,)}}`` of the model (its first test dt) in an evaluation result; "random"
+    is the mean over the kept random samples, as in the result's summary."""
+    s = result.settings[0]
+    return {m: {"best": np.asarray(s.best[m]), "random": np.asarray(s.random[m]).reshape(len(s.best[m]), -1)
+                .mean(axis=1)} for m in ("psnr", "ssim")}
+
+
+def paired_differences(scores: dict[str, dict[str, dict[str, np.ndarray]]], reference: str) -> dict[str, Any]:
+    """Per model, the mean and 95% interval of its per-sequence score minus the reference model's on the same test
+    sequences (paired, hence far tighter than comparing two intervals): ``{name: {metric: {kind: {mean, ci95}}}}``."""
+    from srvp.evaluation.metrics import confidence_interval
+
+    out = {}
+    ref = scores[reference]
+    for name, sc in scores.items():
+        if name == reference:
+            continue
+        out[name] = {}
+        for m, kinds in sc.items():
+            out[name][m] = {}
+            for kind, values in kinds.items():
+                mean, ci = confidence_interval(values - ref[m][kind])
+                out[name][m][kind] = {"mean": float(mean), "ci95": float(ci)}
+    return out
 
 
 def machine_description() -> str:
@@ -314,6 +343,7 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
         f"else at its last step. Generation cost: conditioning + sampling of {cost['batch']} sequences x "
         f"{cost['samples']} futures, fp32.", "",
         *lines, "",
+        *_paired_table(summary),
         "![per-step PSNR and SSIM](per_step.png)", "",
         f"Machine: {summary['machine']}.", "",
     ]
@@ -322,6 +352,26 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
     if summary.get("command"):
         out += ["Command:", "", "```", summary["command"], "```", ""]
     return "\n".join(out)
+
+
+def _paired_table(summary: dict[str, Any]) -> list[str]:
+    """Markdown lines: each model's paired difference to the reference model (empty without one)."""
+    paired, ref = summary.get("paired"), summary.get("paired_reference")
+    if not paired:
+        return []
+    labels = {r["name"]: r["label"] for r in summary["models"]}
+    n = summary["n_samples"]
+    lines = [f"Paired differences to {labels.get(ref, ref)} on the same test sequences (model minus reference, "
+             f"mean ± 95% interval; an interval that excludes 0 is a difference this test set resolves):", "",
+             f"| Model | ΔPSNR best of {n} | ΔSSIM best of {n} | ΔPSNR random sample | ΔSSIM random sample |",
+             "|---|---|---|---|---|"]
+    for name, d in paired.items():
+        cells = []
+        for m, kind in (("psnr", "best"), ("ssim", "best"), ("psnr", "random"), ("ssim", "random")):
+            a, digits = d[m][kind], 2 if m == "psnr" else 4
+            cells.append(f"{a['mean']:+.{digits}f} ± {a['ci95']:.{digits}f}")
+        lines.append(f"| {labels.get(name, name)} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def per_step_csv(results: dict[str, Any], trained: list[TrainedModel]) -> str:
