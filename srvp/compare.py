@@ -159,22 +159,29 @@ def _checkpoint_of(run_dir: Path) -> Path:
     raise ConfigError(f"{run_dir}: no best.pt or last.pt after training")
 
 
-def generation_speed(model: torch.nn.Module, sequences: np.ndarray, cond_frames: int, horizon: int, batch: int,
-                     samples: int, repeats: int = 3) -> float:
+def generation_speeds(models: dict[str, torch.nn.Module], sequences: np.ndarray, cond_frames: int, horizon: int,
+                      batch: int, samples: int, repeats: int = 3) -> dict[str, float]:
     """Predicted frames per second of ``condition`` + ``sample_futures`` on ``batch`` test sequences x ``samples``
-    futures (median of ``repeats`` timed calls after one warm-up)."""
+    futures, per model: median of ``repeats`` timed calls after one warm-up, the models' calls interleaved so that
+    a change of load on a shared machine affects all of them alike."""
     from srvp.data import to_float
 
     x_cond = to_float(torch.from_numpy(np.ascontiguousarray(sequences[:batch, :cond_frames])))
-    model.eval()
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in models}
     with torch.inference_mode():
         for r in range(repeats + 1):
-            start = time.perf_counter()
-            model.sample_futures(model.condition(x_cond), horizon, samples)
-            if r:
-                times.append(time.perf_counter() - start)
-    return x_cond.shape[0] * samples * horizon / statistics.median(times)
+            for name, model in models.items():
+                model.eval()
+                device = next(model.parameters()).device
+                x = x_cond.to(device)
+                sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *_: None)
+                sync(device)
+                start = time.perf_counter()
+                model.sample_futures(model.condition(x), horizon, samples)
+                sync(device)
+                if r:
+                    times[name].append(time.perf_counter() - start)
+    return {name: x_cond.shape[0] * samples * horizon / statistics.median(t) for name, t in times.items()}
 
 
 def run_comparison(base_name: str, out_dir: str | Path, models: Sequence[str] = DEFAULT_MODELS,
@@ -222,6 +229,7 @@ def run_comparison(base_name: str, out_dir: str | Path, models: Sequence[str] = 
 
     records = []
     results = {}
+    loaded: dict[str, torch.nn.Module] = {}
     for tm in trained:
         model = load_model(tm.checkpoint, map_location=device)
         data_cfg = model.run_config.data
@@ -234,17 +242,19 @@ def run_comparison(base_name: str, out_dir: str | Path, models: Sequence[str] = 
                                 meta={"model": tm.name, "checkpoint": str(tm.checkpoint)})
         write_report(result, out / "eval" / tm.name, train_seq_len=base.data.seq_len)
         results[tm.name] = result
-        fps = generation_speed(model.to("cpu") if device == "cpu" else model, test, cond, horizon,
-                               min(cost_batch, len(test)), cost_samples)
+        loaded[tm.name] = model
         summary = result.summary()
         model_entry = summary["settings"][0]["metrics"]
         records.append({
             "name": tm.name, "label": tm.label, "checkpoint": str(tm.checkpoint),
             "steps": int(getattr(model, "checkpoint_step", 0)), "train_seconds": tm.train_seconds,
             "parameters": sum(p.numel() for p in model.parameters()),
-            "model": model.run_config.model.model, "frames_per_second": fps,
+            "model": model.run_config.model.model,
             "psnr": model_entry["psnr"], "ssim": model_entry["ssim"],
         })
+    speeds = generation_speeds(loaded, test, cond, horizon, min(cost_batch, len(test)), cost_samples)
+    for record in records:
+        record["frames_per_second"] = speeds[record["name"]]
     baselines = {s["name"]: s["metrics"] for s in next(iter(results.values())).summary()["settings"][1:]}
     summary = {
         "preset": base_name, "dataset": base.data.dataset, "n_sequences": int(len(test)), "cond_frames": cond,
@@ -341,7 +351,7 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
         f"one); mean ± 95% interval over sequences; bold: within the interval of the best. Each model is evaluated "
         f"at its `best.pt` (the trainer's model selection by best-of-N PSNR on the validation set) if it has one, "
         f"else at its last step. Generation cost: conditioning + sampling of {cost['batch']} sequences x "
-        f"{cost['samples']} futures, fp32.", "",
+        f"{cost['samples']} futures, fp32, the models' timed calls interleaved.", "",
         *lines, "",
         *_paired_table(summary),
         "![per-step PSNR and SSIM](per_step.png)", "",
