@@ -23,21 +23,9 @@ from srvp.errors import ConfigError, DataError
 from srvp.io import fit_frames
 from srvp.models import gaussian
 from srvp.models.srvp import SRVP, Conditioning
+from srvp.runtime import resolve_device
 
 CONTENT_CHOICES = ("a", "b", "interpolate")
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as given."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as e:
-        raise ConfigError(f"device {device!r}: {e}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r}: CUDA is not available on this machine (use cpu or auto)")
-    return resolved
 
 
 class Predictor:

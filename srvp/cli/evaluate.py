@@ -29,6 +29,7 @@ import torch.distributed as dist
 
 from srvp.config import PRECISIONS, parse_dt
 from srvp.errors import ConfigError, DataError
+from srvp.runtime import resolve_device
 
 NAME = "evaluate"
 HELP = "evaluate a checkpoint with the paper's protocol (best of N; PSNR, SSIM, LPIPS, FVD, ELBO; tables 1-3, 5-7)"
@@ -95,21 +96,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _device(name: str) -> torch.device:
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        name = f"cuda:{local_rank}"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"--device {name!r} is not a valid device (auto, cpu, cuda, cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name!r} requested but CUDA is not available")
-    return device
-
-
 def _load_sequences(args: argparse.Namespace, cfg) -> tuple[np.ndarray, str]:
     from srvp.data import load_test_set
 
@@ -143,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if args.precision == "fp16" and args.device == "cpu":
         raise ConfigError("--precision fp16 needs a GPU; use bf16 on CPU")
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = _device(args.device)
+    device = resolve_device(args.device)
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)

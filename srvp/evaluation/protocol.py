@@ -36,6 +36,7 @@ from tqdm import tqdm
 from srvp.data.base import to_float
 from srvp.evaluation.metrics import confidence_interval, frechet_distance_of_features, psnr, ssim
 from srvp.evaluation.weights import MissingWeightsError
+from srvp.runtime import autocast_context
 
 FRAME_METRICS = ("psnr", "ssim", "lpips")
 ALL_METRICS = (*FRAME_METRICS, "fvd")
@@ -167,16 +168,6 @@ def _seed_for(seed: int, index: int, chunk: int) -> int:
     return int(np.random.SeedSequence([seed, index, chunk]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return torch.autocast(device.type, enabled=False)
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    if precision == "fp16":
-        return torch.autocast(device.type, dtype=torch.float16)
-    raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
-
-
 def _shard(n: int, rank: int, world: int) -> range:
     """Contiguous shard of ``range(n)`` for ``rank`` of ``world`` (sizes differ by at most one)."""
     base, extra = divmod(n, world)
@@ -245,7 +236,7 @@ def _evaluate_sequence(model: torch.nn.Module, clip: torch.Tensor, index: int, *
     scorer.set_target(target)
     videos: dict[str, torch.Tensor] = {}
     record: dict[str, Any] = {"index": index, "model": {}, "baselines": {}}
-    with _autocast(device, precision):
+    with autocast_context(device, precision):
         cond = model.condition(x_cond)
     for dt in dts:
         kwargs = _sample_kwargs(model, dt, train_dt)
@@ -253,7 +244,7 @@ def _evaluate_sequence(model: torch.nn.Module, clip: torch.Tensor, index: int, *
         for c, start in enumerate(range(0, n_samples, batch_size)):
             n = min(batch_size, n_samples - start)
             torch.manual_seed(_seed_for(seed, index, c))
-            with _autocast(device, precision):
+            with autocast_context(device, precision):
                 frames = model.sample_futures(cond, horizon, n, **kwargs)
             frames = frames[0].float().clamp_(0, 1)  # (n, horizon, C, H, W)
             for m, v in scorer(frames).items():

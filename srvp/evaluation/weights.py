@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from srvp.errors import CheckpointError
+from srvp.training.checkpoint import load_state_into
 
 
 class MissingWeightsError(CheckpointError):
@@ -99,21 +100,4 @@ def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor], path:
                   optional: tuple[str, ...] = ("num_batches_tracked",)) -> None:
     """Load ``state`` into ``module``, requiring every parameter and buffer (except names ending in ``optional``)
     with the same shape and finite values; anything else is a one-line :class:`CheckpointError`."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in state and not k.endswith(optional)]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if shapes:
-            parts.append(f"{len(shapes)} with other shapes (e.g. {shapes[0]})")
-        raise CheckpointError(f"{path}: not the expected weights: {'; '.join(parts)}")
-    for k, v in state.items():
-        if v.is_floating_point() and not torch.isfinite(v).all():
-            raise CheckpointError(f"{path}: tensor {k} holds NaN or infinite values")
-    module.load_state_dict(state, strict=False)
+    load_state_into(module, state, path, optional=optional, problem="not the expected weights")

@@ -177,10 +177,13 @@ def config_of(state: dict[str, Any], path: str | Path) -> RunConfig:
         raise CheckpointError(str(e)) from None
 
 
-def load_state_into(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: str | Path) -> None:
-    """``model.load_state_dict`` with a one-line error saying which parameters do not match."""
+def load_state_into(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: str | Path,
+                    optional: tuple[str, ...] = (), problem: str = "weights do not match the model of its config"
+                    ) -> None:
+    """``model.load_state_dict`` requiring every parameter and buffer (except names ending in ``optional``) with
+    the same shape and finite values; anything else is a one-line error saying which entries do not match."""
     own = model.state_dict()
-    missing = [k for k in own if k not in weights]
+    missing = [k for k in own if k not in weights and not k.endswith(optional)]
     unexpected = [k for k in weights if k not in own]
     shapes = [f"{k} {tuple(weights[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
               if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
@@ -192,11 +195,11 @@ def load_state_into(model: torch.nn.Module, weights: dict[str, torch.Tensor], pa
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
         if shapes:
             parts.append(f"{len(shapes)} with other shapes (e.g. {shapes[0]})")
-        raise CheckpointError(f"{path}: weights do not match the model of its config: {'; '.join(parts)}")
+        raise CheckpointError(f"{path}: {problem}: {'; '.join(parts)}")
     for k, v in weights.items():
         if v.is_floating_point() and not torch.isfinite(v).all():
-            raise CheckpointError(f"{path}: parameter {k} holds NaN or infinite values")
-    model.load_state_dict(weights)
+            raise CheckpointError(f"{path}: tensor {k} holds NaN or infinite values")
+    model.load_state_dict(weights, strict=not optional)
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:

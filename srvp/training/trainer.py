@@ -16,7 +16,6 @@ Design points:
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import signal
@@ -34,8 +33,9 @@ from tqdm import tqdm
 
 from srvp.config import RunConfig
 from srvp.data import build_train_dataset, load_val_set, to_float
-from srvp.errors import ConfigError, SrvpError
+from srvp.errors import SrvpError
 from srvp.models import build_model
+from srvp.runtime import autocast_context, resolve_device
 from srvp.training.checkpoint import (
     CheckpointManager,
     atomic_torch_save,
@@ -71,30 +71,6 @@ def lr_factor(step: int, steps: int, decay_steps: int) -> float:
     if decay_steps <= 0:
         return 1.0
     return max(0.0, min(1.0, (steps - step) / decay_steps))
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and dist.is_initialized():
-        name = f"cuda:{local_rank}"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device={name!r} is not a valid device (auto, cpu, cuda, cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name!r} requested but CUDA is not available")
-    return device
-
-
-def autocast_context(device: torch.device, precision: str):
-    """Autocast for bf16/fp16, a no-op for fp32."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    if device.type == "cpu" and precision == "fp16":
-        raise ConfigError("precision=fp16 needs a GPU; use bf16 on CPU")
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def tune_glibc_malloc() -> bool:
