@@ -276,14 +276,16 @@ def convergence(args: argparse.Namespace) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     steps = [r["step"] for r in rows]
     for k in variants:
         axes[0].plot(steps, [r[f"{k}_total"] for r in rows], label=k, lw=1)
         axes[1].plot(steps, [r[f"{k}_kl_z"] for r in rows], label=k, lw=1)
-    axes[0].set(xlabel="step", ylabel="training loss (total)", yscale="log", title="cpu preset, batch 16")
+    axes[2].plot(steps, [r["bf16_total"] - r["fp32_total"] for r in rows], lw=1, color="k")
+    axes[0].set(xlabel="step", ylabel="training loss (total)", title="cpu preset, batch 16")
     axes[1].set(xlabel="step", ylabel="KL on z (nats)", title="same batches, same random draws")
-    for ax in axes:
+    axes[2].set(xlabel="step", ylabel="bf16 - fp32", title="difference of the total loss")
+    for ax in axes[:2]:
         ax.legend()
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=110)
@@ -322,8 +324,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per variant (after two warm-up steps)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch threads on CPU")
-    parser.add_argument("--loader-steps", type=int, default=6, help="steps of the end-to-end DataLoader "
-                        "measurement (0: skip)")
+    parser.add_argument("--loader-steps", type=int, default=0, help="steps of an end-to-end DataLoader "
+                        "measurement after the interleaved one (default 0: skip)")
     parser.add_argument("--workers", type=int, default=1, help="loader workers of the optimised end-to-end run")
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
                         help="peak resident memory of each variant, each in its own subprocess")
