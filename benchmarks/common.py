@@ -53,10 +53,12 @@ def load_report() -> str:
     try:
         ps = subprocess.run(["ps", "-eo", "pid,pcpu,etime,args", "--sort=-pcpu"], capture_output=True, text=True,
                             timeout=10).stdout.splitlines()
-        top = [line[:110] for line in ps[1:7] if str(os.getpid()) not in line.split()[:1]][:5]
+        busy = [line for line in ps[1:] if float(line.split()[1]) >= 5.0]  # processes using >= 5% of a CPU
+        top = [line[:110] for line in busy if line.split()[0] != str(os.getpid())][:5]
     except (OSError, subprocess.SubprocessError):
         top = []
-    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}; top processes:\n    " + "\n    ".join(top)
+    listed = ("\n    " + "\n    ".join(top)) if top else " none"
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}; processes using >= 5% of a CPU:{listed}"
 
 
 def sync(device: torch.device) -> None:
