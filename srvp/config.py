@@ -157,16 +157,7 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, path: str | Path) -> RunConfig:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except OSError as e:  # a directory, no permission, ...
-            raise ConfigError(f"{path}: cannot read the config file ({e.strerror})") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path}: not valid JSON ({e})") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_config_json(path), str(path))
 
     def validate(self, source: str = "config") -> None:
         """Reject impossible values and combinations with a one-line :class:`ConfigError`."""
@@ -224,6 +215,23 @@ class RunConfig:
             raise ConfigError(f"{source}: seq_len={d.seq_len} must be at least 2")
         if t.decay_steps > t.steps:
             raise ConfigError(f"{source}: decay_steps={t.decay_steps} exceeds steps={t.steps}")
+
+
+def read_config_json(path: str | Path) -> dict[str, Any]:
+    """The JSON object of a config file; a missing, unreadable or malformed file is a one-line
+    :class:`ConfigError`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as e:  # a directory, no permission, ...
+        raise ConfigError(f"{path}: cannot read the config file ({e.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object with sections model, data, train")
+    return data
 
 
 def euler_steps(dt: float) -> int:

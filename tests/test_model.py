@@ -197,7 +197,7 @@ def test_tiny_model_overfits_one_clip():
         loss["total"].backward()
         opt.step()
         mse = float((out.frames.detach() - x).pow(2).mean())
-        first = first if first is not None else (float(loss["total"]), mse)
-    final_loss, final_mse = float(loss["total"]), mse
+        first = first if first is not None else (float(loss["total"].detach()), mse)
+    final_loss, final_mse = float(loss["total"].detach()), mse
     assert final_mse < first[1] / 10, (first, final_mse)
     assert final_loss < first[0] / 5, (first, final_loss)

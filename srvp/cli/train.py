@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from srvp.config import PRESETS, RunConfig, add_config_arguments, apply_overrides, preset
-from srvp.errors import ConfigError
+from srvp.config import PRESETS, RunConfig, add_config_arguments, apply_overrides, preset, read_config_json
 
 NAME = "train"
 HELP = "train a model (SRVP or SVG-LP) on a dataset"
@@ -46,27 +44,13 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     else:
         base = RunConfig().to_dict()
     if args.config is not None:
-        file_data = load_json_object(args.config)
+        file_data = read_config_json(args.config)
         for section, values in file_data.items():
             if isinstance(values, dict) and isinstance(base.get(section), dict):
                 base[section].update(values)
             else:
                 base[section] = values
     return apply_overrides(RunConfig.from_dict(base, str(args.config or "preset")), args)
-
-
-def load_json_object(path: Path) -> dict:
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except OSError as e:  # a directory, no permission, ...
-        raise ConfigError(f"{path}: cannot read the config file ({e.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object with sections model, data, train")
-    return data
 
 
 def run(args: argparse.Namespace) -> int:
