@@ -25,6 +25,7 @@ from torch import nn
 
 from srvp.config import ModelConfig, euler_steps
 from srvp.models import gaussian
+from srvp.models.base import VideoPredictor
 from srvp.models.nets import MLP, build_frame_decoder, build_frame_encoder, init_conv_weights, init_orthogonal
 
 
@@ -64,7 +65,7 @@ class Conditioning:
                        w=rep(self.w), skips=skips)
 
 
-class SRVP(nn.Module):
+class SRVP(VideoPredictor):
     """The SRVP model; all configuration is in ``config`` (:class:`srvp.config.ModelConfig`)."""
 
     def __init__(self, config: ModelConfig):
@@ -292,17 +293,3 @@ class SRVP(nn.Module):
             y = torch.cat([past["y"], y], dim=1)
         frames = self.decode(y, rep.w, rep.skips)
         return frames.reshape(cond.batch_size, n_samples, *frames.shape[1:])
-
-    def predict(self, x_cond: torch.Tensor, horizon: int, n_samples: int = 1, dt: float | None = None,
-                use_mean: bool = False, keep_intermediate: bool = False) -> torch.Tensor:
-        """Futures of the conditioning frames ``(B, n_cond, C, H, W)`` in [0, 1]:
-        ``(B, n_samples, horizon, C, H, W)`` (``horizon / dt`` frames with ``keep_intermediate``).
-
-        Runs in evaluation mode (batch-norm statistics, last-frame skips) and restores the previous mode.
-        """
-        was_training = self.training
-        self.eval()
-        try:
-            return self.sample_futures(self.condition(x_cond), horizon, n_samples, dt, use_mean, keep_intermediate)
-        finally:
-            self.train(was_training)

@@ -32,6 +32,7 @@ from torch import nn
 from srvp.config import ModelConfig
 from srvp.errors import ConfigError
 from srvp.models import gaussian
+from srvp.models.base import VideoPredictor
 from srvp.models.nets import build_frame_decoder, build_frame_encoder, init_conv_weights
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers, B, hidden)
@@ -117,7 +118,7 @@ class SVGConditioning:
                        posterior_z_params=rep(self.posterior_z_params), prior_state=state, skips=skips)
 
 
-class SVGLP(nn.Module):
+class SVGLP(VideoPredictor):
     """SVG-LP built from a :class:`~srvp.config.ModelConfig` with ``model="svg"``.
 
     Fields used: ``architecture``, ``channels``, ``frame_size``, ``filters``, ``frame_dim`` (g_dim), ``noise_dim``
@@ -274,14 +275,3 @@ class SVGLP(nn.Module):
         if include_conditioning:
             out = torch.cat([rep.frames.to(out.dtype), out], dim=1)
         return out.reshape(cond.batch_size, n_samples, *out.shape[1:])
-
-    def predict(self, x_cond: torch.Tensor, horizon: int, n_samples: int = 1, dt: float | None = None,
-                use_mean: bool = False, keep_intermediate: bool = False) -> torch.Tensor:
-        """Futures of the conditioning frames ``(B, n_cond, C, H, W)``: ``(B, n_samples, horizon, C, H, W)`` in
-        [0, 1]. Runs in evaluation mode (batch-norm running statistics) and restores the previous mode."""
-        was_training = self.training
-        self.eval()
-        try:
-            return self.sample_futures(self.condition(x_cond), horizon, n_samples, dt, use_mean, keep_intermediate)
-        finally:
-            self.train(was_training)
