@@ -266,3 +266,22 @@ def test_training_dataset_pickles_without_its_frames(kth):
     clone = pickle.loads(payload)
     for index in (0, 9):
         np.testing.assert_array_equal(clone[index].numpy(), dataset[index].numpy())
+
+
+def test_test_set_loader_refuses_huge_declared_sizes_and_colour(tmp_path):
+    import io
+
+    from srvp.data.kth import load_test_npz
+    from srvp.errors import DataError
+
+    header = {"descr": "|u1", "fortran_order": False, "shape": (1000, 10**9, 64, 64)}
+    npy = io.BytesIO()
+    np.lib.format.write_array_header_1_0(npy, header)
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as archive:
+        archive.writestr("sequences.npy", npy.getvalue() + bytes(64))
+        archive.writestr("persons.npy", b"")
+    with pytest.raises(DataError, match="huge.npz"):
+        load_test_npz(tmp_path / "huge.npz")
+    np.savez(tmp_path / "colour.npz", sequences=np.zeros((2, 5, 64, 64, 3), np.uint8), persons=np.array([21, 22]))
+    with pytest.raises(DataError, match="grey"):
+        load_test_npz(tmp_path / "colour.npz")

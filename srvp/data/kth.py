@@ -29,6 +29,7 @@ import numpy as np
 
 from srvp.config import DataConfig
 from srvp.data import DatasetSpec, register
+from srvp.data.npz import load_sequences_npz
 from srvp.data.storage import (
     StoreClipDataset,
     StoreWriter,
@@ -195,14 +196,10 @@ def load_test_npz(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"{path}: KTH test set not found; create it with `srvp data kth convert SOURCE --out "
                         f"{path.parent} --test-seq-len <T>`")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            sequences = data["sequences"]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        raise DataError(f"{path}: not a readable test set with a 'sequences' array ({e})") from None
-    if sequences.dtype != np.uint8 or sequences.ndim != 4:
-        raise DataError(f"{path}: 'sequences' should be uint8 (N, T, H, W), got {sequences.dtype} {sequences.shape}")
-    return sequences[:, :, None]
+    sequences = load_sequences_npz(path)  # the authors' layout, size-checked, allow_pickle=False
+    if sequences.shape[2] != 1:
+        raise DataError(f"{path}: KTH test sequences should be grey, got {sequences.shape[2]} channels")
+    return sequences
 
 
 def convert(source: str | Path, out: str | Path, test_size: int = 1000, test_seq_len: int = 40, seed: int = 42,
