@@ -20,7 +20,6 @@ import io
 import json
 import os
 import platform
-import signal
 import statistics
 import threading
 import time
@@ -126,10 +125,9 @@ def train_with_budget(cfg: RunConfig, seconds: float | None, progress: bool) -> 
     timed_out = threading.Event()
 
     def stop() -> None:
-        # Wall-clock budget: the trainer stops cleanly (checkpoint saved) on SIGTERM; deliver that request from a
-        # timer thread through the trainer's own handler (signals themselves only reach the main thread).
+        # Wall-clock budget: the trainer stops cleanly (checkpoint saved), as on SIGTERM.
         timed_out.set()
-        trainer._handle_signal(signal.SIGTERM, None)
+        trainer.request_stop()
 
     timer = None
     if seconds is not None:
@@ -145,7 +143,7 @@ def train_with_budget(cfg: RunConfig, seconds: float | None, progress: bool) -> 
         spent += time.perf_counter() - start
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(spent_file, f"{spent:.3f}\n")
-    if trainer._stop_signal is not None and not timed_out.is_set():
+    if trainer.stopped_early and not timed_out.is_set():
         raise KeyboardInterrupt  # stopped by the user: not finished; rerunning the command resumes it
     atomic_write_text(done, json.dumps({"seconds": spent, "seconds_budget": seconds, "config": cfg.to_dict()})
                       + "\n")

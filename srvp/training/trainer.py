@@ -292,6 +292,16 @@ class Trainer:
     def _handle_signal(self, signum, frame) -> None:  # noqa: ARG002
         self._stop_signal = signum
 
+    def request_stop(self) -> None:
+        """Ask a running :meth:`fit` to finish its current step, save a checkpoint and return, as on SIGTERM.
+        Safe to call from another thread (a wall-clock budget, a UI)."""
+        self._handle_signal(signal.SIGTERM, None)
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether the last :meth:`fit` stopped before its last step (signal or :meth:`request_stop`)."""
+        return self._stop_signal is not None
+
     def _should_stop(self) -> bool:
         """Whether to stop after this step. Under DDP a signal that reached any process stops them all at the same
         step (a process that went on alone would wait forever in the next all-reduce)."""
