@@ -149,13 +149,19 @@ def _write(path: Path, frames, args: argparse.Namespace, fps: float, ncols: int 
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _samples(args, default: int) -> int:
+    """``--samples``, or the mode's default; it must be positive."""
+    n_samples = default if args.samples is None else args.samples
+    if n_samples < 1:
+        raise ConfigError(f"--samples {n_samples} must be positive")
+    return n_samples
+
+
 def _predict(args, predictor, clip, out: Path) -> dict:
     from srvp.visualization import save_grid_png
 
     cond, horizon, dt, n = _check_common(args, predictor)
-    n_samples = 10 if args.samples is None else args.samples
-    if n_samples < 1:
-        raise ConfigError(f"--samples {n_samples} must be positive")
+    n_samples = _samples(args, default=10)
     x_cond, truth, start = select_window(clip, cond, horizon, args.start, args.input)
     samples = predictor.predict(x_cond.unsqueeze(0), horizon, n_samples=n_samples, dt=dt, use_mean=args.mean,
                                 keep_intermediate=n > 1)[0]  # (N, horizon * n, C, H, W)
@@ -213,9 +219,7 @@ def _swap(args, predictor, clip, out: Path) -> dict:
     from srvp.visualization import save_grid_png
 
     cond, horizon, dt, n = _check_common(args, predictor)
-    n_samples = 1 if args.samples is None else args.samples
-    if n_samples < 1:
-        raise ConfigError(f"--samples {n_samples} must be positive")
+    n_samples = _samples(args, default=1)
     x_dyn, truth, start = select_window(clip, cond, horizon, args.start, args.input)
     other = predictor.prepare(read_clip(args.swap_content), args.swap_content)[0].cpu()
     x_content, _, _ = select_window(other, min(cond, other.shape[0]), 0, None, args.swap_content)
