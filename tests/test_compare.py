@@ -111,9 +111,9 @@ def test_end_to_end_tiny_run_and_given_checkpoint(tmp_path, capsys):
 
 def test_wall_clock_budget_stops_training(tmp_path):
     out = tmp_path / "cmp"
-    args = ["compare", "--preset", "cpu", "--out-dir", str(out), "--models", "deterministic", "--seconds", "1.5",
+    args = ["compare", "--preset", "cpu", "--out-dir", str(out), "--models", "deterministic", "--seconds", "4",
             "--test-sequences", "2", "--samples", "1", "--cost-batch", "1", "--cost-samples", "1", "--no-progress"]
     assert main(args) == 0
     record = json.loads((out / "comparison.json").read_text())["models"][0]
     assert 0 < record["steps"] < preset("cpu").train.steps
-    assert record["train_seconds"] < 30
+    assert record["train_seconds"] < 60  # stopped by the budget, long before 3,000 steps
