@@ -4,13 +4,19 @@ The paper's SM-MNIST model (preset ``smmnist``: DCGAN, nf 64, ny = nz = 20; rand
 trained ones), ``--sequences`` test sequences of 5 conditioning and 20 predicted frames, ``--samples`` futures
 each, every future scored (PSNR against the truth) and only the best score per sequence kept. Approaches::
 
-    plain                for every sample, run the model on the conditioning frames again, then one future per
-                         sequence (the authors' evaluation loop), fp32, torch.no_grad
-    once fp32            condition() once per batch of sequences, then the samples in chunks of --chunk futures per
-                         sequence (sample_futures), inference_mode, fp32
-    once bf16            the same under bf16 autocast
-    once bf16+cl         and channels-last weights
-    once bf16+cl+comp    and the frame decoder compiled (torch.compile, in place)
+    plain                    the authors' evaluation loop (their test.py): for every sample, run the model on the
+                             conditioning frames again (encoding them, inferring y and z, and decoding their
+                             reconstructions), then generate and decode one future per sequence; fp32,
+                             torch.no_grad, stock PyTorch layers
+    once fp32                condition() once per batch of sequences, then the samples in chunks of --chunk futures
+                             per sequence (sample_futures, futures only), inference_mode, fp32, stock layers
+    once bf16                the same under bf16 autocast
+    once bf16+cl             and channels-last weights
+    once bf16+cl+fast        and the model's own layers (the 1x1 <-> 4x4 projections as matrix products) with batch
+                             norm folded into the convolutions (srvp.models.fusion.inference_layers): what
+                             srvp.evaluation.evaluate_model(precision="bf16") runs
+    once bf16+cl+fast+comp   and the frame decoder compiled (torch.compile, in place; not in the default list)
+    once fp32+cl+fast        the fast layers in fp32 (evaluate_model's default precision)
 
 The timed runs are interleaved (one run of each approach, then again) and the figure is the median, so that a
 change of load on a shared machine hits all of them. Also printed: the FLOPs of each approach
@@ -26,6 +32,7 @@ or all at once, and how many futures :func:`srvp.evaluation.evaluate_model` hold
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -37,35 +44,50 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_eval import sequences  # noqa: E402
-from common import load_report, machine_summary, matmul_peak, median, peak_rss_mb, timed  # noqa: E402
+from common import (  # noqa: E402
+    load_report,
+    machine_summary,
+    matmul_peak,
+    median,
+    peak_rss_mb,
+    timed,
+    use_stock_layers,
+)
 
 from srvp.config import preset  # noqa: E402
 from srvp.evaluation import evaluate_model  # noqa: E402
 from srvp.evaluation.metrics import psnr  # noqa: E402
 from srvp.models import build_model  # noqa: E402
+from srvp.models.fusion import inference_layers  # noqa: E402
 from srvp.training.trainer import tune_glibc_malloc  # noqa: E402
 
 COND, HORIZON = 5, 20
-APPROACHES = ("plain", "once fp32", "once bf16", "once bf16+cl", "once bf16+cl+comp")
+APPROACHES = ("plain", "once fp32", "once bf16", "once bf16+cl", "once bf16+cl+fast", "once bf16+cl+fast+comp",
+              "once fp32+cl+fast")
+DEFAULT_APPROACHES = ("plain", "once fp32", "once bf16", "once bf16+cl", "once bf16+cl+fast", "once fp32+cl+fast")
 
 
 def plain_best(model, x: torch.Tensor, n_samples: int) -> torch.Tensor:
-    """The authors' loop: every sample re-encodes the conditioning frames; best PSNR per sequence ``(B,)``."""
+    """The authors' loop (test.py): every sample runs the model on the conditioning frames (which also decodes their
+    reconstructions), then generates and decodes the future; best PSNR per sequence ``(B,)``."""
     x_cond, target = x[:, :COND], x[:, COND:]
     best = torch.full((x.shape[0],), -float("inf"), device=x.device)
     with torch.no_grad():
         for _ in range(n_samples):
-            future = model.sample_futures(model.condition(x_cond), HORIZON, 1)[:, 0].float().clamp(0, 1)
+            frames = model.sample_futures(model.condition(x_cond), HORIZON, 1, include_conditioning=True)
+            future = frames[:, 0, COND:].float().clamp(0, 1)
             best = torch.maximum(best, psnr(future, target).mean(1))
     return best
 
 
-def once_best(model, x: torch.Tensor, n_samples: int, chunk: int, bf16: bool) -> torch.Tensor:
+def once_best(model, x: torch.Tensor, n_samples: int, chunk: int, bf16: bool, fast: bool) -> torch.Tensor:
     """Conditioning encoded once, ``chunk`` futures per sequence and pass, scored as they come (only the running
-    best is kept); best PSNR per sequence ``(B,)``."""
+    best is kept); with ``fast``, inside :func:`inference_layers` (batch norm folded, channels-last). Best PSNR per
+    sequence ``(B,)``."""
     x_cond, target = x[:, :COND], x[:, COND:]
     best = torch.full((x.shape[0],), -float("inf"), device=x.device)
-    with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+    layout = inference_layers(model, channels_last=True) if fast else contextlib.nullcontext()
+    with layout, torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         cond = model.condition(x_cond)
         for start in range(0, n_samples, chunk):
             n = min(chunk, n_samples - start)
@@ -78,7 +100,9 @@ def once_best(model, x: torch.Tensor, n_samples: int, chunk: int, bf16: bool) ->
 def build(approach: str, device: torch.device):
     torch.manual_seed(0)
     model = build_model(preset("smmnist").model).to(device).eval()
-    if approach.startswith("once bf16+cl"):
+    if "+fast" not in approach:
+        use_stock_layers(model)
+    if "+cl" in approach:
         model = model.to(memory_format=torch.channels_last)
     if approach.endswith("+comp"):
         model.frame_decoder.compile()
@@ -88,7 +112,7 @@ def build(approach: str, device: torch.device):
 def runner(approach: str, model, x: torch.Tensor, n_samples: int, chunk: int):
     if approach == "plain":
         return lambda: plain_best(model, x, n_samples)
-    return lambda: once_best(model, x, n_samples, chunk, bf16="bf16" in approach)
+    return lambda: once_best(model, x, n_samples, chunk, bf16="bf16" in approach, fast="+fast" in approach)
 
 
 def probe(args: argparse.Namespace) -> None:
@@ -142,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=20, help="futures per sequence")
     parser.add_argument("--chunk", type=int, default=10, help="futures per sequence and pass (optimised approaches)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per approach (after one warm-up)")
-    parser.add_argument("--approaches", nargs="+", default=list(APPROACHES), choices=APPROACHES,
+    parser.add_argument("--approaches", nargs="+", default=list(DEFAULT_APPROACHES), choices=APPROACHES,
                         help="the first one is the reference of the ratios")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
@@ -200,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     print("  full SM-MNIST protocol (5,000 x 100 x 20 frames, sampling only) at these rates: "
           + ", ".join(f"{a} {full / r['frames_per_s'] / 3600:.1f} h" for a, r in results["approaches"].items()))
     if args.memory:
-        last = args.approaches[-1]
+        last = "once bf16+cl+fast" if "once bf16+cl+fast" in args.approaches else args.approaches[-1]
         results["memory"] = {}
         for a, chunk in ((ref, args.chunk), (last, args.chunk), (last, args.samples)):
             key = f"{a}, {chunk} futures per pass" if a != "plain" else "plain"

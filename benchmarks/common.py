@@ -100,3 +100,17 @@ def peak_rss_mb() -> float:
         pass
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kib / 1024 if sys.platform != "darwin" else kib / 2**20
+
+
+def use_stock_layers(model: torch.nn.Module) -> torch.nn.Module:
+    """Turn the model's projection layers (:class:`srvp.models.nets.ProjectionConv2d` and
+    :class:`~srvp.models.nets.ProjectionConvTranspose2d`, matrix products) back into the stock PyTorch layers they
+    subclass, in place: the *plain* model of a benchmark, with the same parameters."""
+    from srvp.models.nets import ProjectionConv2d, ProjectionConvTranspose2d
+
+    for m in model.modules():
+        if isinstance(m, ProjectionConv2d):
+            m.__class__ = torch.nn.Conv2d
+        elif isinstance(m, ProjectionConvTranspose2d):
+            m.__class__ = torch.nn.ConvTranspose2d
+    return model

@@ -22,6 +22,7 @@ from srvp.config import RunConfig, euler_steps
 from srvp.errors import ConfigError, DataError
 from srvp.io import fit_frames
 from srvp.models import gaussian
+from srvp.models.fusion import inference_layers
 from srvp.models.srvp import SRVP, Conditioning
 from srvp.runtime import resolve_device
 
@@ -143,8 +144,9 @@ class Predictor:
         dt = self._check_dt(dt)
         x = self.prepare(frames)
         self._check_length(x, "frames")
-        out = self.model.predict(x, horizon, n_samples=n_samples, dt=dt, use_mean=use_mean,
-                                 keep_intermediate=keep_intermediate)
+        with inference_layers(self.model):  # same function, one pass over the activations less per layer
+            out = self.model.predict(x, horizon, n_samples=n_samples, dt=dt, use_mean=use_mean,
+                                     keep_intermediate=keep_intermediate)
         return out.clamp(0.0, 1.0).cpu()
 
     @torch.no_grad()

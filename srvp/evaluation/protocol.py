@@ -22,6 +22,7 @@ gathered in sequence order, identical to a single-process run.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import sys
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from tqdm import tqdm
 from srvp.data.base import to_float
 from srvp.evaluation.metrics import confidence_interval, frechet_distance_of_features, psnr, ssim
 from srvp.evaluation.weights import MissingWeightsError
+from srvp.models.fusion import inference_layers
 from srvp.runtime import autocast_context
 
 FRAME_METRICS = ("psnr", "ssim", "lpips")
@@ -276,7 +278,7 @@ def evaluate_model(model: torch.nn.Module, sequences: np.ndarray | torch.Tensor,
                    device: str | torch.device = "cpu", seed: int = 0, progress: bool = True, elbo: bool = True,
                    weights: dict[str, str | None] | None = None, missing_weights: str = "error",
                    networks: dict[str, torch.nn.Module] | None = None, fvd_batch_size: int = 8,
-                   meta: dict[str, Any] | None = None) -> EvalResult:
+                   meta: dict[str, Any] | None = None, inference_layout: bool = True) -> EvalResult:
     """Evaluate ``model`` on test ``sequences`` ``(N, T, C, H, W)`` uint8 with the paper's protocol.
 
     Args:
@@ -294,6 +296,9 @@ def evaluate_model(model: torch.nn.Module, sequences: np.ndarray | torch.Tensor,
         weights, missing_weights, networks: pretrained files / policy for LPIPS and FVD (see
             :func:`load_metric_networks`), or networks already loaded.
         meta: free-form information stored with the result (checkpoint, dataset ...).
+        inference_layout: evaluate with every batch norm folded into the convolution before it and channels-last
+            convolution weights (:func:`srvp.models.fusion.inference_layers`: the same function up to rounding,
+            faster); the model is left as it was.
 
     Under an initialised ``torch.distributed`` process group each process evaluates its shard and every process
     returns the full gathered result.
@@ -334,6 +339,7 @@ def evaluate_model(model: torch.nn.Module, sequences: np.ndarray | torch.Tensor,
 
     was_training = model.training
     model.eval()
+    folding = inference_layers(model, channels_last=True) if inference_layout else contextlib.nullcontext()
     scorer = _Scorer(frame_metrics, lpips_net)
     records: list[dict[str, Any]] = []
     embeddings: dict[str, list[torch.Tensor]] = {}
@@ -341,7 +347,7 @@ def evaluate_model(model: torch.nn.Module, sequences: np.ndarray | torch.Tensor,
     fork_devices = [device] if device.type == "cuda" else []
     shard = _shard(N, rank, world)
     try:
-        with torch.random.fork_rng(devices=fork_devices), \
+        with folding, torch.random.fork_rng(devices=fork_devices), \
                 tqdm(total=len(shard), desc="evaluate", unit="seq", disable=not progress or rank != 0,
                      file=sys.stderr, dynamic_ncols=True) as bar:
             for i in shard:

@@ -51,6 +51,52 @@ def conv_block(conv: nn.Module, out_channels: int, act: str = "leaky_relu", bn: 
     return nn.Sequential(*modules)
 
 
+class ProjectionConv2d(nn.Conv2d):
+    """:class:`torch.nn.Conv2d` whose kernel covers its whole input (stride 1, no padding): ``(N, C, k, k)`` ->
+    ``(N, O, 1, 1)``, computed as one matrix product. Same parameters and results as the stock layer.
+
+    Written by hand because oneDNN, PyTorch's CPU convolution library, runs this layer (the encoders' last one) at
+    20-75 GFLOP/s where the same product runs near the matrix-multiply peak (~400 GFLOP/s in bf16 on this
+    project's CPU; ``docs/benchmarks.md``). Other input shapes go to the stock layer.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.dim() != 4 or tuple(x.shape[-2:]) != self.kernel_size or self.stride != (1, 1)
+                or self.padding != (0, 0) or self.dilation != (1, 1) or self.groups != 1):
+            return super().forward(x)
+        n, o = x.shape[0], self.out_channels
+        if x.is_contiguous():  # NCHW: (C, kh, kw) order in both operands, no copy
+            y = x.reshape(n, -1) @ self.weight.reshape(o, -1).t()
+        else:  # channels-last: (kh, kw, C) order
+            y = x.permute(0, 2, 3, 1).reshape(n, -1) @ self.weight.permute(0, 2, 3, 1).reshape(o, -1).t()
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(n, o, 1, 1)
+
+
+class ProjectionConvTranspose2d(nn.ConvTranspose2d):
+    """:class:`torch.nn.ConvTranspose2d` applied to a ``1x1`` map (stride 1, no padding): ``(N, C, 1, 1)`` ->
+    ``(N, O, k, k)``, computed as one matrix product. Same parameters and results as the stock layer.
+
+    Written by hand for the same reason as :class:`ProjectionConv2d` (the decoders' first layer: 75 GFLOP/s in
+    oneDNN, 7% of decoding a batch of SM-MNIST frames). The output is channels-last when the weight is, as the
+    stock layer's would be.
+    """
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        if (output_size is not None or x.dim() != 4 or tuple(x.shape[-2:]) != (1, 1) or self.stride != (1, 1)
+                or self.padding != (0, 0) or self.output_padding != (0, 0) or self.dilation != (1, 1)
+                or self.groups != 1):
+            return super().forward(x, output_size)
+        n, (kh, kw) = x.shape[0], self.kernel_size
+        y = x.reshape(n, -1) @ self.weight.permute(0, 2, 3, 1).reshape(self.in_channels, -1)  # (N, kh*kw*O)
+        y = y.reshape(n, kh, kw, self.out_channels)
+        if self.bias is not None:
+            y = y + self.bias
+        y = y.permute(0, 3, 1, 2)  # a channels-last (N, O, kh, kw) view
+        return y if self.weight.is_contiguous(memory_format=torch.channels_last) else y.contiguous()
+
+
 class FrameEncoder(nn.Module):
     """Common forward of the frame encoders: ``(N, C, H, W)`` -> encoding ``(N, frame_dim)`` and skip features
     (deepest first), one per block."""
@@ -99,7 +145,7 @@ class DCGANEncoder(FrameEncoder):
             conv_block(nn.Conv2d(nf * 2, nf * 4, 4, 2, 1, bias=False), nf * 4),
             conv_block(nn.Conv2d(nf * 4, nf * 8, 4, 2, 1, bias=False), nf * 8),
         ])
-        self.head = conv_block(nn.Conv2d(nf * 8, out_dim, 4, 1, 0, bias=False), out_dim, act="tanh")
+        self.head = conv_block(ProjectionConv2d(nf * 8, out_dim, 4, 1, 0, bias=False), out_dim, act="tanh")
 
 
 class DCGANDecoder(FrameDecoder):
@@ -109,7 +155,7 @@ class DCGANDecoder(FrameDecoder):
         super().__init__()
         self.skip = skip
         c = 2 if skip else 1
-        self.first = conv_block(nn.ConvTranspose2d(in_dim, nf * 8, 4, 1, 0, bias=False), nf * 8)
+        self.first = conv_block(ProjectionConvTranspose2d(in_dim, nf * 8, 4, 1, 0, bias=False), nf * 8)
         self.blocks = nn.ModuleList([
             conv_block(nn.ConvTranspose2d(nf * 8 * c, nf * 4, 4, 2, 1, bias=False), nf * 4),
             conv_block(nn.ConvTranspose2d(nf * 4 * c, nf * 2, 4, 2, 1, bias=False), nf * 2),
@@ -135,7 +181,7 @@ class VGGEncoder(FrameEncoder):
             nn.Sequential(pool(), *_vgg_convs([nf * 2, nf * 4, nf * 4, nf * 4])),
             nn.Sequential(pool(), *_vgg_convs([nf * 4, nf * 8, nf * 8, nf * 8])),
         ])
-        self.head = nn.Sequential(pool(), conv_block(nn.Conv2d(nf * 8, out_dim, 4, 1, 0, bias=False), out_dim,
+        self.head = nn.Sequential(pool(), conv_block(ProjectionConv2d(nf * 8, out_dim, 4, 1, 0, bias=False), out_dim,
                                                      act="tanh"))
 
 
@@ -147,7 +193,8 @@ class VGGDecoder(FrameDecoder):
         self.skip = skip
         c = 2 if skip else 1
         up = lambda: nn.Upsample(scale_factor=2, mode="nearest")  # noqa: E731
-        self.first = nn.Sequential(conv_block(nn.ConvTranspose2d(in_dim, nf * 8, 4, 1, 0, bias=False), nf * 8), up())
+        self.first = nn.Sequential(conv_block(ProjectionConvTranspose2d(in_dim, nf * 8, 4, 1, 0, bias=False), nf * 8),
+                                   up())
         self.blocks = nn.ModuleList([
             nn.Sequential(*_vgg_convs([nf * 8 * c, nf * 8, nf * 8, nf * 4]), up()),
             nn.Sequential(*_vgg_convs([nf * 4 * c, nf * 4, nf * 4, nf * 2]), up()),

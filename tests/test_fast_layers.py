@@ -1,0 +1,115 @@
+"""Layers computed differently for speed give the stock layers' results: the 1x1 <-> kxk projections as matrix
+products, and batch norm folded into convolutions for inference."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from srvp.models import build_model
+from srvp.models.fusion import inference_layers
+from srvp.models.nets import ProjectionConv2d, ProjectionConvTranspose2d
+from tests.conftest import tiny_model_config
+
+CL = torch.channels_last
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_projection_conv_equals_the_convolution_in_values_and_gradients(channels_last, bias):
+    torch.manual_seed(0)
+    layer = ProjectionConv2d(12, 7, 4, 1, 0, bias=bias).double()
+    x = torch.randn(5, 12, 4, 4, dtype=torch.float64)
+    if channels_last:
+        layer, x = layer.to(memory_format=CL), x.contiguous(memory_format=CL)
+    x.requires_grad_()
+    y = layer(x)
+    ref_x = x.detach().clone().requires_grad_()
+    ref_w = layer.weight.detach().clone().requires_grad_()
+    ref = F.conv2d(ref_x, ref_w, layer.bias)
+    assert y.shape == ref.shape == (5, 7, 1, 1)
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(ref)
+    y.backward(g)
+    ref.backward(g)
+    torch.testing.assert_close(x.grad, ref_x.grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(layer.weight.grad, ref_w.grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_projection_conv_transpose_equals_the_transposed_convolution(channels_last, bias):
+    torch.manual_seed(1)
+    layer = ProjectionConvTranspose2d(9, 6, 4, 1, 0, bias=bias).double()
+    if channels_last:
+        layer = layer.to(memory_format=CL)
+    x = torch.randn(3, 9, 1, 1, dtype=torch.float64, requires_grad=True)
+    y = layer(x)
+    ref_x = x.detach().clone().requires_grad_()
+    ref_w = layer.weight.detach().clone().requires_grad_()
+    ref = F.conv_transpose2d(ref_x, ref_w, layer.bias)
+    assert y.shape == ref.shape == (3, 6, 4, 4)
+    assert y.is_contiguous(memory_format=CL if channels_last else torch.contiguous_format)
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(ref)
+    y.backward(g)
+    ref.backward(g)
+    torch.testing.assert_close(x.grad, ref_x.grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(layer.weight.grad, ref_w.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_projection_layers_fall_back_to_the_stock_layer_for_other_shapes():
+    torch.manual_seed(2)
+    conv = ProjectionConv2d(3, 5, 4, 1, 0)
+    x = torch.randn(2, 3, 9, 9)  # the kernel does not cover the input
+    torch.testing.assert_close(conv(x), F.conv2d(x, conv.weight, conv.bias))
+    convt = ProjectionConvTranspose2d(3, 5, 4, 1, 0)
+    x = torch.randn(2, 3, 3, 3)
+    torch.testing.assert_close(convt(x), F.conv_transpose2d(x, convt.weight, convt.bias))
+
+
+def model_with_trained_batch_norm(architecture: str, skips: bool) -> nn.Module:
+    torch.manual_seed(3)
+    model = build_model(tiny_model_config(architecture=architecture, skip_connections=skips))
+    for m in model.modules():  # statistics and affine parameters far from their initial values
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.2, 3)
+            m.weight.data.uniform_(0.5, 2)
+            m.bias.data.uniform_(-1, 1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("architecture,skips,channels_last", [("dcgan", False, False), ("dcgan", False, True),
+                                                               ("vgg", True, True)])
+def test_inference_layers_gives_the_same_frames_and_restores_the_model(architecture, skips, channels_last):
+    model = model_with_trained_batch_norm(architecture, skips)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    modules = list(model.modules())
+    x = torch.rand(2, 5, 1, 64, 64)
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in modules)
+    with torch.inference_mode():
+        torch.manual_seed(4)
+        ref = model.sample_futures(model.condition(x), 3, 2)
+        with inference_layers(model, channels_last=channels_last):
+            assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) < n_bn // 4
+            convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+            layout = CL if channels_last else torch.contiguous_format
+            assert all(m.weight.is_contiguous(memory_format=layout) for m in convs)
+            torch.manual_seed(4)
+            folded = model.sample_futures(model.condition(x), 3, 2)
+    torch.testing.assert_close(folded, ref, rtol=1e-4, atol=1e-5)
+    assert list(model.modules()) == modules  # the very same layers are back, in their layout
+    assert all(p.is_contiguous() for p in model.parameters())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+
+
+def test_inference_layers_restores_on_error_and_refuses_training_mode():
+    model = model_with_trained_batch_norm("dcgan", False)
+    modules = list(model.modules())
+    with pytest.raises(RuntimeError, match="inside"), inference_layers(model):
+        raise RuntimeError("inside")
+    assert list(model.modules()) == modules
+    with pytest.raises(ValueError, match="eval mode"), inference_layers(model.train()):
+        pass
