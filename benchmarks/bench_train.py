@@ -4,16 +4,20 @@ The step is the trainer's own (:meth:`srvp.training.trainer.Trainer._train_step`
 on the paper's Stochastic Moving MNIST model (preset ``smmnist``: DCGAN, nf 64, ny = nz = 20, 15-frame clips) or
 the KTH model (``--preset kth``: VGG with skips, 20-frame clips). Variants (TrainConfig fields)::
 
-    fp32          precision fp32, contiguous, eager        (the plain step)
+    fp32-defaults precision fp32, contiguous, eager, and PyTorch's and glibc's defaults: stock layers, the
+                  default Adam, glibc's allocator settings (the plain step; run in a subprocess of its own)
+    fp32          precision fp32, contiguous, eager, with the trainer's settings (fused Adam, allocator)
     bf16          precision bf16
     bf16+cl       precision bf16, channels_last
     bf16+cl+comp  precision bf16, channels_last, compile   (torch.compile of the frame encoder and decoder)
 
 All variants start from the same weights and take the same batches; their timed steps are interleaved (variant
 A step, variant B step, ...) so that a change of load on a shared machine hits all of them, and the figure is the
-median. The data cost is measured separately (clips generated in the training process, as with
-``num_workers=0``) and the end-to-end rate is measured with the trainer's DataLoader (``num_workers`` 0 for the
-plain step, ``--workers`` for the optimised one, which overlaps data generation with the step).
+median. ``fp32-defaults`` runs in a child process (the trainer's allocator setting cannot be undone within a
+process) that takes its steps when the parent tells it to, in the same interleaved order. The data cost is measured
+separately (clips generated in the training process, as with ``num_workers=0``) and the end-to-end rate is
+measured with the trainer's DataLoader (``num_workers`` 0 for the plain step, ``--workers`` for the optimised one,
+which overlaps data generation with the step).
 
 Also printed: FLOPs of one step (``torch.utils.flop_counter``), achieved GFLOP/s against the measured 2048^2
 matrix-multiply peak in fp32 and bf16, and the peak resident memory of each variant (each in its own subprocess).
@@ -45,7 +49,16 @@ from torch.utils.data import DataLoader, default_collate
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load_report, machine_summary, matmul_peak, median, peak_rss_mb, sync, timed  # noqa: E402
+from common import (  # noqa: E402
+    load_report,
+    machine_summary,
+    matmul_peak,
+    median,
+    peak_rss_mb,
+    sync,
+    timed,
+    use_stock_layers,
+)
 
 from srvp.config import RunConfig, preset  # noqa: E402
 from srvp.data import build_train_dataset, to_float  # noqa: E402
@@ -53,6 +66,9 @@ from srvp.errors import DataError  # noqa: E402
 from srvp.training.trainer import StepBatchSampler, Trainer, tune_glibc_malloc  # noqa: E402
 
 VARIANTS: dict[str, dict] = {
+    # PyTorch's and glibc's defaults, in a process of its own: stock layers, torch.optim.Adam with its default
+    # (for-loop) implementation on CPU, glibc's allocator settings. What a plain training loop of this model runs.
+    "fp32-defaults": dict(precision="fp32", channels_last=False, compile=False),
     "fp32": dict(precision="fp32", channels_last=False, compile=False),
     "bf16": dict(precision="bf16", channels_last=False, compile=False),
     "bf16+cl": dict(precision="bf16", channels_last=True, compile=False),
@@ -138,6 +154,8 @@ def probe(args: argparse.Namespace) -> None:
         cfg = run_config(args.preset, args.probe_batch, args.probe, args.device, tmp)
         before = peak_rss_mb()
         trainer = build_trainer(cfg, args.probe)
+        if args.probe == "fp32-defaults":
+            use_pytorch_defaults(trainer)
         batches, _ = make_batches(cfg, 1)
         for _ in range(2):
             step(trainer, batches[0])
@@ -152,6 +170,74 @@ def probe(args: argparse.Namespace) -> None:
         if trainer.device.type == "cuda":
             out["cuda_peak_mb"] = torch.cuda.max_memory_allocated(trainer.device) / 2**20
         print(json.dumps(out))
+
+
+def use_pytorch_defaults(trainer: Trainer) -> None:
+    """Stock layers and the default (for-loop on CPU) Adam, at a constant learning rate."""
+    use_stock_layers(trainer.model)
+    trainer.optimizer = torch.optim.Adam(trainer.model.parameters(), lr=trainer.cfg.train.lr)
+    trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda s: 1.0)
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Child process of one variant with its own allocator settings (glibc's defaults for ``fp32-defaults``):
+    builds the trainer and the batches as the parent does, takes two warm-up steps, then one timed step per
+    ``step I`` line on stdin (answering the seconds and the loss as JSON), and its peak memory on ``quit``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = run_config(args.preset, args.probe_batch, args.worker, args.device, tmp)
+        trainer = build_trainer(cfg, args.worker)
+        if args.worker == "fp32-defaults":
+            use_pytorch_defaults(trainer)
+        batches, _ = make_batches(cfg, args.worker_batches)
+        _, first = timed(lambda: step(trainer, batches[0]), trainer.device)
+        step(trainer, batches[0])
+        print(json.dumps({"first_step_s": first}), flush=True)
+        for line in sys.stdin:
+            command = line.split()
+            if command[0] == "quit":
+                print(json.dumps({"peak_rss_mb": peak_rss_mb()}), flush=True)
+                return
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
+            result, seconds = timed(lambda i=int(command[1]): step(trainer, batches[i]), trainer.device)
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            print(json.dumps({"seconds": seconds, "total": result["total"], "sys_s": r1.ru_stime - r0.ru_stime,
+                              "minor_faults": r1.ru_minflt - r0.ru_minflt}), flush=True)
+
+
+class Worker:
+    """Parent side of :func:`worker`."""
+
+    def __init__(self, args: argparse.Namespace, variant: str, batch: int, n_batches: int):
+        cmd = [sys.executable, __file__, "--preset", args.preset, "--device", args.device, "--threads",
+               str(args.threads), "--worker", variant, "--probe-batch", str(batch), "--worker-batches", str(n_batches)]
+        env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.sys_s: list[float] = []
+        self.minor_faults: list[int] = []
+        self.first_step_s = self._read()["first_step_s"]
+
+    def _read(self) -> dict:
+        while True:  # answers are JSON lines; other lines (notes the worker prints) are skipped
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"benchmark worker exited with status {self.proc.wait()}")
+            if line.startswith("{"):
+                return json.loads(line)
+
+    def step(self, i: int) -> tuple[float, float]:
+        self.proc.stdin.write(f"step {i}\n")
+        self.proc.stdin.flush()
+        answer = self._read()
+        self.sys_s.append(answer["sys_s"])
+        self.minor_faults.append(answer["minor_faults"])
+        return answer["seconds"], answer["total"]
+
+    def close(self) -> float:
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        peak = self._read()["peak_rss_mb"]
+        self.proc.wait()
+        return peak
 
 
 def run_probe(args: argparse.Namespace, variant: str, batch: int, steps: int = 1, tune: bool = True) -> dict:
@@ -172,8 +258,13 @@ def bench_batch(args: argparse.Namespace, batch: int, peaks: dict[str, float]) -
         base = cfgs[args.variants[0]]
         batches, data_seconds = make_batches(base, args.repeats + 1)
         trainers = {}
+        workers = {}
         warmup = {}
         for v, cfg in cfgs.items():
+            if v == "fp32-defaults":
+                workers[v] = Worker(args, v, batch, args.repeats + 1)
+                warmup[v] = workers[v].first_step_s
+                continue
             trainers[v] = build_trainer(cfg, v)
             _, warmup[v] = timed(lambda t=trainers[v]: step(t, batches[0]), trainers[v].device)  # compile happens here
             step(trainers[v], batches[0])
@@ -183,28 +274,41 @@ def bench_batch(args: argparse.Namespace, batch: int, peaks: dict[str, float]) -
         losses: dict[str, list[float]] = {v: [] for v in args.variants}
         for r in range(args.repeats):
             for v in args.variants:  # interleaved
-                result, seconds = timed(lambda t=trainers[v], b=batches[r + 1]: step(t, b), trainers[v].device)
+                if v in workers:
+                    seconds, total = workers[v].step(r + 1)
+                else:
+                    result, seconds = timed(lambda t=trainers[v], b=batches[r + 1]: step(t, b), trainers[v].device)
+                    total = result["total"]
                 times[v].append(seconds)
-                losses[v].append(result["total"])
+                losses[v].append(total)
+        worker_peaks = {v: w.close() for v, w in workers.items()}
+        worker_kernel = {v: {"sys_s_per_step": median(w.sys_s), "minor_faults_per_step": median(w.minor_faults)}
+                         for v, w in workers.items()}
         data_s = median(data_seconds[1:] if len(data_seconds) > 1 else data_seconds)
         results = {"batch": batch, "gflop_per_step": flops / 1e9, "data_seconds_per_batch": data_s, "variants": {}}
         plain = args.variants[0]
+        trainer_fp32 = "fp32" if "fp32" in args.variants else None
         for v in args.variants:
             t = median(times[v])
             peak = peaks["bf16"] if VARIANTS[v]["precision"] != "fp32" else peaks["fp32"]
             results["variants"][v] = {
                 "step_seconds": times[v], "median_step_s": t, "clips_per_s": batch / t, "first_step_s": warmup[v],
                 "gflops": flops / t / 1e9, "fraction_of_peak": flops / t / 1e9 / peak,
-                "ratio_vs_plain": median(times[plain]) / t, "losses": losses[v],
+                "ratio_vs_plain": median(times[plain]) / t,
+                "ratio_vs_fp32": median(times[trainer_fp32]) / t if trainer_fp32 else float("nan"),
+                "losses": losses[v], **worker_kernel.get(v, {}),
             }
         if args.loader_steps:
+            if plain in workers:
+                plain = trainer_fp32 or args.variants[1]
             best = args.variants[-1]
             results["end_to_end"] = {}
             for v, workers in ((plain, 0), (best, args.workers)):
                 cfg = run_config(args.preset, batch, v, args.device, f"{tmp}/{v}", workers)
                 results["end_to_end"][f"{v} (num_workers={workers})"] = loader_rate(cfg, trainers[v], args.loader_steps)
         if args.memory:
-            results["memory"] = {v: run_probe(args, v, batch) for v in args.variants}
+            results["memory"] = {v: ({"peak_rss_mb": worker_peaks[v]} if v in workers else run_probe(args, v, batch))
+                                 for v in args.variants}
     return results
 
 
@@ -212,21 +316,27 @@ def print_batch(results: dict, peaks: dict[str, float]) -> None:
     b = results["batch"]
     print(f"\n== batch {b}: {results['gflop_per_step']:.1f} GFLOP per step (fp32 count); generating one batch of "
           f"clips in-process: {results['data_seconds_per_batch'] * 1e3:.0f} ms")
-    print(f"  {'variant':14s} {'step s':>8s} {'clips/s':>8s} {'x plain':>8s} {'GFLOP/s':>8s} {'% peak':>7s} "
-          f"{'1st step s':>10s}  {'peak RSS MB':>11s}  steps (s)")
+    print(f"  {'variant':14s} {'step s':>8s} {'clips/s':>8s} {'x plain':>8s} {'x fp32':>7s} {'GFLOP/s':>8s} "
+          f"{'% peak':>7s} {'1st step s':>10s}  {'peak RSS MB':>11s}  steps (s)")
     for v, r in results["variants"].items():
         mem = results.get("memory", {}).get(v, {})
         rss = f"{mem['peak_rss_mb']:.0f}" if "peak_rss_mb" in mem else "-"
         print(f"  {v:14s} {r['median_step_s']:8.3f} {r['clips_per_s']:8.2f} {r['ratio_vs_plain']:8.2f} "
+              f"{r['ratio_vs_fp32']:7.2f} "
               f"{r['gflops']:8.1f} {100 * r['fraction_of_peak']:6.0f}% {r['first_step_s']:10.1f}  {rss:>11s}  "
               + " ".join(f"{s:.2f}" for s in r["step_seconds"]))
+    for v, r in results["variants"].items():
+        if "minor_faults_per_step" in r:
+            print(f"  {v} (own process): {r['minor_faults_per_step']:.0f} minor page faults and "
+                  f"{r['sys_s_per_step']:.2f} s of kernel time per step (medians)")
     if "end_to_end" in results:
         rates = results["end_to_end"]
         names = list(rates)
         print("  end to end with the trainer's DataLoader: "
               + ", ".join(f"{k} {r:.2f} clips/s" for k, r in rates.items())
               + f"; ratio {rates[names[-1]] / rates[names[0]]:.2f}x")
-    print("  (% peak: against the measured fp32 matmul peak for fp32 variants, the bf16 peak for the others)")
+    print("  (x plain: against the first variant; x fp32: against the fp32 step with the trainer's settings; % peak:"
+          " against the measured fp32 matmul peak for fp32 variants, the bf16 peak for the others)")
 
 
 def allocator(args: argparse.Namespace) -> None:
@@ -326,7 +436,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="smmnist", help="model and data preset (smmnist, kth, cpu, ...)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32])
-    parser.add_argument("--variants", nargs="+", default=["fp32", "bf16", "bf16+cl", "bf16+cl+comp"],
+    parser.add_argument("--variants", nargs="+", default=["fp32-defaults", "fp32", "bf16", "bf16+cl"],
                         choices=list(VARIANTS), help="the first one is the reference of the ratios")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per variant (after two warm-up steps)")
     parser.add_argument("--device", default="cpu")
@@ -348,10 +458,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--probe-batch", type=int, default=16, help=argparse.SUPPRESS)
     parser.add_argument("--probe-steps", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--probe-tune", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-batches", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.probe:
         return probe(args)
+    if args.worker:
+        return worker(args)
     tune_glibc_malloc()  # as the trainer does: every variant of this process runs with the same allocator
     device = torch.device(args.device)
     print(machine_summary(device))
