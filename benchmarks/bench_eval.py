@@ -6,13 +6,14 @@ Three ways, measured in one run on the same model, data and allocator settings:
 - ``protocol fp32``: :func:`srvp.evaluation.evaluate_model` (encoder run once per sequence, samples batched, scores
   only, PSNR + SSIM + baselines);
 - ``protocol bf16``: the same under bf16 autocast;
-- ``plain fp32``: the authors' approach, which re-runs the model on the conditioning frames for every sample
-  (their batch of 16 sequences, one future per pass), scored the same way. Its cost per sample is constant, so its
+- ``plain fp32``: the authors' approach (their test.py), which re-runs the model on the conditioning frames for every
+  sample (encoding them and decoding their reconstructions) with stock PyTorch layers (their batch of 16
+  sequences, one future per pass), scored the same way. Its cost per sample is constant, so its
   rate is measured on ``--plain-samples`` samples (default 10) instead of 100.
 
 Usage::
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_eval.py     # about 6 min on 2 cores at load average 6
+    OMP_NUM_THREADS=2 python benchmarks/bench_eval.py     # a few minutes on 2 idle cores
     python benchmarks/bench_eval.py --sequences 64 --samples 100      # bigger
     python benchmarks/bench_eval.py --device cuda --sequences 256
 
@@ -23,17 +24,24 @@ not comparable between runs (the ratios measured within one run are more robust)
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from srvp.config import preset
-from srvp.evaluation import evaluate_model
-from srvp.evaluation.metrics import psnr, ssim
-from srvp.models import build_model
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import use_stock_layers  # noqa: E402
+
+from srvp.config import preset  # noqa: E402
+from srvp.evaluation import evaluate_model  # noqa: E402
+from srvp.evaluation.metrics import psnr, ssim  # noqa: E402
+from srvp.models import build_model  # noqa: E402
+from srvp.runtime import tune_glibc_malloc  # noqa: E402
 
 COND, HORIZON = 5, 20
 
@@ -63,9 +71,9 @@ def plain_best_of_n(model, seqs: np.ndarray, n_samples: int, device: torch.devic
     x = torch.from_numpy(seqs).float().div(255).to(device)
     x_cond, target = x[:, :COND], x[:, COND:]
     best = torch.full((len(seqs),), -float("inf"))
-    for _ in range(n_samples):
+    for _ in range(n_samples):  # their model(x_cond, ...) also decodes the conditioning frames' reconstructions
         cond = model.condition(x_cond)
-        pred = model.sample_futures(cond, HORIZON, 1)[:, 0].float().clamp(0, 1)
+        pred = model.sample_futures(cond, HORIZON, 1, include_conditioning=True)[:, 0, COND:].float().clamp(0, 1)
         score = psnr(pred, target).mean(1).cpu()
         ssim(pred, target)  # scored like the protocol
         best = torch.maximum(best, score)
@@ -94,9 +102,11 @@ def main() -> None:
     parser.add_argument("--skip-plain", action="store_true", help="do not time the plain approach")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    tune_glibc_malloc()  # as `srvp evaluate` does; every approach runs under the same setting
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = build_model(preset("smmnist").model).to(device).eval()
+    plain_model = use_stock_layers(copy.deepcopy(model))
     seqs = sequences(args.sequences)
     frames = args.sequences * args.samples * HORIZON
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, device {device}, "
@@ -118,7 +128,7 @@ def main() -> None:
     if not args.skip_plain:
         plain_seqs = np.resize(seqs, (args.plain_batch, *seqs.shape[1:]))  # the test sequences, repeated
         plain_frames = args.plain_batch * args.plain_samples * HORIZON
-        best, seconds = timed(lambda: plain_best_of_n(model, plain_seqs, args.plain_samples, device))
+        best, seconds = timed(lambda: plain_best_of_n(plain_model, plain_seqs, args.plain_samples, device))
         rates["plain fp32"] = plain_frames / seconds
         print(f"plain fp32:    {seconds:7.1f} s  {plain_frames / seconds:8.1f} predicted frames/s  "
               f"({args.plain_batch} sequences x {args.plain_samples} samples, best PSNR {best.mean():.3f})")

@@ -2,7 +2,7 @@
 
 Shows which layers run far from the machine's matrix-multiply peak, the measurement behind the model's projection
 layers (``srvp.models.nets.ProjectionConv2d`` / ``ProjectionConvTranspose2d``: the encoders' last and the decoders'
-first layer as one matrix product) and behind the inference layout (``srvp.models.fusion.inference_layers``: batch
+first layer as one matrix product) and behind the inference layout (``srvp.models.inference.inference_layers``: batch
 norm folded into the convolutions). For each layer of the DCGAN encoder and decoder (preset ``smmnist``, ``--frames``
 frames at once, 240 = a training batch of 16 clips of 15 frames), in the chosen precision and memory format:
 
@@ -33,7 +33,7 @@ from common import load_report, machine_summary, matmul_peak, median, timed, use
 
 from srvp.config import preset  # noqa: E402
 from srvp.models import build_model  # noqa: E402
-from srvp.models.fusion import inference_layers  # noqa: E402
+from srvp.models.inference import inference_layers  # noqa: E402
 
 
 def conv_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:

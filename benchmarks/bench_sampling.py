@@ -13,7 +13,7 @@ each, every future scored (PSNR against the truth) and only the best score per s
     once bf16                the same under bf16 autocast
     once bf16+cl             and channels-last weights
     once bf16+cl+fast        and the model's own layers (the 1x1 <-> 4x4 projections as matrix products) with batch
-                             norm folded into the convolutions (srvp.models.fusion.inference_layers): what
+                             norm folded into the convolutions (srvp.models.inference.inference_layers): what
                              srvp.evaluation.evaluate_model(precision="bf16") runs
     once bf16+cl+fast+comp   and the frame decoder compiled (torch.compile, in place; not in the default list)
     once fp32+cl+fast        the fast layers in fp32 (evaluate_model's default precision)
@@ -58,8 +58,8 @@ from srvp.config import preset  # noqa: E402
 from srvp.evaluation import evaluate_model  # noqa: E402
 from srvp.evaluation.metrics import psnr  # noqa: E402
 from srvp.models import build_model  # noqa: E402
-from srvp.models.fusion import inference_layers  # noqa: E402
-from srvp.training.trainer import tune_glibc_malloc  # noqa: E402
+from srvp.models.inference import inference_layers  # noqa: E402
+from srvp.runtime import tune_glibc_malloc  # noqa: E402
 
 COND, HORIZON = 5, 20
 APPROACHES = ("plain", "once fp32", "once bf16", "once bf16+cl", "once bf16+cl+fast", "once bf16+cl+fast+comp",

@@ -63,7 +63,8 @@ from common import (  # noqa: E402
 from srvp.config import RunConfig, preset  # noqa: E402
 from srvp.data import build_train_dataset, to_float  # noqa: E402
 from srvp.errors import DataError  # noqa: E402
-from srvp.training.trainer import StepBatchSampler, Trainer, tune_glibc_malloc  # noqa: E402
+from srvp.runtime import tune_glibc_malloc  # noqa: E402
+from srvp.training.trainer import StepBatchSampler, Trainer  # noqa: E402
 
 VARIANTS: dict[str, dict] = {
     # PyTorch's and glibc's defaults, in a process of its own: stock layers, torch.optim.Adam with its default

@@ -22,7 +22,7 @@ from srvp.config import RunConfig, euler_steps
 from srvp.errors import ConfigError, DataError
 from srvp.io import fit_frames
 from srvp.models import gaussian
-from srvp.models.fusion import inference_layers
+from srvp.models.inference import inference_layers
 from srvp.models.srvp import SRVP, Conditioning
 from srvp.runtime import resolve_device
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from srvp.models import build_model
-from srvp.models.fusion import inference_layers
+from srvp.models.inference import ThinConvTranspose2d, inference_layers
 from srvp.models.nets import ProjectionConv2d, ProjectionConvTranspose2d
 from tests.conftest import tiny_model_config
 
@@ -113,3 +113,37 @@ def test_inference_layers_restores_on_error_and_refuses_training_mode():
     assert list(model.modules()) == modules
     with pytest.raises(ValueError, match="eval mode"), inference_layers(model.train()):
         pass
+
+
+@pytest.mark.parametrize("out_channels,bias", [(1, False), (3, True)])
+def test_thin_transposed_convolution_equals_the_stock_layer(out_channels, bias):
+    torch.manual_seed(5)
+    conv = nn.ConvTranspose2d(8, out_channels, 4, 2, 1, bias=bias).double()
+    assert ThinConvTranspose2d.applies_to(conv)
+    thin = ThinConvTranspose2d(conv)
+    for x in (torch.randn(3, 8, 5, 7, dtype=torch.float64),
+              torch.randn(3, 8, 6, 6, dtype=torch.float64).contiguous(memory_format=CL)):
+        with torch.no_grad():
+            torch.testing.assert_close(thin(x).double(), conv(x), rtol=1e-12, atol=1e-12)
+    # under bf16 autocast: as close to the fp32 result as the stock bf16 layer is
+    conv, thin = conv.float(), ThinConvTranspose2d(conv.float())
+    x = torch.randn(4, 8, 16, 16).contiguous(memory_format=CL)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        stock_bf16, thin_bf16 = conv(x).float(), thin(x).float()
+    exact = conv(x).detach()
+    scale = exact.abs().max()
+    assert (thin_bf16 - exact).abs().max() <= 3 * (stock_bf16 - exact).abs().max() + 1e-3 * scale
+    assert not ThinConvTranspose2d.applies_to(nn.ConvTranspose2d(8, 16, 4, 2, 1))  # wide layers stay oneDNN's
+    assert not ThinConvTranspose2d.applies_to(nn.ConvTranspose2d(8, 1, 3, 1, 1))
+
+
+def test_inference_layers_use_the_thin_layer_and_in_place_activations_then_restore_them():
+    model = model_with_trained_batch_norm("dcgan", False)
+    activations = [m for m in model.modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU))]
+    last = model.frame_decoder.blocks[-1]
+    with inference_layers(model):
+        assert isinstance(model.frame_decoder.blocks[-1], ThinConvTranspose2d)
+        conv_activations = [m for m in model.frame_decoder.modules() if isinstance(m, nn.LeakyReLU)]
+        assert conv_activations and all(m.inplace for m in conv_activations)
+    assert model.frame_decoder.blocks[-1] is last
+    assert not any(m.inplace for m in activations)

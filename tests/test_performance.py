@@ -11,8 +11,9 @@ import torch
 from srvp.config import DataConfig, RunConfig, TrainConfig
 from srvp.data import build_train_dataset, to_float
 from srvp.models import build_model
+from srvp.runtime import tune_glibc_malloc
 from srvp.training.checkpoint import load_state_into, make_checkpoint
-from srvp.training.trainer import Trainer, frames_channels_last, tune_glibc_malloc
+from srvp.training.trainer import Trainer, frames_channels_last
 from tests.conftest import tiny_model_config
 
 
@@ -98,7 +99,7 @@ def test_adam_is_fused_on_cpu(tmp_path):
 PAGE_FAULTS = """
 import resource, sys
 import numpy as np
-from srvp.training.trainer import tune_glibc_malloc
+from srvp.runtime import tune_glibc_malloc
 if sys.argv[1] == "tuned":
     assert tune_glibc_malloc()
 for i in range(12):  # allocate, touch and free a 64 MB buffer, as a training step does with its activations

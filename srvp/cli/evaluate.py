@@ -29,7 +29,7 @@ import torch.distributed as dist
 
 from srvp.config import PRECISIONS, parse_dt
 from srvp.errors import ConfigError, DataError
-from srvp.runtime import resolve_device
+from srvp.runtime import resolve_device, tune_glibc_malloc
 
 NAME = "evaluate"
 HELP = "evaluate a checkpoint with the paper's protocol (best of N; PSNR, SSIM, LPIPS, FVD, ELBO; tables 1-3, 5-7)"
@@ -130,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--precision fp16 needs a GPU; use bf16 on CPU")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = resolve_device(args.device)
+    tune_glibc_malloc()  # the sampling passes allocate the same large buffers again and again, as training does
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)

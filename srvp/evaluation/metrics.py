@@ -7,11 +7,11 @@ chunk of samples is scored in one call.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 #: MSE floor: identical frames score 100 dB instead of an infinite PSNR that would poison every mean.
 MIN_MSE = 1e-10
@@ -37,14 +37,30 @@ def gaussian_window_1d(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> to
     return w / w.sum()
 
 
+@functools.lru_cache(maxsize=32)
+def gaussian_band_matrix(n: int, size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``(n, n - size + 1)`` matrix ``B`` with ``B[i + k, i] = g[k]`` (``g`` = :func:`gaussian_window_1d`): ``x @ B``
+    filters the last axis of ``x`` (length ``n``) with the Gaussian, keeping the "valid" outputs only."""
+    with torch.inference_mode(False):  # cached: a normal tensor, usable inside and outside inference mode
+        g = gaussian_window_1d(size, sigma).to(device=device, dtype=dtype)
+        out = n - size + 1
+        band = torch.zeros(n, out, device=device, dtype=dtype)
+        cols = torch.arange(out, device=device)
+        for k in range(size):
+            band[cols + k, cols] = g[k]
+    return band
+
+
 def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, window: int = SSIM_WINDOW,
          sigma: float = SSIM_SIGMA, k1: float = SSIM_K1, k2: float = SSIM_K2) -> torch.Tensor:
     """SSIM per frame ``(...)`` of frames ``(..., C, H, W)``: Gaussian ``window x window`` window of std ``sigma``,
     local statistics without padding ("valid", so only windows fully inside the frame), population (biased)
     variances, the SSIM map averaged over its pixels for each channel, then over channels.
 
-    The Gaussian is separable, so the window is applied as two 1-D convolutions (a row pass then a column pass)
-    over the five local moments at once; torch has no SSIM of its own, hence this implementation.
+    The Gaussian is separable, so the window is applied as two 1-D filters (a row pass then a column pass) over
+    the five local moments at once. torch has no SSIM of its own, hence this implementation; each 1-D pass is a
+    product with a banded matrix (:func:`gaussian_band_matrix`) rather than a depthwise convolution, which
+    oneDNN ran at about 2 GFLOP/s on CPU (SSIM took 40% of the bf16 evaluation protocol; 2-3x faster this way).
     """
     _check_shapes(pred, target)
     *lead, C, H, W = pred.shape
@@ -53,9 +69,9 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, wind
     x = pred.float().reshape(-1, 1, H, W)
     y = target.float().reshape(-1, 1, H, W)
     moments = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # (M, 5, H, W)
-    g = gaussian_window_1d(window, sigma).to(device=x.device, dtype=x.dtype)
-    moments = F.conv2d(moments, g.view(1, 1, 1, window).expand(5, 1, 1, window).contiguous(), groups=5)
-    moments = F.conv2d(moments, g.view(1, 1, window, 1).expand(5, 1, window, 1).contiguous(), groups=5)
+    rows = gaussian_band_matrix(W, window, float(sigma), x.device, x.dtype)
+    cols = gaussian_band_matrix(H, window, float(sigma), x.device, x.dtype)
+    moments = (moments @ rows).transpose(-1, -2) @ cols  # (M, 5, W', H'): the map, transposed
     mu_x, mu_y, e_xx, e_yy, e_xy = moments.unbind(dim=1)
     var_x = e_xx - mu_x * mu_x
     var_y = e_yy - mu_y * mu_y

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from srvp.data.base import to_float
 from srvp.evaluation.metrics import confidence_interval, frechet_distance_of_features, psnr, ssim
 from srvp.evaluation.weights import MissingWeightsError
-from srvp.models.fusion import inference_layers
+from srvp.models.inference import inference_layers
 from srvp.runtime import autocast_context
 
 FRAME_METRICS = ("psnr", "ssim", "lpips")
@@ -297,7 +297,7 @@ def evaluate_model(model: torch.nn.Module, sequences: np.ndarray | torch.Tensor,
             :func:`load_metric_networks`), or networks already loaded.
         meta: free-form information stored with the result (checkpoint, dataset ...).
         inference_layout: evaluate with every batch norm folded into the convolution before it and channels-last
-            convolution weights (:func:`srvp.models.fusion.inference_layers`: the same function up to rounding,
+            convolution weights (:func:`srvp.models.inference.inference_layers`: the same function up to rounding,
             faster); the model is left as it was.
 
     Under an initialised ``torch.distributed`` process group each process evaluates its shard and every process

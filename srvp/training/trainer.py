@@ -35,7 +35,7 @@ from srvp.config import RunConfig
 from srvp.data import build_train_dataset, load_val_set, to_float
 from srvp.errors import SrvpError
 from srvp.models import build_model
-from srvp.runtime import autocast_context, resolve_device
+from srvp.runtime import autocast_context, resolve_device, tune_glibc_malloc
 from srvp.training.checkpoint import (
     CheckpointManager,
     atomic_torch_save,
@@ -71,30 +71,6 @@ def lr_factor(step: int, steps: int, decay_steps: int) -> float:
     if decay_steps <= 0:
         return 1.0
     return max(0.0, min(1.0, (steps - step) / decay_steps))
-
-
-def tune_glibc_malloc() -> bool:
-    """Keep freed memory in the process instead of returning it to the system (glibc only; returns whether it
-    applied).
-
-    glibc serves the large activation buffers of a training step with ``mmap`` and unmaps them when they are freed,
-    so every step faults the same memory in again: about 350,000 minor page faults per SM-MNIST step at batch 16
-    and 17-30% of the CPU time in the kernel on a 2-core machine. No ``mmap`` for large blocks and a high trim
-    threshold remove these faults (1.24x at batch 16, 1.39x at batch 32; docs/benchmarks.md); the process keeps its
-    peak memory. The same as ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=...``.
-    """
-    import ctypes
-    import ctypes.util
-    import platform
-
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
-        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
-    except (OSError, AttributeError):
-        return False
 
 
 def frames_channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -466,5 +442,5 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
 
 
 __all__ = ["StepBatchSampler", "Trainer", "TrainingError", "best_of_n_psnr", "frames_channels_last", "lr_factor",
-           "train", "tune_glibc_malloc"]
+           "train"]
 
