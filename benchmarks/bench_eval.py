@@ -111,7 +111,7 @@ def main() -> None:
     frames = args.sequences * args.samples * HORIZON
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, device {device}, "
           f"{args.threads} threads, GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}")
-    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    print(f"started {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; load average before: {os.getloadavg()[0]:.2f}")
     print(f"{args.sequences} sequences x {args.samples} samples x {HORIZON} predicted frames = {frames} frames, "
           f"model {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")
     kw = dict(n_samples=args.samples, metrics=("psnr", "ssim"), batch_size=args.batch_size, device=device,
@@ -140,7 +140,7 @@ def main() -> None:
     full = 5000 * 100 * HORIZON
     print("full SM-MNIST protocol (5,000 x 100 x 20 frames) at these rates: "
           + ", ".join(f"{k} {full / r / 3600:.1f} h" for k, r in rates.items()))
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(f"finished {time.strftime('%H:%M:%S')}; load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ frames at once, 240 = a training batch of 16 clips of 15 frames), in the chosen 
 
 - forward and backward time of the stock PyTorch layer and of the model's own layer (they differ only for the
   projection layers), the backward covering the weight gradient and, except for the first layer, the input gradient;
+  for the thin output layer, the forward time of its inference version (``ThinConvTranspose2d``, bf16 input as it
+  arrives from the previous layer);
 - then the whole decoder in inference (``--decode-frames`` frames, bf16 by default): stock layers, the model's
   layers, and the model's layers inside ``inference_layers``.
 
@@ -33,7 +35,7 @@ from common import load_report, machine_summary, matmul_peak, median, timed, use
 
 from srvp.config import preset  # noqa: E402
 from srvp.models import build_model  # noqa: E402
-from srvp.models.inference import inference_layers  # noqa: E402
+from srvp.models.inference import ThinConvTranspose2d, inference_layers  # noqa: E402
 
 
 def conv_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -88,6 +90,14 @@ def time_layer(layer: nn.Module, shape: tuple[int, ...], dtype: torch.dtype | No
     return fwd, max(total - fwd, 1e-9)
 
 
+def inference_forward(layer: nn.Module, shape: tuple[int, ...], dtype: torch.dtype | None, channels_last: bool,
+                      repeats: int) -> float:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(shape).to(dtype or torch.float32).contiguous(memory_format=fmt)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        return median([timed(lambda: layer(x), torch.device("cpu"))[1] for _ in range(repeats + 1)][1:])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=240, help="frames per layer call (training: batch x frames)")
@@ -122,6 +132,9 @@ def main(argv: list[str] | None = None) -> None:
         if type(ours) is not type(theirs):
             f1, b1 = time_layer(ours, shape, dtype, args.channels_last, ours is not first, args.repeats)
             row += f"   {f1 * 1e3:11.1f} {b1 * 1e3:7.1f}   ({type(ours).__name__})"
+        elif ThinConvTranspose2d.applies_to(theirs):  # replaced by inference_layers when sampling
+            f1 = inference_forward(ThinConvTranspose2d(theirs), shape, dtype, args.channels_last, args.repeats)
+            row += f"   {f1 * 1e3:11.1f} {'-':>7s}   (ThinConvTranspose2d, inference only)"
         print(row, flush=True)
 
     n = args.decode_frames
