@@ -14,6 +14,24 @@ from tests.conftest import tiny_model_config
 CL = torch.channels_last
 
 
+def check_against_functional(layer: nn.Module, x: torch.Tensor, functional) -> torch.Tensor:
+    """``layer(x)`` equals ``functional(x, weight, bias)`` in float64, and so do the gradients of the input and the
+    weight; returns ``layer(x)``."""
+    x = x.detach().requires_grad_()
+    y = layer(x)
+    ref_x = x.detach().clone().requires_grad_()
+    ref_w = layer.weight.detach().clone().requires_grad_()
+    ref = functional(ref_x, ref_w, layer.bias)
+    assert y.shape == ref.shape
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(ref)
+    y.backward(g)
+    ref.backward(g)
+    torch.testing.assert_close(x.grad, ref_x.grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(layer.weight.grad, ref_w.grad, rtol=1e-12, atol=1e-12)
+    return y
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("bias", [False, True])
 def test_projection_conv_equals_the_convolution_in_values_and_gradients(channels_last, bias):
@@ -22,18 +40,8 @@ def test_projection_conv_equals_the_convolution_in_values_and_gradients(channels
     x = torch.randn(5, 12, 4, 4, dtype=torch.float64)
     if channels_last:
         layer, x = layer.to(memory_format=CL), x.contiguous(memory_format=CL)
-    x.requires_grad_()
-    y = layer(x)
-    ref_x = x.detach().clone().requires_grad_()
-    ref_w = layer.weight.detach().clone().requires_grad_()
-    ref = F.conv2d(ref_x, ref_w, layer.bias)
-    assert y.shape == ref.shape == (5, 7, 1, 1)
-    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
-    g = torch.randn_like(ref)
-    y.backward(g)
-    ref.backward(g)
-    torch.testing.assert_close(x.grad, ref_x.grad, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(layer.weight.grad, ref_w.grad, rtol=1e-12, atol=1e-12)
+    y = check_against_functional(layer, x, F.conv2d)
+    assert y.shape == (5, 7, 1, 1)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -43,19 +51,9 @@ def test_projection_conv_transpose_equals_the_transposed_convolution(channels_la
     layer = ProjectionConvTranspose2d(9, 6, 4, 1, 0, bias=bias).double()
     if channels_last:
         layer = layer.to(memory_format=CL)
-    x = torch.randn(3, 9, 1, 1, dtype=torch.float64, requires_grad=True)
-    y = layer(x)
-    ref_x = x.detach().clone().requires_grad_()
-    ref_w = layer.weight.detach().clone().requires_grad_()
-    ref = F.conv_transpose2d(ref_x, ref_w, layer.bias)
-    assert y.shape == ref.shape == (3, 6, 4, 4)
+    y = check_against_functional(layer, torch.randn(3, 9, 1, 1, dtype=torch.float64), F.conv_transpose2d)
+    assert y.shape == (3, 6, 4, 4)
     assert y.is_contiguous(memory_format=CL if channels_last else torch.contiguous_format)
-    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
-    g = torch.randn_like(ref)
-    y.backward(g)
-    ref.backward(g)
-    torch.testing.assert_close(x.grad, ref_x.grad, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(layer.weight.grad, ref_w.grad, rtol=1e-12, atol=1e-12)
 
 
 def test_projection_layers_fall_back_to_the_stock_layer_for_other_shapes():
