@@ -16,6 +16,7 @@ Design points:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -80,17 +81,22 @@ def frames_channels_last(x: torch.Tensor) -> torch.Tensor:
 
 
 def best_of_n_psnr(model: torch.nn.Module, sequences: np.ndarray, cond_frames: int, n_samples: int,
-                   device: torch.device, batch_size: int = 16, precision: str = "fp32", seed: int = 0) -> float:
+                   device: torch.device, batch_size: int = 16, precision: str = "fp32", seed: int = 0,
+                   inference_layout: bool = True) -> float:
     """Validation score: mean over sequences of the best, over ``n_samples`` futures, PSNR averaged over the
-    predicted frames (the authors' model-selection criterion)."""
+    predicted frames (the authors' model-selection criterion). With ``inference_layout`` the futures are drawn
+    inside :func:`srvp.models.inference.inference_layers` (same function, faster; not for compiled networks,
+    which would recompile for the swapped layers)."""
     from srvp.evaluation.metrics import psnr
+    from srvp.models.inference import inference_layers
 
     model.eval()
     scores = []
     generator_state = torch.get_rng_state()
     torch.manual_seed(seed)
+    layout = inference_layers(model) if inference_layout else contextlib.nullcontext()
     try:
-        with torch.inference_mode(), autocast_context(device, precision):
+        with layout, torch.inference_mode(), autocast_context(device, precision):
             for start in range(0, len(sequences), batch_size):
                 x = to_float(torch.from_numpy(sequences[start:start + batch_size])).to(device)
                 cond = model.condition(x[:, :cond_frames])
@@ -397,7 +403,7 @@ class Trainer:
         cfg = self.cfg
         score = best_of_n_psnr(self.model, val_set, cfg.data.cond_frames, cfg.train.val_samples, self.device,
                                batch_size=max(1, min(cfg.train.batch_size, 32)), precision=cfg.train.precision,
-                               seed=cfg.train.seed)
+                               seed=cfg.train.seed, inference_layout=not cfg.train.compile)
         improved = self.best_val is None or score > self.best_val
         if improved:
             self.best_val = score
