@@ -22,7 +22,6 @@ from srvp.config import RunConfig, euler_steps
 from srvp.errors import ConfigError, DataError
 from srvp.io import fit_frames
 from srvp.models import gaussian
-from srvp.models.inference import inference_layers
 from srvp.models.srvp import SRVP, Conditioning
 from srvp.runtime import resolve_device
 
@@ -144,9 +143,8 @@ class Predictor:
         dt = self._check_dt(dt)
         x = self.prepare(frames)
         self._check_length(x, "frames")
-        with inference_layers(self.model):  # same function, one pass over the activations less per layer
-            out = self.model.predict(x, horizon, n_samples=n_samples, dt=dt, use_mean=use_mean,
-                                     keep_intermediate=keep_intermediate)
+        out = self.model.predict(x, horizon, n_samples=n_samples, dt=dt, use_mean=use_mean,
+                                 keep_intermediate=keep_intermediate)  # under no_grad: with the inference layers
         return out.clamp(0.0, 1.0).cpu()
 
     @torch.no_grad()

@@ -4,8 +4,12 @@ Python API rely on (``forward``/``loss`` for training, ``condition``/``sample_fu
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
+
+from srvp.models.inference import inference_layers
 
 
 class VideoPredictor(nn.Module):
@@ -18,11 +22,16 @@ class VideoPredictor(nn.Module):
         ``(B, n_samples, horizon, C, H, W)`` (``horizon / dt`` frames with ``keep_intermediate``).
 
         Runs in evaluation mode (batch-norm running statistics, test-time content and skips) and restores the
-        previous mode.
+        previous mode. Under ``torch.no_grad()`` or ``torch.inference_mode()`` it computes with the inference layers
+        (:func:`srvp.models.inference.inference_layers`: the same function, faster); with gradients enabled, with
+        the model's own layers, so that gradients reach its parameters.
         """
         was_training = self.training
         self.eval()
         try:
-            return self.sample_futures(self.condition(x_cond), horizon, n_samples, dt, use_mean, keep_intermediate)
+            layout = contextlib.nullcontext() if torch.is_grad_enabled() else inference_layers(self)
+            with layout:
+                return self.sample_futures(self.condition(x_cond), horizon, n_samples, dt, use_mean,
+                                           keep_intermediate)
         finally:
             self.train(was_training)
