@@ -1,0 +1,41 @@
+"""The benchmark scripts run end to end (tiny settings: the figures mean nothing here, only that every code path
+of the scripts works and prints its tables), so that they do not rot between the sessions that measure."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--threads", "1", *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_bench_train_runs_the_plain_worker_and_the_optimised_step(tmp_path):
+    out = run("bench_train.py", "--preset", "cpu", "--batch-sizes", "2", "--repeats", "2", "--no-memory",
+              "--variants", "fp32-defaults", "fp32", "bf16+cl", "--json", str(tmp_path / "r.json"))
+    for line in ("fp32-defaults", "bf16+cl", "minor page faults", "x plain"):
+        assert line in out
+    assert (tmp_path / "r.json").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_bench_sampling_runs_the_authors_loop_and_the_fast_path():
+    out = run("bench_sampling.py", "--sequences", "1", "--samples", "2", "--chunk", "1", "--repeats", "1",
+              "--no-memory", "--approaches", "plain", "once bf16+cl+fast")
+    assert "once bf16+cl+fast" in out and "never all 100" in out
+
+
+@pytest.mark.slow
+def test_bench_layers_and_bench_eval_run():
+    out = run("bench_layers.py", "--frames", "2", "--decode-frames", "4", "--repeats", "1")
+    assert "ProjectionConvTranspose2d" in out and "ThinConvTranspose2d" in out and "inference_layers" in out
+    out = run("bench_eval.py", "--sequences", "1", "--samples", "2", "--plain-batch", "1", "--plain-samples", "1")
+    assert "protocol bf16 / plain fp32" in out
