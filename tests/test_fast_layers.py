@@ -8,7 +8,12 @@ from torch import nn
 
 from srvp.models import build_model
 from srvp.models.inference import ThinConvTranspose2d, inference_layers
-from srvp.models.nets import ProjectionConv2d, ProjectionConvTranspose2d
+from srvp.models.nets import (
+    ProjectionConv2d,
+    ProjectionConvTranspose2d,
+    StridedConv2d,
+    StridedConvTranspose2d,
+)
 from tests.conftest import tiny_model_config
 
 CL = torch.channels_last
@@ -54,6 +59,49 @@ def test_projection_conv_transpose_equals_the_transposed_convolution(channels_la
     y = check_against_functional(layer, torch.randn(3, 9, 1, 1, dtype=torch.float64), F.conv_transpose2d)
     assert y.shape == (3, 6, 4, 4)
     assert y.is_contiguous(memory_format=CL if channels_last else torch.contiguous_format)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_strided_layers_with_the_matrix_product_weight_gradient_equal_the_stock_layers(channels_last, transposed):
+    torch.manual_seed(7)
+    cls, functional = ((StridedConvTranspose2d, F.conv_transpose2d) if transposed else (StridedConv2d, F.conv2d))
+    layer = cls(6, 5, gemm_weight_grad=True).double()
+    x = torch.randn(3, 6, 4 if transposed else 8, 4 if transposed else 8, dtype=torch.float64)
+    if channels_last:
+        layer, x = layer.to(memory_format=CL), x.contiguous(memory_format=CL)
+    y = check_against_functional(layer, x, lambda x, w, b: functional(x, w, b, 2, 1))
+    assert y.shape == ((3, 5, 8, 8) if transposed else (3, 5, 4, 4))
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_strided_layers_under_bf16_autocast_match_the_stock_bf16_gradient(transposed):
+    torch.manual_seed(8)
+    cls, stock_cls = ((StridedConvTranspose2d, nn.ConvTranspose2d) if transposed else (StridedConv2d, nn.Conv2d))
+    ours = cls(64, 32, gemm_weight_grad=True).to(memory_format=CL)
+    stock = stock_cls(64, 32, 4, 2, 1, bias=False).to(memory_format=CL)
+    stock.weight.data.copy_(ours.weight.data)
+    x = torch.randn(8, 64, 4, 4).contiguous(memory_format=CL)
+    exact = stock_cls(64, 32, 4, 2, 1, bias=False).double()
+    exact.weight.data.copy_(ours.weight.data)
+    g = torch.randn(exact(x.double()).shape)
+    exact(x.double()).backward(g.double())
+    for layer in (ours, stock):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = layer(x)
+        assert out.dtype == torch.bfloat16
+        out.float().backward(g)
+    err = lambda m: (m.weight.grad.double() - exact.weight.grad).abs().max()  # noqa: E731
+    assert ours.weight.grad.dtype == torch.float32
+    assert err(ours) <= 2 * err(stock) + 1e-3 * exact.weight.grad.abs().max()
+
+
+def test_dcgan_computes_the_weight_gradient_by_matrix_product_for_the_4x4_map_layers():
+    model = model_with_trained_batch_norm("dcgan", False)
+    flagged = [(type(m).__name__, m.in_channels, m.out_channels) for m in model.modules()
+               if getattr(m, "gemm_weight_grad", False)]
+    nf = model.config.filters
+    assert flagged == [("StridedConv2d", nf * 4, nf * 8), ("StridedConvTranspose2d", nf * 8, nf * 4)]
 
 
 def test_projection_layers_fall_back_to_the_stock_layer_for_other_shapes():
