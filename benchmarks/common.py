@@ -103,14 +103,14 @@ def peak_rss_mb() -> float:
 
 
 def use_stock_layers(model: torch.nn.Module) -> torch.nn.Module:
-    """Turn the model's projection layers (:class:`srvp.models.nets.ProjectionConv2d` and
-    :class:`~srvp.models.nets.ProjectionConvTranspose2d`, matrix products) back into the stock PyTorch layers they
-    subclass, in place: the *plain* model of a benchmark, with the same parameters."""
-    from srvp.models.nets import ProjectionConv2d, ProjectionConvTranspose2d
+    """Turn the model's own layers (:class:`srvp.models.nets.ProjectionConv2d`, ``ProjectionConvTranspose2d``:
+    matrix products; ``StridedConv2d``, ``StridedConvTranspose2d``: weight gradients as matrix products) back into
+    the stock PyTorch layers they subclass, in place: the *plain* model of a benchmark, with the same parameters."""
+    from srvp.models import nets
 
     for m in model.modules():
-        if isinstance(m, ProjectionConv2d):
+        if isinstance(m, (nets.ProjectionConv2d, nets.StridedConv2d)):
             m.__class__ = torch.nn.Conv2d
-        elif isinstance(m, ProjectionConvTranspose2d):
+        elif isinstance(m, (nets.ProjectionConvTranspose2d, nets.StridedConvTranspose2d)):
             m.__class__ = torch.nn.ConvTranspose2d
     return model

@@ -13,6 +13,7 @@ from srvp.models.nets import (
     ProjectionConvTranspose2d,
     StridedConv2d,
     StridedConvTranspose2d,
+    _StridedConvGemmWeightGrad,
 )
 from tests.conftest import tiny_model_config
 
@@ -63,15 +64,38 @@ def test_projection_conv_transpose_equals_the_transposed_convolution(channels_la
 
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("transposed", [False, True])
-def test_strided_layers_with_the_matrix_product_weight_gradient_equal_the_stock_layers(channels_last, transposed):
+def test_matrix_product_weight_gradient_equals_the_convolution_gradient(channels_last, transposed):
+    """The autograd function itself, in float64 (the layers take it in bf16 only)."""
     torch.manual_seed(7)
-    cls, functional = ((StridedConvTranspose2d, F.conv_transpose2d) if transposed else (StridedConv2d, F.conv2d))
-    layer = cls(6, 5, gemm_weight_grad=True).double()
-    x = torch.randn(3, 6, 4 if transposed else 8, 4 if transposed else 8, dtype=torch.float64)
+    functional = F.conv_transpose2d if transposed else F.conv2d
+    layer = (nn.ConvTranspose2d(6, 5, 4, 2, 1, bias=False) if transposed
+             else nn.Conv2d(6, 5, 4, 2, 1, bias=False)).double()
+    size = 4 if transposed else 8
+    x = torch.randn(3, 6, size, size, dtype=torch.float64)
     if channels_last:
         layer, x = layer.to(memory_format=CL), x.contiguous(memory_format=CL)
+    layer.forward = lambda x: _StridedConvGemmWeightGrad.apply(x, layer.weight, transposed)
     y = check_against_functional(layer, x, lambda x, w, b: functional(x, w, b, 2, 1))
     assert y.shape == ((3, 5, 8, 8) if transposed else (3, 5, 4, 4))
+
+
+def test_strided_layers_take_the_stock_path_outside_bf16_training():
+    torch.manual_seed(9)
+    layer = StridedConv2d(6, 5, gemm_weight_grad=True)
+    x = torch.randn(2, 6, 8, 8)
+    calls = []
+    original = _StridedConvGemmWeightGrad.apply
+    try:
+        _StridedConvGemmWeightGrad.apply = lambda *a: calls.append(1) or original(*a)
+        layer(x)  # fp32
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            layer(x)  # no gradient due
+        assert calls == []
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            layer(x)
+        assert calls == [1]
+    finally:
+        _StridedConvGemmWeightGrad.apply = original
 
 
 @pytest.mark.parametrize("transposed", [False, True])
