@@ -120,12 +120,13 @@ def test_strided_layers_under_bf16_autocast_match_the_stock_bf16_gradient(transp
     assert err(ours) <= 2 * err(stock) + 1e-3 * exact.weight.grad.abs().max()
 
 
-def test_dcgan_computes_the_weight_gradient_by_matrix_product_for_the_4x4_map_layers():
+def test_dcgan_computes_the_weight_gradient_by_matrix_product_for_the_small_map_layers():
     model = model_with_trained_batch_norm("dcgan", False)
     flagged = [(type(m).__name__, m.in_channels, m.out_channels) for m in model.modules()
                if getattr(m, "gemm_weight_grad", False)]
     nf = model.config.filters
-    assert flagged == [("StridedConv2d", nf * 4, nf * 8), ("StridedConvTranspose2d", nf * 8, nf * 4)]
+    assert flagged == [("StridedConv2d", nf * 2, nf * 4), ("StridedConv2d", nf * 4, nf * 8),
+                       ("StridedConvTranspose2d", nf * 8, nf * 4), ("StridedConvTranspose2d", nf * 4, nf * 2)]
 
 
 def test_projection_layers_fall_back_to_the_stock_layer_for_other_shapes():

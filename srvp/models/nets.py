@@ -157,10 +157,12 @@ class StridedConv2d(nn.Conv2d):
     """The DCGAN encoder's 4x4, stride-2, padding-1 :class:`torch.nn.Conv2d` (no bias).
 
     With ``gemm_weight_grad`` (on CPU, in bf16, when gradients are computed) the weight gradient is one product of
-    the output gradient with the input's 4x4 patches instead of oneDNN's kernel, which runs the layers with a 4x4
-    output map far from the machine's peak (66 vs 46 ms for 256 -> 512 channels on 240 frames in bf16; the whole
-    SM-MNIST training step 1.10-1.12x faster with both such layers; ``docs/benchmarks.md``). The forward pass and
-    the input gradient stay oneDNN's; parameters, keys and results are the stock layer's.
+    the output gradient with the input's 4x4 patches instead of oneDNN's kernel, which runs the layers with a small
+    output map far from the machine's peak (256 -> 512 channels, 8x8 -> 4x4, on 240 frames: 66 vs 46 ms). Used for
+    the layers with 8x8 and 4x4 output maps: the whole SM-MNIST bf16 training step is 1.10-1.13x faster with the
+    4x4 ones and 1.04x more with the 8x8 ones; for 16x16 and 32x32 maps the product is 2x slower
+    (``docs/benchmarks.md``). The forward pass and the input gradient stay oneDNN's; parameters, keys and results
+    are the stock layer's.
     """
 
     def __init__(self, in_channels: int, out_channels: int, gemm_weight_grad: bool = False):
@@ -176,8 +178,8 @@ class StridedConv2d(nn.Conv2d):
 
 class StridedConvTranspose2d(nn.ConvTranspose2d):
     """The DCGAN decoder's 4x4, stride-2, padding-1 :class:`torch.nn.ConvTranspose2d` (no bias); with
-    ``gemm_weight_grad``, the weight gradient as one matrix product, as :class:`StridedConv2d` (for the layer with
-    a 4x4 input map: 63 vs 45 ms for 512 -> 256 channels on 240 frames in bf16)."""
+    ``gemm_weight_grad``, the weight gradient as one matrix product, as :class:`StridedConv2d` (used for the layers
+    with 4x4 and 8x8 input maps; 63 vs 45 ms for 512 -> 256 channels, 4x4 -> 8x8, on 240 frames in bf16)."""
 
     def __init__(self, in_channels: int, out_channels: int, gemm_weight_grad: bool = False):
         super().__init__(in_channels, out_channels, 4, 2, 1, bias=False)
@@ -235,8 +237,8 @@ class DCGANEncoder(FrameEncoder):
         self.blocks = nn.ModuleList([
             conv_block(nn.Conv2d(channels, nf, 4, 2, 1, bias=False), nf, bn=False),
             conv_block(nn.Conv2d(nf, nf * 2, 4, 2, 1, bias=False), nf * 2),
-            conv_block(nn.Conv2d(nf * 2, nf * 4, 4, 2, 1, bias=False), nf * 4),
-            # 8x8 -> 4x4: the weight gradient as a matrix product (StridedConv2d)
+            # 16x16 -> 8x8 and 8x8 -> 4x4: the weight gradient as a matrix product (StridedConv2d)
+            conv_block(StridedConv2d(nf * 2, nf * 4, gemm_weight_grad=True), nf * 4),
             conv_block(StridedConv2d(nf * 4, nf * 8, gemm_weight_grad=True), nf * 8),
         ])
         self.head = conv_block(ProjectionConv2d(nf * 8, out_dim, 4, 1, 0, bias=False), out_dim, act="tanh")
@@ -251,9 +253,9 @@ class DCGANDecoder(FrameDecoder):
         c = 2 if skip else 1
         self.first = conv_block(ProjectionConvTranspose2d(in_dim, nf * 8, 4, 1, 0, bias=False), nf * 8)
         self.blocks = nn.ModuleList([
-            # 4x4 -> 8x8: the weight gradient as a matrix product (StridedConvTranspose2d)
+            # 4x4 -> 8x8 and 8x8 -> 16x16: the weight gradient as a matrix product (StridedConvTranspose2d)
             conv_block(StridedConvTranspose2d(nf * 8 * c, nf * 4, gemm_weight_grad=True), nf * 4),
-            conv_block(nn.ConvTranspose2d(nf * 4 * c, nf * 2, 4, 2, 1, bias=False), nf * 2),
+            conv_block(StridedConvTranspose2d(nf * 4 * c, nf * 2, gemm_weight_grad=True), nf * 2),
             conv_block(nn.ConvTranspose2d(nf * 2 * c, nf, 4, 2, 1, bias=False), nf),
             nn.ConvTranspose2d(nf * c, channels, 4, 2, 1, bias=False),
         ])
