@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from srvp.errors import ConfigError
+from srvp.errors import ConfigError, SrvpError
 
 ARCHITECTURES = ("dcgan", "vgg", "mlp")
 TRANSITIONS = ("residual", "mlp", "gru", "deterministic")
@@ -217,21 +217,28 @@ class RunConfig:
             raise ConfigError(f"{source}: decay_steps={t.decay_steps} exceeds steps={t.steps}")
 
 
-def read_config_json(path: str | Path) -> dict[str, Any]:
-    """The JSON object of a config file; a missing, unreadable or malformed file is a one-line
-    :class:`ConfigError`."""
+def read_json_object(path: str | Path, what: str, expected: str,
+                     error: type[SrvpError] = ConfigError) -> dict[str, Any]:
+    """The JSON object in ``path``; a missing, unreadable or malformed file, or one that does not hold an object,
+    raises ``error`` with one line naming the file (``what``: "config", ...; ``expected``: what the object holds)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise error(f"{path}: {what} file not found") from None
     except OSError as e:  # a directory, no permission, ...
-        raise ConfigError(f"{path}: cannot read the config file ({e.strerror})") from None
+        raise error(f"{path}: cannot read the {what} file ({e.strerror or e})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+        raise error(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object with sections model, data, train")
+        raise error(f"{path}: expected a JSON object {expected}")
     return data
+
+
+def read_config_json(path: str | Path) -> dict[str, Any]:
+    """The JSON object of a config file; a missing, unreadable or malformed file is a one-line
+    :class:`ConfigError`."""
+    return read_json_object(path, "config", "with sections model, data, train")
 
 
 def euler_steps(dt: float) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from srvp.config import read_json_object
 from srvp.errors import CheckpointError, SrvpError
 
 NAME = "import-official"
@@ -28,18 +29,8 @@ DESCRIPTION = (HELP + ". The weights are loaded without executing code (weights_
 
 def read_official_options(path: str | Path) -> dict[str, Any]:
     """The official ``config.json`` as a dict; a missing or malformed file raises :class:`CheckpointError`."""
-    path = Path(path)
-    try:
-        options = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: official config file not found") from None
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read the official config ({e.strerror or e})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(options, dict):
-        raise CheckpointError(f"{path}: expected a JSON object of the official options (nx, nc, nf, ...)")
-    return options
+    return read_json_object(path, "official config", "of the official options (nx, nc, nf, ...)",
+                            CheckpointError)
 
 
 def read_official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
