@@ -41,6 +41,13 @@ def autocast_context(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype an autocast-eligible operation on ``x`` computes in: the autocast dtype of ``x``'s device when
+    autocast is on there, else ``x``'s own."""
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+
+
 def tune_glibc_malloc() -> bool:
     """Keep freed memory in the process instead of returning it to the system (glibc only; returns whether it
     applied).

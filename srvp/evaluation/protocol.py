@@ -296,9 +296,9 @@ def evaluate_model(model: torch.nn.Module, sequences: np.ndarray | torch.Tensor,
         weights, missing_weights, networks: pretrained files / policy for LPIPS and FVD (see
             :func:`load_metric_networks`), or networks already loaded.
         meta: free-form information stored with the result (checkpoint, dataset ...).
-        inference_layout: evaluate with every batch norm folded into the convolution before it and channels-last
-            convolution weights (:func:`srvp.models.inference.inference_layers`: the same function up to rounding,
-            faster); the model is left as it was.
+        inference_layout: sample inside :func:`srvp.models.inference.inference_layers` with channels-last weights
+            (batch norm folded, the thin output layer as a product, in-place activations: the same function up to
+            rounding, faster); the model is left as it was.
 
     Under an initialised ``torch.distributed`` process group each process evaluates its shard and every process
     returns the full gathered result.
@@ -339,7 +339,7 @@ def evaluate_model(model: torch.nn.Module, sequences: np.ndarray | torch.Tensor,
 
     was_training = model.training
     model.eval()
-    folding = inference_layers(model, channels_last=True) if inference_layout else contextlib.nullcontext()
+    layout = inference_layers(model, channels_last=True) if inference_layout else contextlib.nullcontext()
     scorer = _Scorer(frame_metrics, lpips_net)
     records: list[dict[str, Any]] = []
     embeddings: dict[str, list[torch.Tensor]] = {}
@@ -347,7 +347,7 @@ def evaluate_model(model: torch.nn.Module, sequences: np.ndarray | torch.Tensor,
     fork_devices = [device] if device.type == "cuda" else []
     shard = _shard(N, rank, world)
     try:
-        with folding, torch.random.fork_rng(devices=fork_devices), \
+        with layout, torch.random.fork_rng(devices=fork_devices), \
                 tqdm(total=len(shard), desc="evaluate", unit="seq", disable=not progress or rank != 0,
                      file=sys.stderr, dynamic_ncols=True) as bar:
             for i in shard:

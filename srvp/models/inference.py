@@ -22,8 +22,9 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from srvp.runtime import compute_dtype
+
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
-_PRODUCERS: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.Linear, nn.Identity)
 _ACTIVATIONS = (nn.ReLU, nn.LeakyReLU)
 
 
@@ -54,7 +55,7 @@ class ThinConvTranspose2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         o = self.out_channels
-        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        dtype = compute_dtype(x)
         pixels = x.to(dtype).permute(0, 2, 3, 1).reshape(n * h * w, c)  # a view for a channels-last input
         weight = self.weight.to(dtype).permute(0, 2, 3, 1).reshape(c, 16 * o)  # (kh, kw, o) order
         acc = torch.promote_types(dtype, torch.float32)  # fp32 sums of bf16 / fp16 products
@@ -69,7 +70,8 @@ class ThinConvTranspose2d(nn.Module):
         return out.to(dtype).permute(0, 3, 1, 2)  # (N, O, 2H, 2W)
 
 
-_PRODUCERS += (ThinConvTranspose2d,)
+# layers whose output is a buffer of their own, which a following activation may overwrite
+_PRODUCERS = (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.Linear, nn.Identity, ThinConvTranspose2d)
 
 
 def _is_folding_pair(conv: nn.Module, bn: nn.Module) -> bool:

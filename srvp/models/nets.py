@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from srvp.runtime import compute_dtype
+
 
 def activation(name: str) -> nn.Module:
     if name == "relu":
@@ -143,14 +145,10 @@ class _StridedConvGemmWeightGrad(torch.autograd.Function):
         return grad_x, grad_w, None
 
 
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
-
-
 def _gemm_weight_grad_applies(layer: nn.Module, x: torch.Tensor) -> bool:
     """On CPU, in bf16 (in fp32 oneDNN's kernel is the faster one: 90 vs 108 ms), when a weight gradient is due."""
     return (layer.gemm_weight_grad and x.device.type == "cpu" and x.dim() == 4 and layer.bias is None
-            and torch.is_grad_enabled() and layer.weight.requires_grad and _compute_dtype(x) == torch.bfloat16)
+            and torch.is_grad_enabled() and layer.weight.requires_grad and compute_dtype(x) == torch.bfloat16)
 
 
 class StridedConv2d(nn.Conv2d):
