@@ -144,7 +144,7 @@ class Predictor:
         x = self.prepare(frames)
         self._check_length(x, "frames")
         out = self.model.predict(x, horizon, n_samples=n_samples, dt=dt, use_mean=use_mean,
-                                 keep_intermediate=keep_intermediate)  # under no_grad: with the inference layers
+                                 keep_intermediate=keep_intermediate)
         return out.clamp(0.0, 1.0).cpu()
 
     @torch.no_grad()

@@ -4,12 +4,8 @@ Python API rely on (``forward``/``loss`` for training, ``condition``/``sample_fu
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
-
-from srvp.models.inference import inference_layers
 
 
 class VideoPredictor(nn.Module):
@@ -22,16 +18,13 @@ class VideoPredictor(nn.Module):
         ``(B, n_samples, horizon, C, H, W)`` (``horizon / dt`` frames with ``keep_intermediate``).
 
         Runs in evaluation mode (batch-norm running statistics, test-time content and skips) and restores the
-        previous mode. Under ``torch.no_grad()`` or ``torch.inference_mode()`` it computes with the inference layers
-        (:func:`srvp.models.inference.inference_layers`: the same function, faster); with gradients enabled, with
-        the model's own layers, so that gradients reach its parameters.
+        previous mode. For many calls without gradients, call it inside
+        :func:`srvp.models.inference.inference_layers` (entered once: building the inference layers costs about as
+        much as one small prediction, 17 ms for the SM-MNIST model on 2 CPU cores).
         """
         was_training = self.training
         self.eval()
         try:
-            layout = contextlib.nullcontext() if torch.is_grad_enabled() else inference_layers(self)
-            with layout:
-                return self.sample_futures(self.condition(x_cond), horizon, n_samples, dt, use_mean,
-                                           keep_intermediate)
+            return self.sample_futures(self.condition(x_cond), horizon, n_samples, dt, use_mean, keep_intermediate)
         finally:
             self.train(was_training)
