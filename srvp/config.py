@@ -23,6 +23,7 @@ from srvp.errors import ConfigError, SrvpError
 ARCHITECTURES = ("dcgan", "vgg", "mlp")
 TRANSITIONS = ("residual", "mlp", "gru", "deterministic")
 PRECISIONS = ("fp32", "bf16", "fp16")
+LR_SCHEDULES = ("linear-decay", "cosine")
 
 
 def _opt(default: Any, help: str, choices: tuple | None = None) -> Any:
@@ -106,9 +107,22 @@ class DataConfig:
 class TrainConfig:
     """Optimisation, precision, checkpoints and logging."""
 
-    steps: int = _opt(1_100_000, "total optimisation steps (constant learning rate, then linear decay)")
-    decay_steps: int = _opt(100_000, "final steps over which the learning rate decays linearly to 0")
+    steps: int = _opt(1_100_000, "total optimisation steps")
+    lr_schedule: str = _opt("linear-decay", "learning rate after the warm-up: linear-decay (the paper: constant, "
+                            "then linear to 0 over the last decay_steps) or cosine (from lr to 0 at the last step)",
+                            LR_SCHEDULES)
+    decay_steps: int = _opt(100_000, "linear-decay schedule: final steps over which the learning rate decays "
+                            "linearly to 0 (must be 0 with the cosine schedule)")
+    warmup_steps: int = _opt(0, "first steps over which the learning rate rises linearly from 0 to lr")
     lr: float = _opt(3e-4, "Adam learning rate (per process; the global batch is batch_size x world size)")
+    adam_beta1: float = _opt(0.9, "Adam's beta1 (first-moment decay)")
+    adam_beta2: float = _opt(0.999, "Adam's beta2 (second-moment decay)")
+    adam_eps: float = _opt(1e-8, "Adam's epsilon")
+    grad_clip: float = _opt(0.0, "clip the global gradient norm to this value; 0: no clipping")
+    kl_warmup_steps: int = _opt(0, "KL annealing: the weights of the KL terms (beta_y, beta_z) rise linearly from 0 "
+                                "to their values over these first steps; 0: the paper's objective from step 1")
+    ema_decay: float = _opt(0.0, "exponential moving average of the weights (e.g. 0.999), used for validation and "
+                            "saved as the model of best.pt and last.pt; 0: no average")
     batch_size: int = _opt(128, "clips per optimisation step and per process")
     seed: int = _opt(1, "random seed; batches are a pure function of (seed, step), so runs resume exactly")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
@@ -183,13 +197,14 @@ class RunConfig:
             "num_digits": d.num_digits, "batch_size": t.batch_size, "steps": t.steps, "lr": t.lr,
             "val_samples": t.val_samples, "checkpoint_interval": t.checkpoint_interval,
             "keep_checkpoints": t.keep_checkpoints, "log_interval": t.log_interval,
-            "max_nonfinite": t.max_nonfinite, "test_sequences": d.test_sequences,
+            "max_nonfinite": t.max_nonfinite, "test_sequences": d.test_sequences, "adam_eps": t.adam_eps,
         }
         for name, value in positive.items():
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{source}: {name}={value!r} must be positive")
         non_negative = {"beta_y": m.beta_y, "beta_z": m.beta_z, "residual_penalty": m.residual_penalty,
-                        "decay_steps": t.decay_steps, "val_interval": t.val_interval,
+                        "decay_steps": t.decay_steps, "warmup_steps": t.warmup_steps, "grad_clip": t.grad_clip,
+                        "kl_warmup_steps": t.kl_warmup_steps, "val_interval": t.val_interval,
                         "sample_interval": t.sample_interval, "max_speed": d.max_speed,
                         "num_workers": d.num_workers, "val_sequences": d.val_sequences}
         for name, value in non_negative.items():
@@ -215,6 +230,17 @@ class RunConfig:
             raise ConfigError(f"{source}: seq_len={d.seq_len} must be at least 2")
         if t.decay_steps > t.steps:
             raise ConfigError(f"{source}: decay_steps={t.decay_steps} exceeds steps={t.steps}")
+        if t.lr_schedule == "cosine" and t.decay_steps:
+            raise ConfigError(f"{source}: decay_steps={t.decay_steps} belongs to the linear-decay schedule; the "
+                              f"cosine schedule decays over all the steps after the warm-up (set decay_steps=0)")
+        if t.warmup_steps + t.decay_steps > t.steps:
+            raise ConfigError(f"{source}: warmup_steps={t.warmup_steps} + decay_steps={t.decay_steps} exceed "
+                              f"steps={t.steps}")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0 <= getattr(t, name) < 1:
+                raise ConfigError(f"{source}: {name}={getattr(t, name)!r} must be in [0, 1)")
+        if not 0 <= t.ema_decay < 1:
+            raise ConfigError(f"{source}: ema_decay={t.ema_decay!r} must be in [0, 1) (0: no average)")
 
 
 def read_json_object(path: str | Path, what: str, expected: str,

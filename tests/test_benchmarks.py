@@ -39,3 +39,23 @@ def test_bench_layers_and_bench_eval_run():
     assert "ProjectionConvTranspose2d" in out and "ThinConvTranspose2d" in out and "inference_layers" in out
     out = run("bench_eval.py", "--sequences", "1", "--samples", "2", "--plain-batch", "1", "--plain-samples", "1")
     assert "protocol bf16 / plain fp32" in out
+
+
+@pytest.mark.slow
+def test_bench_time_to_quality_scores_snapshots_resumes_and_reports(tmp_path):
+    args = ["--snapshots", "0.01", "0.02", "--test-sequences", "3", "--samples", "2", "--out-dir",
+            str(tmp_path / "out"), "--run-root", str(tmp_path / "runs"),
+            "--recipe", "paper=cpu,filters=4,inference_hidden=16,forward_hidden=16,lr=3e-4,obs_scale=1,beta_z=2,"
+                        "precision=fp32",
+            "--recipe", "fast=cpu,filters=4,inference_hidden=16,forward_hidden=16,steps=400,decay_steps=0,"
+                        "lr_schedule=cosine,warmup_steps=5,ema_decay=0.9"]
+    out = run("bench_time_to_quality.py", *args)
+    assert "paper: 0.01 min" in out and "fast: 0.02 min" in out
+    table = (tmp_path / "out" / "time_to_quality.md").read_text()
+    assert "Speed-up over `paper`" in table and "| fast |" in table
+    rows = (tmp_path / "out" / "time_to_quality.csv").read_text().splitlines()
+    assert rows[0].startswith("recipe,minutes,train_seconds,step,psnr_best") and len(rows) == 5
+    assert (tmp_path / "out" / "time_to_quality.png").read_bytes()[:4] == b"\x89PNG"
+    again = run("bench_time_to_quality.py", *args)  # finished recipes are not trained again
+    assert "every snapshot already scored" in again
+    assert (tmp_path / "out" / "time_to_quality.csv").read_text().splitlines() == rows

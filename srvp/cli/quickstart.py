@@ -77,10 +77,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+CONDITIONING_COLOUR = (0, 90, 200)  # caption colour of conditioning frames (blue)
+PREDICTED_COLOUR = (200, 0, 0)  # caption colour of predicted frames (red)
+
+
+def frame_captions(cond_frames: int, n_frames: int) -> list[tuple[str, tuple[int, int, int]]]:
+    """One caption per frame of a clip: which frames the model saw and which it predicted."""
+    return [(f"t={t + 1}: conditioning (seen)", CONDITIONING_COLOUR) if t < cond_frames
+            else (f"t={t + 1}: predicted", PREDICTED_COLOUR) for t in range(n_frames)]
+
+
 def write_samples_gif(model: torch.nn.Module, sequences, cond_frames: int, n_samples: int, path: Path,
                       seed: int = 0) -> Path:
-    """GIF with one column per sequence and rows: ground truth, best sample (PSNR), a random sample. The
-    conditioning frames are shown in every row, followed by the ground truth or the predicted frames."""
+    """Labelled GIF, one column per test sequence and three rows: the ground truth, the best of ``n_samples``
+    samples (by PSNR) and one random sample. Every row shows the conditioning frames, then the ground truth or the
+    predicted frames; a caption above says which frames are conditioning and which predicted."""
     from srvp.data import to_float
     from srvp.evaluation.metrics import psnr
     from srvp.visualization.video import write_gif
@@ -94,8 +105,8 @@ def write_samples_gif(model: torch.nn.Module, sequences, cond_frames: int, n_sam
     best = futures[torch.arange(len(x)), scores.argmax(1)]
     random = futures[:, -1]
     cond = x[:, :cond_frames]
-    columns = []
-    for b in range(len(x)):
-        rows = [x[b], torch.cat([cond[b], best[b]]), torch.cat([cond[b], random[b]])]
-        columns.append(torch.cat(rows, dim=-2))  # stack the three rows vertically: (T, C, 3H, W)
-    return write_gif(path, columns, fps=4, scale=2, ncols=len(columns))
+    rows = [("ground truth", x), (f"best of {n_samples} (PSNR)", torch.cat([cond, best], dim=1)),
+            ("a random sample", torch.cat([cond, random], dim=1))]
+    cells = [clip for _, videos in rows for clip in videos]  # row-major: rows one under the other
+    return write_gif(path, cells, fps=4, scale=2, ncols=len(x), row_labels=[name for name, _ in rows],
+                     captions=frame_captions(cond_frames, x.shape[1]))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from srvp.evaluation.metrics import confidence_interval
-from srvp.evaluation.protocol import RANDOM_KEPT, EvalResult
+from srvp.evaluation.protocol import RANDOM_KEPT, EvalResult, dt_label
 from srvp.training.checkpoint import atomic_write_bytes, atomic_write_text
 
 METRIC_TITLES = {"psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓", "fvd": "FVD ↓"}
@@ -102,9 +102,20 @@ def _per_step_csv(result: EvalResult) -> str:
     return buf.getvalue()
 
 
+BASELINE_LEGENDS = {"last frame": "last conditioning frame repeated", "blank": "blank (black) frame"}
+
+
+def curve_label(setting, n_samples: int) -> str:
+    """Legend of a per-step curve: the model's best of N at its test step, or what a baseline predicts."""
+    if setting.dt is None:
+        return BASELINE_LEGENDS.get(setting.name, setting.name)
+    best = f"best of {n_samples}" if n_samples > 1 else "one sample"
+    return f"{setting.name}, {best}, dt = {dt_label(setting.dt)} (95% band)"
+
+
 def per_step_figure(result: EvalResult, train_seq_len: int | None = None) -> bytes:
     """PNG: one panel per frame metric, mean score of the best samples against t with its 95% band; a vertical
-    line marks the training clip length (as in the paper's figures)."""
+    line marks the training clip length (as in the paper's figures). The legend names every curve and the line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,14 +128,15 @@ def per_step_figure(result: EvalResult, train_seq_len: int | None = None) -> byt
         for s in result.settings:
             mean, ci = confidence_interval(s.best_curves[m])
             style = "--" if s.dt is None else "-"
-            (line,) = ax.plot(t, mean, style, label=s.label, linewidth=1.5)
+            (line,) = ax.plot(t, mean, style, label=curve_label(s, result.n_samples), linewidth=1.5)
             ax.fill_between(t, mean - ci, mean + ci, color=line.get_color(), alpha=0.25, linewidth=0)
         if train_seq_len is not None and t[0] <= train_seq_len <= t[-1]:
-            ax.axvline(train_seq_len, color="grey", linewidth=1)
-        ax.set_xlabel("t")
+            ax.axvline(train_seq_len, color="grey", linewidth=1,
+                       label=f"t = {train_seq_len}: end of the training clips (later frames: extrapolation)")
+        ax.set_xlabel(f"t (frame index; {result.cond_frames} conditioning frames before)")
         ax.set_title(METRIC_TITLES[m])
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)

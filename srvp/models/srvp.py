@@ -232,9 +232,10 @@ class SRVP(VideoPredictor):
         return ForwardOutput(frames=frames, y=roll["y"], y1_params=y1_params, z=roll["z"], posterior_z_params=q_z,
                              prior_z_params=roll["prior_z_params"], residuals=roll["residuals"], w=w)
 
-    def loss(self, x: torch.Tensor, out: ForwardOutput) -> dict[str, torch.Tensor]:
+    def loss(self, x: torch.Tensor, out: ForwardOutput, kl_scale: float = 1.0) -> dict[str, torch.Tensor]:
         """The objective of Eq. (7), averaged over the batch (each term summed over time and dimensions):
-        ``total = nll + beta_y kl_y + beta_z kl_z + lambda residual``; ``elbo = -(nll + kl_y + kl_z)``."""
+        ``total = nll + kl_scale (beta_y kl_y + beta_z kl_z) + lambda residual``; ``elbo = -(nll + kl_y + kl_z)``.
+        ``kl_scale`` < 1 only during KL annealing (``TrainConfig.kl_warmup_steps``); 1 is the paper's objective."""
         c = self.config
         B = x.shape[0]
         frames = out.frames
@@ -250,7 +251,7 @@ class SRVP(VideoPredictor):
         else:
             kl_z = torch.zeros((), device=x.device)
         residual = out.residuals.float().norm(dim=-1).sum() / B
-        total = nll + c.beta_y * kl_y + c.beta_z * kl_z + c.residual_penalty * residual
+        total = nll + kl_scale * (c.beta_y * kl_y + c.beta_z * kl_z) + c.residual_penalty * residual
         return {"total": total, "nll": nll, "kl_y": kl_y, "kl_z": kl_z, "residual": residual,
                 "elbo": -(nll + kl_y + kl_z)}
 

@@ -203,7 +203,7 @@ class SVGLP(VideoPredictor):
         frames = torch.cat([x[:, :1].to(pred.dtype), pred], dim=1)
         return SVGForwardOutput(frames=frames, z=z, posterior_z_params=post, prior_z_params=prior)
 
-    def loss(self, x: torch.Tensor, out: SVGForwardOutput) -> dict[str, torch.Tensor]:
+    def loss(self, x: torch.Tensor, out: SVGForwardOutput, kl_scale: float = 1.0) -> dict[str, torch.Tensor]:
         """SVG's objective ``total = mse + beta_z * kl_z`` (``mse``: per-frame mean squared error summed over the
         ``T-1`` predicted frames; ``kl_z``: KL summed over time and dimensions, averaged over the batch).
 
@@ -219,7 +219,7 @@ class SVGLP(VideoPredictor):
         p_mu, p_logvar = out.prior_z_params.float().chunk(2, dim=-1)
         kl_z = gaussian.kl_divergence(q_mu, (0.5 * q_logvar).exp(), p_mu, (0.5 * p_logvar).exp()).sum() / B
         nll = gaussian.gaussian_nll(pred, target, self.config.obs_scale).sum() / B
-        total = mse + self.config.beta_z * kl_z
+        total = mse + kl_scale * self.config.beta_z * kl_z
         return {"total": total, "mse": mse, "kl_z": kl_z, "nll": nll, "elbo": -(nll + kl_z)}
 
     # ------------------------------------------------------------------------------------------------------------

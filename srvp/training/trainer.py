@@ -10,8 +10,14 @@ Design points:
 - SIGTERM / SIGINT finish the current step, save a checkpoint and exit cleanly.
 - A non-finite loss term or gradient skips the step and names the term; after ``max_nonfinite`` consecutive
   failures the run stops with the last good checkpoint intact.
-- Learning rate: constant, then linear decay to 0 over the last ``decay_steps`` steps. Under DDP each process
-  takes ``batch_size`` clips, so the global batch is ``batch_size x world_size``; the learning rate is not scaled.
+- Learning rate: an optional linear warm-up, then the paper's schedule (constant, then linear decay to 0 over the
+  last ``decay_steps`` steps) or a cosine decay to 0. Under DDP each process takes ``batch_size`` clips, so the
+  global batch is ``batch_size x world_size``; the learning rate is not scaled.
+- Recipe options that change how the model is trained, never what it computes: Adam's betas and epsilon, gradient
+  clipping, KL annealing (``kl_warmup_steps``) and an exponential moving average of the weights (``ema_decay``),
+  which validation uses and which ``best.pt`` / ``last.pt`` hold as their model.
+- ``train_seconds``, the wall-clock time spent training (validation, sample logging and step callbacks excluded),
+  is saved with every checkpoint and survives ``--resume``: the clock of the time-to-quality benchmark.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import os
 import signal
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +73,44 @@ class StepBatchSampler(Sampler[list[int]]):
         return max(0, self.stop - self.start)
 
 
-def lr_factor(step: int, steps: int, decay_steps: int) -> float:
-    """Learning-rate multiplier: 1 until ``steps - decay_steps``, then linear to 0 at ``steps``."""
+def lr_factor(step: int, steps: int, decay_steps: int, warmup_steps: int = 0, schedule: str = "linear-decay") -> float:
+    """Learning-rate multiplier of optimisation step ``step`` (0-based): linear from 1/warmup to 1 over the first
+    ``warmup_steps``, then ``linear-decay`` (1 until ``steps - decay_steps``, then linear to 0 at ``steps``) or
+    ``cosine`` (half a cosine from 1 to 0 at ``steps``)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "cosine":
+        progress = (step - warmup_steps) / max(1, steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     if decay_steps <= 0:
         return 1.0
     return max(0.0, min(1.0, (steps - step) / decay_steps))
+
+
+def kl_factor(step: int, kl_warmup_steps: int) -> float:
+    """Weight of the KL terms at optimisation step ``step`` (0-based) under KL annealing: linear from
+    1/kl_warmup_steps to 1, then 1 (the paper's objective)."""
+    if step >= kl_warmup_steps:
+        return 1.0
+    return (step + 1) / kl_warmup_steps
+
+
+def ema_model(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of ``model``'s parameters and buffers (PyTorch's ``AveragedModel``). The decay
+    grows as ``min(decay, (1 + n) / (10 + n))`` with the number ``n`` of updates, so that an average started at
+    step 0 does not stay close to the random initialisation for ~1/(1-decay) steps."""
+
+    def average(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        n = float(num_averaged)
+        weight = 1.0 - min(decay, (1.0 + n) / (10.0 + n))
+        floats = [(a, c) for a, c in zip(averaged, current) if a.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], weight)
+        for a, c in zip(averaged, current):  # integer buffers (batch norm's counters): the latest value
+            if not a.is_floating_point():
+                a.copy_(c)
+
+    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=average, use_buffers=True)
 
 
 def frames_channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -113,13 +152,19 @@ def best_of_n_psnr(model: torch.nn.Module, sequences: np.ndarray, cond_frames: i
 class Trainer:
     """Trains the model of a :class:`RunConfig`; see the module docstring. ``Trainer(cfg).fit()``."""
 
-    def __init__(self, cfg: RunConfig, resume: bool = False, progress: bool = True):
+    def __init__(self, cfg: RunConfig, resume: bool = False, progress: bool = True,
+                 callbacks: list[Callable[[Trainer], None]] | None = None):
+        """``callbacks`` are called on rank 0 after every optimisation step with the trainer (its ``step``,
+        ``train_seconds``, :meth:`eval_model`); their time is not counted in ``train_seconds``."""
         self.cfg = cfg
         self.resume = resume
         self.progress = progress
+        self.callbacks = list(callbacks or [])
         self.out_dir = Path(cfg.train.out_dir)
         self.rank, self.world, self.local_rank = 0, 1, 0
         self._stop_signal: int | None = None
+        self.train_seconds = 0.0
+        self.ema: torch.optim.swa_utils.AveragedModel | None = None
 
     # -- setup ------------------------------------------------------------------------------------------------------
 
@@ -146,9 +191,12 @@ class Trainer:
         # The fused (one-kernel) Adam: about 10 ms instead of about 100 ms of CPU per step for the 10.7 M parameters
         # of the SM-MNIST model on 2 cores, the same updates to rounding (docs/benchmarks.md).
         fused = self.device.type in ("cpu", "cuda")
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr, fused=fused)
-        steps, decay = cfg.train.steps, cfg.train.decay_steps
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, steps, decay))
+        t = cfg.train
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, betas=(t.adam_beta1, t.adam_beta2),
+                                          eps=t.adam_eps, fused=fused)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, t.steps, t.decay_steps, t.warmup_steps, t.lr_schedule))
+        self.ema = ema_model(self.model, t.ema_decay) if t.ema_decay > 0 else None
         self.scaler = torch.amp.GradScaler("cuda") if (cfg.train.precision == "fp16") else None
         self.forward_model: torch.nn.Module = self.model
         if self.world > 1:
@@ -200,6 +248,12 @@ class Trainer:
                 torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step = int(state["step"])
         self.best_val = state.get("extra", {}).get("best_val")
+        self.train_seconds = float(state.get("extra", {}).get("train_seconds", 0.0))
+        if self.ema is not None:
+            if "ema" not in state.get("extra", {}):
+                raise SrvpError(f"{path}: the checkpoint has no weight average; resume with the run's ema_decay "
+                                f"(see {self.out_dir / 'config.json'})")
+            load_state_into(self.ema, state["extra"]["ema"], path)
         if self.scaler is not None and state.get("extra", {}).get("grad_scaler"):
             self.scaler.load_state_dict(state["extra"]["grad_scaler"])
         if self.rank == 0:
@@ -215,15 +269,22 @@ class Trainer:
             dist.all_gather_object(per_rank, mine)
         if self.rank != 0:
             return None
-        extra: dict[str, Any] = {"best_val": self.best_val}
+        extra: dict[str, Any] = {"best_val": self.best_val, "train_seconds": self.train_seconds}
+        if self.ema is not None:
+            extra["ema"] = self.ema.state_dict()
         if self.scaler is not None:  # fp16: without its scale a resumed run re-calibrates (skipped steps)
             extra["grad_scaler"] = self.scaler.state_dict()
         state = make_checkpoint(self.model, self.cfg, self.step, self.optimizer, self.scheduler, extra=extra)
         if per_rank is not None:
             state["rng"]["per_rank"] = per_rank
         path = self.checkpoints.save(state)
-        atomic_torch_save(make_checkpoint(self.model, self.cfg, self.step), self.out_dir / "last.pt")
+        atomic_torch_save(make_checkpoint(self.eval_model(), self.cfg, self.step,
+                                          extra={"train_seconds": self.train_seconds}), self.out_dir / "last.pt")
         return path
+
+    def eval_model(self) -> torch.nn.Module:
+        """The model to evaluate and ship: the weight average with ``ema_decay``, else the trained model."""
+        return self.model if self.ema is None else self.ema.module
 
     # -- one step ---------------------------------------------------------------------------------------------------
 
@@ -234,7 +295,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         with autocast_context(self.device, cfg.precision):
             out = self.forward_model(x)
-        losses = self.model.loss(x, out)
+        kl_scale = kl_factor(self.step, cfg.kl_warmup_steps)
+        losses = self.model.loss(x, out, kl_scale) if kl_scale != 1.0 else self.model.loss(x, out)
         # One device-to-host transfer for all the terms (a check and a float() per term would each wait for the
         # device); the values are those of the forward pass, returned below when the step succeeds.
         values = torch.stack([v.detach().float() for v in losses.values()]).cpu()
@@ -251,9 +313,11 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         else:
             losses["total"].backward()
+        params = [p for p in self.model.parameters() if p.grad is not None]
         # The norm only (clip_grad_norm_ with an infinite bound would also multiply every gradient by 1).
-        grad_norm = float(torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters()
-                                                         if p.grad is not None]))
+        grad_norm = float(torch.nn.utils.get_total_norm([p.grad for p in params]))
+        if cfg.grad_clip > 0 and math.isfinite(grad_norm):
+            torch.nn.utils.clip_grads_with_norm_(params, cfg.grad_clip, torch.tensor(grad_norm))
         if not math.isfinite(grad_norm):
             if self.scaler is not None:  # fp16 overflow: the scaler lowers its scale and skips the step
                 self.scaler.step(self.optimizer)
@@ -265,6 +329,8 @@ class Trainer:
         else:
             self.optimizer.step()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         terms = dict(zip(losses, values.tolist()))
         terms["grad_norm"] = grad_norm
         return terms
@@ -324,6 +390,7 @@ class Trainer:
                    dynamic_ncols=True, desc="train")
         failures = 0
         t_last, step_last = time.perf_counter(), self.step
+        clock = time.perf_counter()  # start of the training time not yet added to train_seconds
         try:
             for batch in loader:
                 x = to_float(batch).to(self.device, non_blocking=True)
@@ -345,6 +412,9 @@ class Trainer:
                         warnings.simplefilter("ignore", UserWarning)
                         self.scheduler.step()
                     bar.update(1)
+                    now = time.perf_counter()
+                    self.train_seconds += now - clock
+                    clock = now
                     if self.step == cfg.train.steps:
                         self._save()
                     if self._should_stop():
@@ -353,6 +423,7 @@ class Trainer:
                 failures = 0
                 self.step += 1
                 bar.update(1)
+                self.train_seconds += time.perf_counter() - clock
                 if self.rank == 0:
                     if self.step % cfg.train.log_interval == 0 or self.step == cfg.train.steps:
                         now = time.perf_counter()
@@ -370,6 +441,9 @@ class Trainer:
                         self._validate(val_set, writer, bar)
                     if writer is not None and cfg.train.sample_interval and self.step % cfg.train.sample_interval == 0:
                         self._log_samples(x, writer)
+                    for callback in self.callbacks:
+                        callback(self)
+                clock = time.perf_counter()  # validation, samples and callbacks are not training time
                 if self.step % cfg.train.checkpoint_interval == 0 or self.step == cfg.train.steps:
                     self._save()
                 if self._should_stop():
@@ -389,7 +463,8 @@ class Trainer:
                 writer.close()
         if self.rank == 0 and self.best_val is None and self._stop_signal is None:
             # No validation ran: the final model is the best one we know of.
-            atomic_torch_save(make_checkpoint(self.model, cfg, self.step), self.out_dir / "best.pt")
+            atomic_torch_save(make_checkpoint(self.eval_model(), cfg, self.step,
+                                              extra={"train_seconds": self.train_seconds}), self.out_dir / "best.pt")
         return self.out_dir
 
     def _writer(self):
@@ -401,13 +476,14 @@ class Trainer:
 
     def _validate(self, val_set: np.ndarray, writer, bar) -> None:
         cfg = self.cfg
-        score = best_of_n_psnr(self.model, val_set, cfg.data.cond_frames, cfg.train.val_samples, self.device,
+        score = best_of_n_psnr(self.eval_model(), val_set, cfg.data.cond_frames, cfg.train.val_samples, self.device,
                                batch_size=max(1, min(cfg.train.batch_size, 32)), precision=cfg.train.precision,
                                seed=cfg.train.seed, inference_layout=not cfg.train.compile)
         improved = self.best_val is None or score > self.best_val
         if improved:
             self.best_val = score
-            atomic_torch_save(make_checkpoint(self.model, cfg, self.step, extra={"val_psnr": score}),
+            atomic_torch_save(make_checkpoint(self.eval_model(), cfg, self.step,
+                                              extra={"val_psnr": score, "train_seconds": self.train_seconds}),
                               self.out_dir / "best.pt")
         bar.write(f"step {self.step}: validation best-of-{cfg.train.val_samples} PSNR {score:.2f} dB"
                   + (" (best so far, saved best.pt)" if improved else f" (best {self.best_val:.2f})"))
@@ -422,7 +498,7 @@ class Trainer:
         gen_state = torch.get_rng_state()
         try:
             with torch.inference_mode():
-                future = self.model.predict(clips[:, :n_cond], x.shape[1] - n_cond)[:, 0].float()
+                future = self.eval_model().predict(clips[:, :n_cond], x.shape[1] - n_cond)[:, 0].float()
         finally:
             torch.set_rng_state(gen_state)
         pred = torch.cat([clips[:, :n_cond], future], dim=1)
@@ -441,12 +517,13 @@ def _json(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
-def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
+def train(cfg: RunConfig, resume: bool = False, progress: bool = True,
+          callbacks: list[Callable[[Trainer], None]] | None = None) -> Path:
     """Train the model of ``cfg``; returns the run directory (``config.json``, ``best.pt``, ``last.pt``,
     ``checkpoints/``, ``tensorboard/``)."""
-    return Trainer(cfg, resume=resume, progress=progress).fit()
+    return Trainer(cfg, resume=resume, progress=progress, callbacks=callbacks).fit()
 
 
-__all__ = ["StepBatchSampler", "Trainer", "TrainingError", "best_of_n_psnr", "frames_channels_last", "lr_factor",
-           "train"]
+__all__ = ["StepBatchSampler", "Trainer", "TrainingError", "best_of_n_psnr", "ema_model", "frames_channels_last",
+           "kl_factor", "lr_factor", "train"]
 

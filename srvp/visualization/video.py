@@ -97,21 +97,63 @@ def _atomic_output(path: Path, write) -> None:
         raise
 
 
+def annotate_video(video: FrameArray, row_labels: Sequence[str] | None = None, row_height: int = 0, pad: int = 2,
+                   captions: Sequence[tuple[str, tuple[int, int, int]]] | None = None) -> np.ndarray:
+    """Text around a video ``(T, C, H, W)`` in [0, 1]: a left margin with one label per row of cells
+    (``row_height`` pixels high, ``pad`` between rows, as laid out by :func:`make_grid`) and a top band with
+    ``captions[t]`` = (text, RGB colour) for frame ``t`` (e.g. which frames are conditioning, which predicted).
+    Returns ``(T, H', W', 3)`` uint8 (Pillow draws the text)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    t = _to_rgb(_as_tensor(video))
+    frames = to_uint8(t)
+    font = ImageFont.load_default(size=12)
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    left = 0
+    if row_labels:
+        left = max(probe.textbbox((0, 0), text, font=font)[2] for text in row_labels) + 2 * pad + 6
+    top = 18 if captions else 0
+    if captions is not None and len(captions) != len(frames):
+        raise ValueError(f"annotate_video: {len(captions)} captions for {len(frames)} frames")
+    out = []
+    for i, frame in enumerate(frames):
+        canvas = Image.new("RGB", (left + frame.shape[1], top + frame.shape[0]), (255, 255, 255))
+        canvas.paste(Image.fromarray(frame), (left, top))
+        draw = ImageDraw.Draw(canvas)
+        for r, text in enumerate(row_labels or []):
+            box = draw.textbbox((0, 0), text, font=font)
+            y = top + pad + r * (row_height + pad) + (row_height - (box[3] - box[1])) // 2
+            draw.text((pad + 2, y), text, fill=(0, 0, 0), font=font)
+        if captions:
+            text, colour = captions[i]
+            draw.text((left + pad, 2), text, fill=tuple(colour), font=font)
+        out.append(np.asarray(canvas))
+    return np.stack(out)
+
+
 def write_video(path: str | Path, frames: FrameArray | Sequence[FrameArray], fps: float = 4.0, scale: int = 1,
-                ncols: int = 1, pad: int = 2) -> Path:
+                ncols: int = 1, pad: int = 2, row_labels: Sequence[str] | None = None,
+                captions: Sequence[tuple[str, tuple[int, int, int]]] | None = None) -> Path:
     """Write a video as ``.gif`` (looping) or ``.mp4`` (H.264).
 
     ``frames``: ``(T, C, H, W)`` in [0, 1], or a list of such videos tiled with :func:`make_grid` (``ncols``,
     ``pad``). ``scale`` enlarges every frame by an integer factor (nearest neighbour) for viewing small frames.
-    GIF viewers show identical consecutive frames as one longer frame (Pillow merges them); the timing is kept.
+    ``row_labels`` (one per row of the grid) and ``captions`` (one (text, RGB colour) per frame) add text with
+    :func:`annotate_video`. GIF viewers show identical consecutive frames as one longer frame (Pillow merges
+    them); the timing is kept.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in VIDEO_FORMATS:
         raise SrvpError(f"{path}: unsupported video format {path.suffix!r}; use one of {', '.join(VIDEO_FORMATS)}")
-    video = make_grid(frames, ncols=ncols, pad=pad) if isinstance(frames, (list, tuple)) else _as_tensor(frames)
+    tiled = isinstance(frames, (list, tuple))
+    video = make_grid(frames, ncols=ncols, pad=pad) if tiled else _as_tensor(frames)
+    cell_height = (_as_tensor(frames[0]) if tiled else video).shape[-2] * scale
     if scale > 1:
         video = video.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+    if row_labels or captions:
+        video = torch.from_numpy(annotate_video(video, row_labels, cell_height, pad * scale, captions)).permute(
+            0, 3, 1, 2).float().div_(255.0)
     import imageio.v2 as imageio
 
     if suffix == ".gif":
@@ -140,11 +182,13 @@ def write_video(path: str | Path, frames: FrameArray | Sequence[FrameArray], fps
 
 
 def write_gif(path: str | Path, frames: FrameArray | Sequence[FrameArray], fps: float = 4.0, scale: int = 1,
-              ncols: int = 1, pad: int = 2) -> Path:
+              ncols: int = 1, pad: int = 2, row_labels: Sequence[str] | None = None,
+              captions: Sequence[tuple[str, tuple[int, int, int]]] | None = None) -> Path:
     """:func:`write_video` to a ``.gif`` file."""
     if Path(path).suffix.lower() != ".gif":
         raise SrvpError(f"{path}: write_gif needs a .gif file name")
-    return write_video(path, frames, fps=fps, scale=scale, ncols=ncols, pad=pad)
+    return write_video(path, frames, fps=fps, scale=scale, ncols=ncols, pad=pad, row_labels=row_labels,
+                       captions=captions)
 
 
 def make_image_grid(rows: Sequence[FrameArray], offsets: Sequence[int | Sequence[int]] | None = None,
