@@ -107,8 +107,8 @@ def run_recipe(name: str, cfg: RunConfig, spec: str, snapshots: list[float], tes
         return
     horizon = cfg.data.test_seq_len - cfg.data.cond_frames
 
-    def at_snapshot(trainer: Trainer) -> None:
-        if not todo or trainer.train_seconds < todo[0] * 60:
+    def at_snapshot(trainer: Trainer, final: bool = False) -> None:
+        if not todo or (trainer.train_seconds < todo[0] * 60 and not final):
             return
         minutes = todo.pop(0)
         model = trainer.eval_model()
@@ -134,9 +134,15 @@ def run_recipe(name: str, cfg: RunConfig, spec: str, snapshots: list[float], tes
     resume = (Path(cfg.train.out_dir) / "checkpoints").exists()
     trainer = Trainer(cfg, resume=resume, progress=args.progress, callbacks=[at_snapshot])
     trainer.fit()
-    if todo:  # the recipe's steps ran out before the budget: score the final model at the remaining points
-        print(f"{name}: the recipe's {cfg.train.steps} steps ended at {trainer.train_seconds / 60:.1f} min; "
-              f"snapshots {todo} not reached")
+    if todo and trainer.stopped_early:  # SIGTERM / Ctrl-C: checkpoint saved; the same command continues it
+        print(f"{name}: stopped at step {trainer.step} ({trainer.train_seconds / 60:.2f} training minutes); run the "
+              f"same command again to continue")
+        raise SystemExit(143)
+    if todo:  # the recipe's steps ran out before the budget: score the final model once, at its own time
+        print(f"{name}: the recipe's {cfg.train.steps} steps ended at {trainer.train_seconds / 60:.2f} min, before "
+              f"the {todo[0]:g}-minute snapshot: scoring the final model in its place")
+        at_snapshot(trainer, final=True)
+        todo.clear()
     record["finished"] = {"step": trainer.step, "train_seconds": trainer.train_seconds}
     atomic_write_text(record_path, json.dumps(record, indent=1) + "\n")
 

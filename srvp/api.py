@@ -45,6 +45,35 @@ class Predictor:
         model = load_model(path, map_location="cpu")
         return cls(model, model.run_config, device)
 
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "auto",
+                        revision: str | None = None) -> Predictor:
+        """Load a model by shipped name (``srvp pretrained list``), local path (a Hub-layout folder, a folder of
+        the authors' code with ``config.json`` + ``model.pt``, an ``srvp train`` checkpoint) or Hub repository id
+        (see :mod:`srvp.pretrained`); weights are never unpickled with code."""
+        from srvp.pretrained import load_pretrained
+
+        loaded = load_pretrained(name_or_path, revision)
+        loaded.model.run_config = loaded.config
+        return cls(loaded.model, loaded.config, device)
+
+    def save_pretrained(self, directory: str | Path, *, card: str | None = None, dtype: str = "float32",
+                        overwrite: bool = False) -> Path:
+        """Write the model in the Hub layout (``config.json`` + ``model.safetensors`` [+ ``README.md``])."""
+        from srvp.pretrained import save_pretrained
+
+        return save_pretrained(self.model, self.config, directory, card=card, dtype=dtype, overwrite=overwrite)
+
+    def push_to_hub(self, repo_id: str, token: str | None = None, private: bool = False) -> str:
+        """Save the model in the Hub layout and upload it to ``repo_id`` (needs network access and a token)."""
+        import tempfile
+
+        from srvp.pretrained import push_to_hub
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_pretrained(Path(tmp) / "model")
+            return push_to_hub(folder, repo_id, token=token, private=private)
+
     # ------------------------------------------------------------------------------------------------------------
     # Properties of the model
     # ------------------------------------------------------------------------------------------------------------

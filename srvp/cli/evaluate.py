@@ -56,8 +56,10 @@ def _positive(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--checkpoint", required=True, metavar="FILE", help="srvp checkpoint (srvp train or "
-                        "srvp import-official)")
+    parser.add_argument("--checkpoint", required=True, metavar="NAME|PATH",
+                        help="a shipped model name (srvp pretrained list), a Hub-layout folder, a folder of the "
+                        "authors' code (config.json + model.pt), an srvp train checkpoint (.pt), or a Hub "
+                        "repository id owner/name")
     parser.add_argument("--test-set", metavar="FILE.npz", default=None,
                         help="test sequences in the official .npz layout (default: the checkpoint's test set)")
     parser.add_argument("--data-dir", metavar="DIR", default=None,
@@ -124,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     from srvp.evaluation import evaluate_model, write_report
     from srvp.evaluation.protocol import load_metric_networks
     from srvp.evaluation.report import markdown_table
-    from srvp.training.checkpoint import load_model
+    from srvp.pretrained import load_pretrained
 
     if args.precision == "fp16" and args.device == "cpu":
         raise ConfigError("--precision fp16 needs a GPU; use bf16 on CPU")
@@ -137,8 +139,8 @@ def run(args: argparse.Namespace) -> int:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
     try:
-        model = load_model(args.checkpoint).to(device)
-        cfg = model.run_config
+        loaded = load_pretrained(args.checkpoint)
+        model, cfg = loaded.model.to(device), loaded.config
         sequences, source = _load_sequences(args, cfg)
         if args.max_sequences is not None:
             sequences = sequences[: args.max_sequences]
@@ -172,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{Path(args.checkpoint).stem}"
         if rank == 0:
             _check_output_dir(out_dir)  # before the evaluation, which can take hours, not after
-        meta = {"checkpoint": str(args.checkpoint), "checkpoint_step": getattr(model, "checkpoint_step", None),
+        meta = {"checkpoint": str(args.checkpoint), "checkpoint_step": loaded.step,
                 "test_set": source, "dataset": cfg.data.dataset, "model": m.model, "world_size": world}
         result = evaluate_model(model, sequences, cond_frames, n_samples=args.samples, dts=args.dt, metrics=metrics,
                                 horizon=horizon, batch_size=args.batch_size, precision=args.precision, device=device,

@@ -92,13 +92,38 @@ def import_official(state_dict_path: str | Path, config_path: str | Path, out_pa
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dict", required=True, metavar="FILE",
-                        help="the official model's state_dict (e.g. model.pt)")
-    parser.add_argument("--config", required=True, metavar="FILE", help="the official config.json of that model")
-    parser.add_argument("--out", required=True, metavar="FILE", help="srvp checkpoint to write (e.g. ours.pt)")
+    parser.add_argument("folder", nargs="?", default=None, metavar="FOLDER",
+                        help="the authors' experiment folder as it is (config.json + model.pt); or give both files")
+    parser.add_argument("--state-dict", metavar="FILE", help="the official model's state_dict (e.g. model.pt)")
+    parser.add_argument("--config", metavar="FILE", help="the official config.json of that model")
+    parser.add_argument("--out", required=True, metavar="OUT",
+                        help="srvp checkpoint to write (ours.pt), or a folder in the Hub layout (config.json + "
+                             "model.safetensors) for any other name")
 
 
 def run(args: argparse.Namespace) -> int:
+    from srvp.errors import ConfigError
+
+    if args.folder is not None:
+        if args.state_dict or args.config:
+            raise ConfigError("give either FOLDER or --state-dict and --config, not both")
+        folder = Path(args.folder)
+        if not folder.is_dir():
+            raise ConfigError(f"{folder}: folder not found (the authors' folder holds config.json and model.pt)")
+        args.state_dict, args.config = folder / "model.pt", folder / "config.json"
+    elif not (args.state_dict and args.config):
+        raise ConfigError("give the authors' FOLDER, or both --state-dict and --config")
+    out = Path(args.out)
+    if out.suffix != ".pt":
+        from srvp.pretrained import read_official_files, save_pretrained
+
+        if out.exists():
+            raise ConfigError(f"--out {out}: already exists; choose a new folder")
+        loaded = read_official_files(args.state_dict, args.config)
+        save_pretrained(loaded.model, loaded.config, out)
+        m = loaded.config.model
+        print(f"wrote {out} (Hub layout): {m.architecture} SRVP, state {m.state_dim}, noise {m.noise_dim}")
+        return 0
     out = import_official(args.state_dict, args.config, args.out)
     from srvp.training.checkpoint import read_checkpoint
 
@@ -107,3 +132,4 @@ def run(args: argparse.Namespace) -> int:
           f"state {m['state_dim']}, noise {m['noise_dim']}, dt {m['dt']:g}, "
           f"skip connections {'on' if m['skip_connections'] else 'off'}")
     return 0
+

@@ -20,6 +20,7 @@ SUBCOMMANDS = [
     "srvp.cli.predict",
     "srvp.cli.evaluate",
     "srvp.cli.compare",
+    "srvp.cli.pretrained",
 ]
 
 

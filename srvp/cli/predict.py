@@ -48,8 +48,10 @@ def _dt_argument(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--checkpoint", required=True, metavar="FILE", help="srvp checkpoint (srvp train or "
-                        "srvp import-official)")
+    parser.add_argument("--checkpoint", required=True, metavar="NAME|PATH",
+                        help="a shipped model name (srvp pretrained list), a Hub-layout folder, a folder of the "
+                        "authors' code (config.json + model.pt), an srvp train checkpoint (.pt), or a Hub "
+                        "repository id owner/name")
     parser.add_argument("--input", required=True, metavar="CLIP",
                         help="video file, .gif, folder of frames, or .npy (T,H,W) / (T,H,W,C) / (T,C,H,W)")
     parser.add_argument("--cond-frames", type=int, default=None, metavar="K",
@@ -280,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
     from srvp.io import read_clip
     from srvp.training.checkpoint import atomic_write_text
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    predictor = Predictor.from_pretrained(args.checkpoint, device=args.device)
     clip = predictor.prepare(read_clip(args.input), args.input)[0].cpu()  # (T, C, S, S)
     out = Path(args.out) if args.out else Path("predictions") / Path(args.input).stem
     torch.manual_seed(args.seed)

@@ -28,3 +28,35 @@ class VideoPredictor(nn.Module):
             return self.sample_futures(self.condition(x_cond), horizon, n_samples, dt, use_mean, keep_intermediate)
         finally:
             self.train(was_training)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # The Hugging Face Hub layout (srvp.pretrained, imported when called: it reads files and the Hub, which the
+    # model itself never needs)
+    # ------------------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, revision: str | None = None) -> VideoPredictor:
+        """A trained model in evaluation mode by shipped name (``srvp pretrained list``), local path (Hub-layout
+        folder, the authors' folder, ``.pt`` checkpoint) or Hub repository id; its full run configuration is
+        ``model.run_config``. Called on a subclass, the model must be of that class."""
+        from srvp.errors import CheckpointError
+        from srvp.pretrained import load_pretrained
+
+        loaded = load_pretrained(name_or_path, revision)
+        if not isinstance(loaded.model, cls):
+            raise CheckpointError(f"{name_or_path}: holds a {type(loaded.model).__name__} model, not {cls.__name__}")
+        loaded.model.run_config = loaded.config
+        return loaded.model
+
+    def save_pretrained(self, directory, config=None, *, step: int = 0, card: str | None = None,
+                        dtype: str = "float32", overwrite: bool = False):
+        """Write ``config.json`` + ``model.safetensors`` (+ ``README.md`` from ``card``) into ``directory``;
+        ``config`` is the full :class:`~srvp.config.RunConfig` (default: ``run_config`` if loaded, else this
+        model's configuration with default data and training sections)."""
+        from srvp.config import RunConfig
+        from srvp.pretrained import save_pretrained
+
+        if config is None:
+            config = getattr(self, "run_config", None) or RunConfig(model=self.config)
+        return save_pretrained(self, config, directory, step=step, card=card, dtype=dtype, overwrite=overwrite)
+

@@ -1,0 +1,58 @@
+"""``srvp pretrained``: the shipped models, and conversion between a training checkpoint and the Hub layout.
+
+- ``srvp pretrained list``: every shipped name, what it is and where its files are;
+- ``srvp pretrained convert SOURCE OUT``: SOURCE is anything ``--checkpoint`` accepts (name, Hub-layout folder, the
+  authors' folder, ``.pt`` checkpoint, Hub repository id); OUT ending in ``.pt`` is written as an ``srvp train``
+  checkpoint (weights and configuration, no optimizer state), anything else as a Hub-layout folder
+  (``config.json`` + ``model.safetensors`` [+ ``README.md`` from ``--card``]).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "pretrained"
+HELP = "list the shipped models; convert between training checkpoints and the Hub layout"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    sub.add_parser("list", help="the shipped model names, what each is and where it is stored")
+    convert = sub.add_parser("convert", help="SOURCE (name, folder, .pt, Hub id) -> OUT (.pt checkpoint or Hub "
+                                             "folder)")
+    convert.add_argument("source", metavar="SOURCE")
+    convert.add_argument("out", metavar="OUT", type=Path)
+    convert.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+                         help="storage type of the weights in a Hub folder (loaded back as float32)")
+    convert.add_argument("--card", type=Path, default=None, metavar="FILE.md", help="model card for a Hub folder")
+    convert.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+
+
+def run(args: argparse.Namespace) -> int:
+    from srvp.errors import ConfigError
+    from srvp.pretrained import SHIPPED, WEIGHTS_FILE, load_pretrained, save_pretrained
+
+    if args.action == "list":
+        for m in SHIPPED.values():
+            state = "installed" if (m.path / WEIGHTS_FILE).is_file() else "missing from this installation"
+            print(f"{m.name}\n    {m.description}\n    {m.path} ({state})")
+        return 0
+    from srvp.training.checkpoint import atomic_torch_save, make_checkpoint
+
+    if args.out.exists() and not args.overwrite:
+        raise ConfigError(f"{args.out}: already exists (pass --overwrite to replace it)")
+    card = None
+    if args.card is not None:
+        if not args.card.is_file():
+            raise ConfigError(f"--card {args.card}: file not found")
+        card = args.card.read_text()
+    loaded = load_pretrained(args.source)
+    if args.out.suffix == ".pt":
+        atomic_torch_save(make_checkpoint(loaded.model, loaded.config, loaded.step,
+                                          extra={"converted_from": loaded.source}), args.out)
+    else:
+        save_pretrained(loaded.model, loaded.config, args.out, step=loaded.step, card=card, dtype=args.dtype,
+                        overwrite=args.overwrite)
+    print(f"wrote {args.out} from {loaded.source}")
+    return 0

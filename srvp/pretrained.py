@@ -1,0 +1,265 @@
+"""Trained models by name, in the Hugging Face Hub layout.
+
+A model folder in the Hub layout holds::
+
+    config.json         the run's configuration (sections model, data, train) and an "srvp" entry
+                        (format version, training step, dtype of the stored weights)
+    model.safetensors   the weights (safetensors: a header and raw tensors; loading it cannot execute code),
+                        whose metadata repeats the model section of config.json
+    README.md           the model card (optional)
+
+:func:`load_pretrained` resolves, in this order: a name of a model shipped with the package
+(:data:`SHIPPED`, listed by ``srvp pretrained list``), a local path (a folder in the Hub layout, a folder of the
+authors' code with ``config.json`` + ``model.pt``, an ``srvp train`` checkpoint ``.pt``), then a Hub repository id
+``owner/name`` fetched through ``huggingface_hub`` (cached; with ``HF_HUB_OFFLINE=1`` only the cache is used).
+Every failure is a one-line :class:`~srvp.errors.CheckpointError` that says what to do.
+
+:func:`save_pretrained` writes the layout into a staging folder renamed into place (whole or absent);
+:func:`push_to_hub` uploads such a folder with ``huggingface_hub``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from srvp.config import RunConfig
+from srvp.errors import CheckpointError, ConfigError
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+CARD_FILE = "README.md"
+HUB_FORMAT = 1
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """A model installed with the package (``srvp/weights/<name>/`` in the Hub layout)."""
+
+    name: str
+    description: str
+
+    @property
+    def path(self) -> Path:
+        return Path(str(resources.files("srvp") / "weights" / self.name))
+
+
+# The one registry of shipped models: add an entry and its folder under srvp/weights/.
+SHIPPED: dict[str, ShippedModel] = {m.name: m for m in [
+    ShippedModel("smmnist-cpu", "SRVP (the paper's SM-MNIST model) trained on this project's CPU for one hour+ on "
+                                "two-digit Stochastic Moving MNIST; 5 conditioning frames -> 20 predicted"),
+]}
+
+
+@dataclass
+class Loaded:
+    """What :func:`load_pretrained` returns: the model in evaluation mode, its configuration, and where it came
+    from."""
+
+    model: torch.nn.Module
+    config: RunConfig
+    source: str
+    step: int = 0
+
+
+def available() -> list[ShippedModel]:
+    """The shipped models whose files are installed."""
+    return [m for m in SHIPPED.values() if (m.path / WEIGHTS_FILE).is_file()]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def save_pretrained(model: torch.nn.Module, config: RunConfig, directory: str | Path, *, step: int = 0,
+                    card: str | None = None, dtype: str = "float32", overwrite: bool = False) -> Path:
+    """Write ``model`` and ``config`` in the Hub layout into ``directory`` (created; it must not exist unless
+    ``overwrite``). ``dtype`` (``float32``, ``float16``, ``bfloat16``) is the storage type of floating-point
+    weights; they are cast back to float32 when loaded. The folder is written aside and renamed into place."""
+    from safetensors.torch import save_file
+
+    if dtype not in _DTYPES:
+        raise ConfigError(f"dtype={dtype!r}: choose one of {', '.join(_DTYPES)}")
+    directory = Path(directory)
+    if directory.exists() and not overwrite:
+        raise CheckpointError(f"{directory}: already exists (choose another folder or allow overwriting)")
+    tensors = {k: (v.detach().to(_DTYPES[dtype]) if v.is_floating_point() else v.detach()).cpu().contiguous()
+               for k, v in model.state_dict().items()}
+    meta = {"srvp": {"format": HUB_FORMAT, "step": int(step), "weights_dtype": dtype}}
+    config_text = json.dumps({**config.to_dict(), **meta}, indent=2, sort_keys=True) + "\n"
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.partial-"))
+    try:
+        save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": "pt", "srvp_model_config": json.dumps(
+            config.to_dict()["model"], sort_keys=True)})
+        (staging / CONFIG_FILE).write_text(config_text)
+        if card is not None:
+            (staging / CARD_FILE).write_text(card)
+        for f in staging.iterdir():
+            f.chmod(0o644)
+        staging.chmod(0o755)
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+def push_to_hub(directory: str | Path, repo_id: str, token: str | None = None, private: bool = False) -> str:
+    """Upload a folder written by :func:`save_pretrained` to the Hub repository ``repo_id`` (created if needed);
+    returns the commit URL. Needs network access and a token with write access."""
+    from huggingface_hub import HfApi
+
+    directory = Path(directory)
+    if not (directory / WEIGHTS_FILE).is_file():
+        raise CheckpointError(f"{directory}: no {WEIGHTS_FILE}; write the folder with save_pretrained first")
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    return str(api.upload_folder(folder_path=str(directory), repo_id=repo_id))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def read_hub_folder(directory: str | Path) -> Loaded:
+    """Load a folder in the Hub layout (weights read with safetensors only)."""
+    from safetensors import SafetensorError, safe_open
+
+    from srvp.config import read_json_object
+    from srvp.models import build_model
+    from srvp.training.checkpoint import load_state_into
+
+    directory = Path(directory)
+    weights_path, config_path = directory / WEIGHTS_FILE, directory / CONFIG_FILE
+    data = read_json_object(config_path, "model config", "with sections model, data, train", CheckpointError)
+    meta = data.pop("srvp", {})
+    if not isinstance(meta, dict) or meta.get("format") != HUB_FORMAT:
+        raise CheckpointError(f"{config_path}: not an srvp model config (no \"srvp\": {{\"format\": {HUB_FORMAT}}} "
+                              f"entry)")
+    try:
+        config = RunConfig.from_dict(data, str(config_path))
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+    if not weights_path.is_file():
+        raise CheckpointError(f"{weights_path}: weights file not found")
+    try:
+        with safe_open(str(weights_path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+            weights = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{weights_path}: not a readable safetensors file ({msg[:160]})") from None
+    stored = header.get("srvp_model_config")
+    if stored is not None and stored != json.dumps(config.to_dict()["model"], sort_keys=True):
+        raise CheckpointError(f"{config_path}: the model section does not match the one the weights in "
+                              f"{weights_path.name} were saved with")
+    model = build_model(config.model)
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
+    load_state_into(model, weights, weights_path)
+    return Loaded(model.eval(), config, str(directory), int(meta.get("step", 0)))
+
+
+def read_official_files(state_dict: str | Path, config: str | Path) -> Loaded:
+    """Load a model of the authors' code from its ``model.pt`` (read with ``weights_only``) and ``config.json``."""
+    from srvp.cli.import_official import read_official_options, read_official_state_dict
+    from srvp.models import build_model
+    from srvp.models.official import config_from_official, convert_state_dict
+    from srvp.training.checkpoint import load_state_into
+
+    options = read_official_options(config)
+    run_config = config_from_official(options, str(config))
+    model = build_model(run_config.model)
+    load_state_into(model, convert_state_dict(read_official_state_dict(state_dict)), state_dict)
+    return Loaded(model.eval(), run_config, str(Path(state_dict).parent), 0)
+
+
+def read_official_folder(directory: str | Path) -> Loaded:
+    """Load a folder of the authors' code as they publish it (``config.json`` + ``model.pt``)."""
+    return read_official_files(Path(directory) / "model.pt", Path(directory) / CONFIG_FILE)
+
+
+def read_checkpoint_file(path: str | Path) -> Loaded:
+    """Load an ``srvp train`` checkpoint (``.pt``; weights only, the optimizer state is ignored)."""
+    from srvp.models import build_model
+    from srvp.training.checkpoint import config_of, load_state_into, read_checkpoint
+
+    state = read_checkpoint(path)
+    config = config_of(state, path)
+    model = build_model(config.model)
+    load_state_into(model, state["model"], path)
+    return Loaded(model.eval(), config, str(path), int(state.get("step", 0)))
+
+
+def _known_names() -> str:
+    return ", ".join(sorted(SHIPPED)) or "(none installed)"
+
+
+def _read_local(path: Path) -> Loaded:
+    if path.is_dir():
+        if (path / WEIGHTS_FILE).exists():
+            return read_hub_folder(path)
+        if (path / "model.pt").exists() and (path / CONFIG_FILE).exists():
+            return read_official_folder(path)
+        raise CheckpointError(f"{path}: neither a Hub-layout folder ({WEIGHTS_FILE} + {CONFIG_FILE}) nor an "
+                              f"official SRVP folder (model.pt + {CONFIG_FILE})")
+    if path.suffix == ".safetensors":
+        return read_hub_folder(path.parent)
+    return read_checkpoint_file(path)
+
+
+def _download(repo_id: str, revision: str | None) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision,
+                                      allow_patterns=[WEIGHTS_FILE, CONFIG_FILE, CARD_FILE]))
+    except Exception as e:  # offline, no such repository, no permission, network error: one line, what to do
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        if offline or type(e).__name__ in ("LocalEntryNotFoundError", "OfflineModeIsEnabled"):
+            raise CheckpointError(
+                f"{repo_id}: not a shipped model ({_known_names()}) nor a local path, and the Hub repository is not "
+                f"in the local cache (offline); download it once with network access "
+                f"(huggingface-cli download {repo_id}) or give a local folder") from None
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{repo_id}: could not fetch the Hub repository ({reason}); known names: "
+                              f"{_known_names()}") from None
+
+
+def load_pretrained(name_or_path: str | Path, revision: str | None = None) -> Loaded:
+    """A model by shipped name, local path or Hub repository id (see the module docstring)."""
+    text = str(name_or_path)
+    if text in SHIPPED:
+        shipped = SHIPPED[text]
+        if not (shipped.path / WEIGHTS_FILE).is_file():
+            raise CheckpointError(f"{text}: the shipped model's files are missing from the installation "
+                                  f"({shipped.path}); reinstall the package")
+        loaded = read_hub_folder(shipped.path)
+        loaded.source = f"{text} (shipped: {shipped.path})"
+        return loaded
+    path = Path(text).expanduser()
+    if path.exists():
+        return _read_local(path)
+    if _REPO_ID.match(text) and not text.startswith((".", "/")):
+        return read_hub_folder(_download(text, revision))
+    raise CheckpointError(f"{text}: no such file or folder, and not a shipped model name; known names: "
+                          f"{_known_names()} (or a Hub repository id owner/name)")
+
+
+__all__ = ["CARD_FILE", "CONFIG_FILE", "SHIPPED", "WEIGHTS_FILE", "Loaded", "ShippedModel", "available",
+           "load_pretrained", "push_to_hub", "read_hub_folder", "read_official_files", "read_official_folder",
+           "save_pretrained"]

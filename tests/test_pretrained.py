@@ -1,0 +1,197 @@
+"""Models by name and the Hub layout: save -> load is exact, tampered or mismatched files are refused with one line
+and nothing executed, unknown names and missing offline repositories are one-line errors, the authors' folders load
+as they are, and the shipped model predicts better than a blank frame."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from srvp import SRVP, Predictor, RunConfig
+from srvp.cli.main import main
+from srvp.errors import CheckpointError
+from srvp.pretrained import SHIPPED, WEIGHTS_FILE, available, load_pretrained, save_pretrained
+from srvp.training.checkpoint import atomic_torch_save, make_checkpoint, read_checkpoint
+from tests.conftest import tiny_model_config
+
+OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "official-srvp"
+
+
+def tiny_predictor(seed: int = 0) -> Predictor:
+    torch.manual_seed(seed)
+    cfg = RunConfig(model=tiny_model_config())
+    model = SRVP(cfg.model)
+    for p in model.parameters():  # weights far from their initial values, so that a wrong load shows
+        p.data.add_(0.05 * torch.randn_like(p))
+    return Predictor(model, cfg, device="cpu")
+
+
+def predictions(predictor: Predictor) -> torch.Tensor:
+    torch.manual_seed(5)
+    clip = torch.rand(2, 3, 1, 64, 64)
+    with torch.no_grad():
+        return predictor.predict(clip, horizon=3, n_samples=2)
+
+
+def test_save_then_load_gives_bit_identical_predictions(tmp_path):
+    predictor = tiny_predictor()
+    folder = predictor.save_pretrained(tmp_path / "model", card="# tiny\n")
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert not list(tmp_path.glob(".model.partial-*"))  # the staging folder was renamed into place
+    loaded = Predictor.from_pretrained(folder, device="cpu")
+    assert loaded.config == predictor.config
+    assert torch.equal(predictions(loaded), predictions(predictor))
+    model = SRVP.from_pretrained(folder)
+    assert model.run_config == predictor.config and not model.training
+
+
+def test_half_precision_storage_is_half_the_size_and_close(tmp_path):
+    predictor = tiny_predictor()
+    full = save_pretrained(predictor.model, predictor.config, tmp_path / "fp32")
+    half = save_pretrained(predictor.model, predictor.config, tmp_path / "fp16", dtype="float16")
+    assert (half / WEIGHTS_FILE).stat().st_size < 0.6 * (full / WEIGHTS_FILE).stat().st_size
+    a, b = load_pretrained(full).model.state_dict(), load_pretrained(half).model.state_dict()
+    for k, v in a.items():
+        assert b[k].dtype == v.dtype
+        if v.is_floating_point():
+            assert torch.allclose(v, b[k], rtol=1e-3, atol=1e-4), k
+
+
+def test_training_checkpoint_and_hub_folder_convert_both_ways(tmp_path, capsys):
+    predictor = tiny_predictor()
+    checkpoint = tmp_path / "run.pt"
+    atomic_torch_save(make_checkpoint(predictor.model, predictor.config, 7), checkpoint)
+    assert main(["pretrained", "convert", str(checkpoint), str(tmp_path / "hub"), "--dtype", "float32"]) == 0
+    assert main(["pretrained", "convert", str(tmp_path / "hub"), str(tmp_path / "back.pt")]) == 0
+    back = read_checkpoint(tmp_path / "back.pt")
+    assert back["step"] == 7 and "optimizer" not in back
+    for k, v in predictor.model.state_dict().items():
+        assert torch.equal(back["model"][k], v), k
+    assert main(["pretrained", "convert", str(checkpoint), str(tmp_path / "hub")]) == 2  # no silent overwrite
+    assert "already exists" in capsys.readouterr().err
+
+
+def _rewrite_header(path: Path, edit) -> None:
+    data = path.read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    edit(header)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + n:])
+
+
+@pytest.mark.parametrize("tamper", ["offsets", "shape", "garbage", "truncated"])
+def test_tampered_weights_are_refused_with_one_line(tmp_path, tamper, capsys):
+    folder = tiny_predictor().save_pretrained(tmp_path / "model")
+    weights = folder / WEIGHTS_FILE
+    key = next(k for k in json.loads(weights.read_bytes()[8:8 + struct.unpack("<Q", weights.read_bytes()[:8])[0]])
+               if k != "__metadata__")
+    if tamper == "offsets":
+        _rewrite_header(weights, lambda h: h[key].update(data_offsets=[0, 10 ** 9]))
+    elif tamper == "shape":
+        _rewrite_header(weights, lambda h: h[key].update(shape=[3, 3]))
+    elif tamper == "garbage":
+        weights.write_bytes(struct.pack("<Q", 40) + b"{import os; os.system('touch pwned')}" + b"\0" * 64)
+    else:
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(CheckpointError) as error:
+        load_pretrained(folder)
+    assert "\n" not in str(error.value) and str(folder) in str(error.value)
+    assert main(["predict", "--checkpoint", str(folder), "--input", str(tmp_path / "none.gif")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+def test_a_config_that_does_not_match_the_weights_is_refused(tmp_path):
+    folder = tiny_predictor().save_pretrained(tmp_path / "model")
+    config = json.loads((folder / "config.json").read_text())
+    config["model"]["state_dim"] = 9  # other shapes
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_pretrained(folder)
+    config["model"]["state_dim"] = tiny_model_config().state_dim
+    config["model"]["obs_scale"] = 0.5  # same shapes, another model: caught by the weights' own record
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_pretrained(folder)
+
+
+def test_unknown_names_and_missing_offline_repositories_are_one_line_errors(tmp_path, monkeypatch, capsys):
+    with pytest.raises(CheckpointError) as error:
+        load_pretrained("no-such-model")
+    assert "known names" in str(error.value) and all(name in str(error.value) for name in SHIPPED)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(CheckpointError, match="offline") as error:
+        load_pretrained("someone/srvp-model-that-is-not-cached")
+    assert "\n" not in str(error.value)
+    assert main(["predict", "--checkpoint", "someone/srvp-model-that-is-not-cached", "--input", "x.gif"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_cached_hub_repository_loads_offline(tmp_path, monkeypatch):
+    """A repository in the Hub cache (laid out as huggingface_hub lays it) loads with HF_HUB_OFFLINE=1."""
+    predictor = tiny_predictor()
+    cache = tmp_path / "hub"
+    repo = cache / "models--someone--tiny-srvp"
+    commit = "0" * 40
+    save_pretrained(predictor.model, predictor.config, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    loaded = Predictor.from_pretrained("someone/tiny-srvp", device="cpu")
+    assert torch.equal(predictions(loaded), predictions(predictor))
+
+
+def test_pretrained_list_names_every_shipped_model(capsys):
+    assert main(["pretrained", "list"]) == 0
+    out = capsys.readouterr().out
+    for name, model in SHIPPED.items():
+        assert name in out and str(model.path) in out
+
+
+@pytest.mark.skipif(not OFFICIAL.is_dir(), reason="the authors' checkpoints are not next to the checkout")
+def test_the_authors_folder_loads_as_it_is_and_imports_to_the_hub_layout(tmp_path, capsys):
+    folder = OFFICIAL / "dcgan-mmnist"
+    vectors = np.load(folder / "vectors.npz")
+    x_cond = torch.from_numpy(vectors["x_cond"]).transpose(0, 1)
+    expected = torch.from_numpy(vectors["prediction"]).transpose(0, 1)
+    assert main(["import-official", str(folder), "--out", str(tmp_path / "hub")]) == 0
+    for source in (folder, tmp_path / "hub"):
+        model = SRVP.from_pretrained(source)
+        with torch.no_grad():
+            prediction = model.predict(x_cond, expected.shape[1], use_mean=True)[:, 0].clamp(0, 1)
+        assert (prediction - expected).abs().max() < 1e-4, source
+
+
+@pytest.mark.skipif(not available(), reason="no shipped model installed")
+@pytest.mark.parametrize("name", [m.name for m in available()])
+def test_the_shipped_model_loads_offline_and_beats_a_blank_frame(name, monkeypatch):
+    from srvp.data import load_test_set, to_float
+    from srvp.evaluation.metrics import psnr
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    predictor = Predictor.from_pretrained(name, device="cpu")
+    cfg = predictor.config.data
+    cfg.test_sequences = 8
+    clips = to_float(torch.as_tensor(load_test_set(cfg)))
+    cond, horizon = cfg.cond_frames, cfg.test_seq_len - cfg.cond_frames
+    torch.manual_seed(0)
+    with torch.no_grad():
+        futures = predictor.predict(clips[:, :cond], horizon=horizon, n_samples=5)
+    truth = clips[:, cond:]
+    best = psnr(futures, truth.unsqueeze(1).expand_as(futures)).mean(-1).max(1).values  # (B,)
+    blank = psnr(torch.zeros_like(truth), truth).mean(-1)
+    assert best.mean() > blank.mean() + 1.0
