@@ -29,6 +29,7 @@ import csv
 import io
 import json
 import math
+import shlex
 import sys
 import time
 from datetime import datetime, timezone
@@ -97,7 +98,7 @@ def run_recipe(name: str, cfg: RunConfig, spec: str, snapshots: list[float], tes
         raise SrvpError(f"{record_path}: recorded for recipe {record['spec']!r}, not {spec!r}; use another "
                         f"--out-dir or remove the file")
     if record is None:
-        record = {"spec": spec, "config": cfg.to_dict(), "threads": torch.get_num_threads(),
+        record = {"spec": spec, "command": args.command, "config": cfg.to_dict(), "threads": torch.get_num_threads(),
                   "machine": machine_summary(torch.device("cpu")), "rows": [], "load": []}
     record["load"].append(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, start: {load_report()}")
     done = {row["minutes"] for row in record["rows"]}
@@ -114,7 +115,8 @@ def run_recipe(name: str, cfg: RunConfig, spec: str, snapshots: list[float], tes
         model = trainer.eval_model()
         start = time.perf_counter()
         result = evaluate_model(model, test, cfg.data.cond_frames, n_samples=args.samples, horizon=horizon,
-                                precision=args.eval_precision, seed=0, progress=False, elbo=False)
+                                precision=args.eval_precision, device=next(model.parameters()).device, seed=0,
+                                progress=False, elbo=False)
         model.train()
         row = scores_row(result, name, minutes, trainer.train_seconds, trainer.step)
         record["rows"].append(row)
@@ -147,16 +149,17 @@ def run_recipe(name: str, cfg: RunConfig, spec: str, snapshots: list[float], tes
     atomic_write_text(record_path, json.dumps(record, indent=1) + "\n")
 
 
-def time_to_reach(rows: list[dict], target: float, key: str = "psnr_best") -> float | None:
-    """Training minutes at which ``key`` first reaches ``target``, linearly interpolated between snapshots."""
+def time_to_reach(rows: list[dict], target: float, key: str = "psnr_best") -> tuple[float, bool] | None:
+    """Training minutes at which ``key`` first reaches ``target``, linearly interpolated between snapshots, and
+    whether it was already reached at the first snapshot (then the minutes are an upper bound)."""
     previous = None
     for row in sorted(rows, key=lambda r: r["train_seconds"]):
         t, v = row["train_seconds"] / 60, row[key]
         if v >= target:
             if previous is None:
-                return t
+                return t, True
             (t0, v0) = previous
-            return t0 + (t - t0) * (target - v0) / (v - v0) if v != v0 else t
+            return (t0 + (t - t0) * (target - v0) / (v - v0) if v != v0 else t), False
         previous = (t, v)
     return None
 
@@ -173,9 +176,12 @@ def write_report(out_dir: Path, reference: str | None, command: str) -> None:
         writer.writerow({k: (f"{row[k]:.4f}" if isinstance(row[k], float) else row[k]) for k in FIELDS})
     atomic_write_text(out_dir / "time_to_quality.csv", text.getvalue())
 
-    lines = [f"# Time to quality ({datetime.now(timezone.utc):%Y-%m-%d})", "", f"Command: `{command}`", ""]
+    lines = [f"# Time to quality ({datetime.now(timezone.utc):%Y-%m-%d})", "", f"Report command: `{command}`", ""]
+    machines = sorted({rec["machine"] for rec in records.values()})
+    lines += [f"Machine: {m}" for m in machines] + [""]
     for name, rec in records.items():
-        lines.append(f"- `{name}` = `{rec['spec']}`: {rec['threads']} thread(s); {rec['machine']}")
+        how = f"`{rec['command']}`" if rec.get("command") else f"`--recipe {rec['spec']}`"
+        lines.append(f"- `{name}`, {rec['threads']} thread(s): {how}")
     lines += ["", "| recipe | minutes | step | best PSNR | best SSIM | random PSNR | random SSIM | blank PSNR / SSIM | "
               "last frame PSNR / SSIM |", "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
@@ -192,10 +198,15 @@ def write_report(out_dir: Path, reference: str | None, command: str) -> None:
                   f"({target:.2f} dB at {ref_minutes:.1f} min).", "", "| recipe | minutes to reach | speed-up |",
                   "|---|---|---|"]
         for name, rec in records.items():
-            t = time_to_reach(rec["rows"], target)
-            reached = f"{t:.1f}" if t is not None else "not reached"
-            ratio = f"{ref_minutes / t:.1f}x" if t else "-"
-            lines.append(f"| {name} | {reached} | {ratio} |")
+            found = time_to_reach(rec["rows"], target)
+            if found is None:
+                lines.append(f"| {name} | not reached | - |")
+                continue
+            t, first = found
+            bound = ("≤ ", "≥ ") if first else ("", "")
+            lines.append(f"| {name} | {bound[0]}{t:.1f} | {bound[1]}{ref_minutes / t:.1f}x |")
+        lines += ["", "≤ / ≥: already reached at the recipe's first snapshot (the time is an upper bound and the "
+                  "speed-up a lower bound)."]
     lines += ["", "Machine load at every snapshot:", ""]
     for name, rec in records.items():
         lines += [f"- {name}: " + " / ".join(rec["load"][-3:])]
@@ -259,7 +270,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    command = "python benchmarks/bench_time_to_quality.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/bench_time_to_quality.py " + shlex.join(sys.argv[1:])
+    args.command = command
     try:
         snapshots = sorted(set(args.snapshots))
         if not snapshots or any(not math.isfinite(m) or m <= 0 for m in snapshots):

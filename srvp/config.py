@@ -243,19 +243,35 @@ class RunConfig:
             raise ConfigError(f"{source}: ema_decay={t.ema_decay!r} must be in [0, 1) (0: no average)")
 
 
+class _DuplicateKeyError(ValueError):
+    """A JSON object names the same key twice."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` hook: an object, refusing a key given twice (plain JSON would keep the last silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKeyError(key)
+        out[key] = value
+    return out
+
+
 def read_json_object(path: str | Path, what: str, expected: str,
                      error: type[SrvpError] = ConfigError) -> dict[str, Any]:
     """The JSON object in ``path``; a missing, unreadable or malformed file, or one that does not hold an object,
     raises ``error`` with one line naming the file (``what``: "config", ...; ``expected``: what the object holds)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(), object_pairs_hook=_unique_keys)
     except FileNotFoundError:
         raise error(f"{path}: {what} file not found") from None
     except OSError as e:  # a directory, no permission, ...
         raise error(f"{path}: cannot read the {what} file ({e.strerror or e})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise error(f"{path}: not valid JSON ({e})") from None
+    except _DuplicateKeyError as e:
+        raise error(f"{path}: key {e.args[0]!r} appears twice in one object (which one is meant?)") from None
     if not isinstance(data, dict):
         raise error(f"{path}: expected a JSON object {expected}")
     return data
@@ -345,6 +361,31 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"steps": 3000, "decay_steps": 500, "lr": 1e-3, "batch_size": 16, "val_interval": 500,
                   "val_samples": 10, "checkpoint_interval": 250, "sample_interval": 500, "precision": "bf16",
                   "out_dir": "runs/cpu"},
+    },
+    # The quickstart: the cpu preset's model and data with the fastest recipe measured for a ~10-minute CPU budget
+    # (docs/time-to-quality.md): channels-last bf16, lr 2e-3 with a warm-up and a cosine decay, a weight average.
+    "quickstart": {
+        "model": {"architecture": "dcgan", "filters": 16, "state_dim": 20, "noise_dim": 20, "content_frames": 5,
+                  "inference_hidden": 128, "forward_hidden": 128, "obs_scale": 0.25, "beta_z": 1.0},
+        "data": {"dataset": "smmnist", "num_digits": 1, "seq_len": 10, "cond_frames": 5, "test_seq_len": 15,
+                 "test_sequences": 100, "val_sequences": 32},
+        "train": {"steps": 5000, "decay_steps": 0, "lr_schedule": "cosine", "warmup_steps": 100, "lr": 2e-3,
+                  "ema_decay": 0.998, "batch_size": 16, "precision": "bf16", "channels_last": True,
+                  "val_interval": 1000, "val_samples": 10, "checkpoint_interval": 500, "sample_interval": 1000,
+                  "out_dir": "runs/quickstart"},
+    },
+    # The paper's two-digit SM-MNIST model with the fastest recipe measured for an hour-scale CPU budget (the shipped
+    # model smmnist-cpu): as the quickstart's recipe, with the observation scale 0.25 instead of the paper's 1
+    # (with 1 the model stays at blank-frame quality for thousands of steps; docs/time-to-quality.md).
+    "smmnist-cpu": {
+        "model": {"architecture": "dcgan", "state_dim": 20, "noise_dim": 20, "content_frames": 5, "beta_z": 2.0,
+                  "obs_scale": 0.25},
+        "data": {"dataset": "smmnist", "num_digits": 2, "seq_len": 15, "cond_frames": 5, "test_seq_len": 25,
+                 "test_sequences": 200, "val_sequences": 64},
+        "train": {"steps": 4600, "decay_steps": 0, "lr_schedule": "cosine", "warmup_steps": 100, "lr": 2e-3,
+                  "ema_decay": 0.998, "batch_size": 16, "precision": "bf16", "channels_last": True,
+                  "val_interval": 500, "val_samples": 10, "checkpoint_interval": 100, "sample_interval": 500,
+                  "out_dir": "runs/smmnist-cpu"},
     },
     # SVG-LP baseline (Denton & Fergus 2018, edenton/svg train_svg_lp.py): DCGAN with skips, g_dim 128, z 10,
     # LSTMs of 256 (predictor 2 layers, prior/posterior 1), beta 1e-4, Adam lr 2e-3, batch 100, 5 + 10 frames,
@@ -470,11 +511,16 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                                metavar=metavar, help=f"{f.metadata.get('help', '')} (default {default!r})")
 
 
-def apply_overrides(cfg: RunConfig, args: argparse.Namespace, source: str = "command line") -> RunConfig:
-    """Return a copy of ``cfg`` with the options given on the command line, validated."""
-    data = cfg.to_dict()
+def apply_overrides(cfg: RunConfig | dict[str, Any], args: argparse.Namespace,
+                    source: str = "command line") -> RunConfig:
+    """Return ``cfg`` (a config, or its dict not yet validated) with the options given on the command line, validated
+    once as a whole (so a file's value that only the flags make consistent is accepted)."""
+    data = cfg.to_dict() if isinstance(cfg, RunConfig) else {k: dict(v) if isinstance(v, dict) else v
+                                                              for k, v in cfg.items()}
     for key, value in vars(args).items():
         if key.startswith("cfg__") and value is not None:
             _, section, name = key.split("__", 2)
+            if not isinstance(data.get(section), dict):
+                data[section] = {}
             data[section][name] = value
     return RunConfig.from_dict(data, source)

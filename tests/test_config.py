@@ -80,3 +80,36 @@ def test_unknown_keys_and_bad_json(tmp_path):
         RunConfig.from_json(bad)
     with pytest.raises(ConfigError, match="not found"):
         RunConfig.from_json(tmp_path / "missing.json")
+
+
+def test_a_key_given_twice_in_a_json_file_is_refused(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text('{"train": {"steps": 10, "lr": 0.001, "steps": 20}}')
+    with pytest.raises(ConfigError, match="'steps' appears twice") as error:
+        RunConfig.from_json(path)
+    assert str(path) in str(error.value)
+
+
+def test_file_values_are_validated_after_the_command_line_overrides(tmp_path):
+    """preset -> file -> flags, validated once: a file with steps=2 is fine when the flags make it consistent."""
+    from srvp.cli.train import add_arguments, build_config
+
+    path = tmp_path / "c.json"
+    path.write_text('{"train": {"steps": 2}}')
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cfg = build_config(parser.parse_args(["--config", str(path), "--decay-steps", "1"]))
+    assert (cfg.train.steps, cfg.train.decay_steps) == (2, 1)
+    with pytest.raises(ConfigError, match="decay_steps=100000 exceeds steps=2"):
+        build_config(parser.parse_args(["--config", str(path)]))
+
+
+def test_saved_data_paths_resolve_from_any_folder(tmp_path, monkeypatch):
+    from srvp.cli.train import absolute_data_paths
+
+    monkeypatch.chdir(tmp_path)
+    cfg = preset("cpu")
+    cfg.data.data_dir, cfg.data.test_set = "data", "sets/test.npz"
+    absolute_data_paths(cfg)
+    assert cfg.data.data_dir == str(tmp_path / "data") and cfg.data.test_set == str(tmp_path / "sets/test.npz")
+    assert cfg.data.digits == "auto"

@@ -260,6 +260,19 @@ case("config-negative-batch")(lambda t: train_case(t, train_config(t, train={"ba
 case("config-nan-value")(lambda t: train_case(t, train_config(t, model={"residual_gain": float("nan")}),
                                               ["residual_gain=nan must be a finite number"]))
 case("config-infinite-lr")(lambda t: train_case(t, train_config(t, train={"lr": float("inf")}), ["lr=inf"]))
+case("config-duplicated-key")(lambda t: raw_config_case(t, b'{"train": {"steps": 3, "steps": 4}}',
+                                                         "'steps' appears twice"))
+
+
+def predict_option_case(tmp: Path, *options: str, fragments: tuple[str, ...]) -> Case:
+    out = tmp / "predictions"
+    return Case(["predict", "--checkpoint", str(checkpoint(tmp)), "--input", str(good_clip(tmp)), "--out", str(out),
+                 "--samples", "1", *options], list(fragments), out)
+
+
+case("predict-fps-nan")(lambda t: predict_option_case(t, "--fps", "nan", fragments=("--fps nan", "finite")))
+case("predict-fps-inf")(lambda t: predict_option_case(t, "--fps", "inf", fragments=("--fps inf", "finite")))
+case("predict-scale-huge")(lambda t: predict_option_case(t, "--scale", "100000", fragments=("--scale 100000",)))
 case("config-bad-choice")(lambda t: train_case(t, train_config(t, model={"architecture": "resnet"}),
                                                ["architecture='resnet' is not one of"]))
 case("config-dt-not-1-over-n")(lambda t: train_case(t, train_config(t, model={"dt": 0.3}), ["dt=0.3", "1/n"]))

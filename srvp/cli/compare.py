@@ -4,6 +4,7 @@ table and one per-step plot (:mod:`srvp.compare`)."""
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 
@@ -66,8 +67,11 @@ def _command_line() -> str:
 
 def run(args: argparse.Namespace) -> int:
     from srvp.compare import run_comparison
+    from srvp.errors import ConfigError
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise ConfigError(f"--seconds {args.seconds:g} must be a positive finite number")
     summary = run_comparison(
         args.preset, args.out_dir, models=models, checkpoints=parse_checkpoints(args.checkpoint), steps=args.steps,
         seconds=args.seconds, n_samples=args.samples, test_sequences=args.test_sequences, precision=args.precision,

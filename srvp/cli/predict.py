@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -133,8 +134,9 @@ def _check_common(args: argparse.Namespace, predictor) -> tuple[int, int, float,
         raise ConfigError(f"--cond-frames {cond}: the model needs at least k={predictor.content_frames}")
     if horizon < 1:
         raise ConfigError(f"--horizon {horizon} must be positive")
-    if args.fps <= 0 or args.scale < 1:
-        raise ConfigError(f"--fps {args.fps:g} must be positive and --scale {args.scale} at least 1")
+    if not math.isfinite(args.fps) or args.fps <= 0 or args.fps > 1000 or args.scale < 1 or args.scale > 64:
+        raise ConfigError(f"--fps {args.fps:g} must be a finite number in (0, 1000] and --scale {args.scale} an "
+                          f"integer from 1 to 64")
     dt = predictor.dt if args.dt is None else args.dt
     return cond, horizon, dt, (euler_steps(dt) if dt < predictor.dt - 1e-9 else 1)
 

@@ -50,11 +50,24 @@ def build_config(args: argparse.Namespace) -> RunConfig:
                 base[section].update(values)
             else:
                 base[section] = values
-    return apply_overrides(RunConfig.from_dict(base, str(args.config or "preset")), args)
+    where = f"{args.config} and the command line" if args.config is not None else "command line"
+    return apply_overrides(base, args, where)
+
+
+def absolute_data_paths(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with its data paths made absolute, so that the config.json saved with the run (and every checkpoint)
+    resolves from any folder (``srvp evaluate`` started elsewhere)."""
+    d = cfg.data
+    d.data_dir = str(Path(d.data_dir).expanduser().resolve())
+    if d.test_set:
+        d.test_set = str(Path(d.test_set).expanduser().resolve())
+    if d.digits not in ("auto", "embedded"):
+        d.digits = str(Path(d.digits).expanduser().resolve())
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = build_config(args)
+    cfg = absolute_data_paths(build_config(args))
     if args.nproc_per_node > 1 and "WORLD_SIZE" not in os.environ:
         argv = []
         skip = False
