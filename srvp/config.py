@@ -363,13 +363,13 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                   "out_dir": "runs/cpu"},
     },
     # The quickstart: the cpu preset's model and data with the fastest recipe measured for a ~10-minute CPU budget
-    # (docs/time-to-quality.md): channels-last bf16, lr 2e-3 with a warm-up and a cosine decay, a weight average.
+    # (docs/time-to-quality.md): channels-last bf16, lr 3e-3 with a warm-up and a cosine decay, a weight average.
     "quickstart": {
         "model": {"architecture": "dcgan", "filters": 16, "state_dim": 20, "noise_dim": 20, "content_frames": 5,
                   "inference_hidden": 128, "forward_hidden": 128, "obs_scale": 0.25, "beta_z": 1.0},
         "data": {"dataset": "smmnist", "num_digits": 1, "seq_len": 10, "cond_frames": 5, "test_seq_len": 15,
                  "test_sequences": 100, "val_sequences": 32},
-        "train": {"steps": 5000, "decay_steps": 0, "lr_schedule": "cosine", "warmup_steps": 100, "lr": 2e-3,
+        "train": {"steps": 5500, "decay_steps": 0, "lr_schedule": "cosine", "warmup_steps": 100, "lr": 3e-3,
                   "ema_decay": 0.998, "batch_size": 16, "precision": "bf16", "channels_last": True,
                   "val_interval": 1000, "val_samples": 10, "checkpoint_interval": 500, "sample_interval": 1000,
                   "out_dir": "runs/quickstart"},

@@ -89,6 +89,8 @@ def save_pretrained(model: torch.nn.Module, config: RunConfig, directory: str | 
     weights; they are cast back to float32 when loaded. The folder is written aside and renamed into place."""
     from safetensors.torch import save_file
 
+    from srvp.training.checkpoint import content_digest
+
     if dtype not in _DTYPES:
         raise ConfigError(f"dtype={dtype!r}: choose one of {', '.join(_DTYPES)}")
     directory = Path(directory)
@@ -101,8 +103,9 @@ def save_pretrained(model: torch.nn.Module, config: RunConfig, directory: str | 
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.partial-"))
     try:
-        save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": "pt", "srvp_model_config": json.dumps(
-            config.to_dict()["model"], sort_keys=True)})
+        save_file(tensors, str(staging / WEIGHTS_FILE), metadata={
+            "format": "pt", "srvp_model_config": json.dumps(config.to_dict()["model"], sort_keys=True),
+            "srvp_content_sha256": content_digest(tensors)})
         (staging / CONFIG_FILE).write_text(config_text)
         if card is not None:
             (staging / CARD_FILE).write_text(card)
@@ -142,7 +145,7 @@ def read_hub_folder(directory: str | Path) -> Loaded:
 
     from srvp.config import read_json_object
     from srvp.models import build_model
-    from srvp.training.checkpoint import load_state_into
+    from srvp.training.checkpoint import content_digest, load_state_into
 
     directory = Path(directory)
     weights_path, config_path = directory / WEIGHTS_FILE, directory / CONFIG_FILE
@@ -164,6 +167,10 @@ def read_hub_folder(directory: str | Path) -> Loaded:
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{weights_path}: not a readable safetensors file ({msg[:160]})") from None
+    digest = header.get("srvp_content_sha256")
+    if digest is not None and content_digest(weights) != digest:
+        raise CheckpointError(f"{weights_path}: corrupt weights: their content does not match the checksum written "
+                              f"with them (damaged on disk or in transfer); download or copy the model again")
     stored = header.get("srvp_model_config")
     if stored is not None and stored != json.dumps(config.to_dict()["model"], sort_keys=True):
         raise CheckpointError(f"{config_path}: the model section does not match the one the weights in "

@@ -168,3 +168,35 @@ def test_good_checkpoint_loads_identically(tmp_path):
     saved = torch.load(path, weights_only=True)["model"]
     for key, value in predictor.model.state_dict().items():
         assert torch.equal(value, saved[key]), key
+
+
+def _flip_inside_largest_tensor(path: Path) -> None:
+    """Flip one byte in the middle of the largest tensor's data (a zip entry stored uncompressed by torch.save)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    data = bytearray(path.read_bytes())
+    name_len, extra_len = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little"), \
+        int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len
+    data[start + info.file_size // 2] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name", ["best.pt", "last.pt"])
+def test_a_flipped_byte_in_a_checkpoint_is_detected_on_loading(tmp_path, name, clip_file, capsys):
+    """torch.load checks no checksum: the content digest written with every checkpoint catches a changed value."""
+    from srvp.training.checkpoint import atomic_torch_save, make_checkpoint
+
+    model = load_model(save_tiny_checkpoint(tmp_path / "source.pt"))
+    path = tmp_path / name
+    atomic_torch_save(make_checkpoint(model, model.run_config, 5), path)
+    assert read_checkpoint(path)["step"] == 5
+    _flip_inside_largest_tensor(path)
+    with pytest.raises(CheckpointError, match="corrupt checkpoint") as error:
+        load_model(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+    rc, err = run_cli(["predict", "--checkpoint", str(path), "--input", str(clip_file), "--out",
+                       str(tmp_path / "out")], capsys)
+    assert rc == 2 and "corrupt checkpoint" in err and not (tmp_path / "out").exists()

@@ -86,7 +86,7 @@ def _rewrite_header(path: Path, edit) -> None:
     path.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + n:])
 
 
-@pytest.mark.parametrize("tamper", ["offsets", "shape", "garbage", "truncated"])
+@pytest.mark.parametrize("tamper", ["offsets", "shape", "garbage", "truncated", "flipped-value"])
 def test_tampered_weights_are_refused_with_one_line(tmp_path, tamper, capsys):
     folder = tiny_predictor().save_pretrained(tmp_path / "model")
     weights = folder / WEIGHTS_FILE
@@ -98,8 +98,12 @@ def test_tampered_weights_are_refused_with_one_line(tmp_path, tamper, capsys):
         _rewrite_header(weights, lambda h: h[key].update(shape=[3, 3]))
     elif tamper == "garbage":
         weights.write_bytes(struct.pack("<Q", 40) + b"{import os; os.system('touch pwned')}" + b"\0" * 64)
-    else:
+    elif tamper == "truncated":
         weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    else:  # one byte of the tensor data (a well-formed file whose values changed)
+        data = bytearray(weights.read_bytes())
+        data[-3] ^= 0x40
+        weights.write_bytes(bytes(data))
     with pytest.raises(CheckpointError) as error:
         load_pretrained(folder)
     assert "\n" not in str(error.value) and str(folder) in str(error.value)

@@ -79,10 +79,42 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def content_digest(obj: Any) -> str:
+    """SHA-256 of a checkpoint's content (tensors by dtype, shape and bytes; other values by type and value; dict keys
+    in sorted order), so that the values read back can be compared with the values written: a byte flipped inside
+    a tensor or a number of the file changes it (``torch.load`` checks no checksum of the zip entries)."""
+    h = hashlib.sha256()
+
+    def feed(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(value, dict):
+            h.update(f"D{len(value)}".encode())
+            for key in sorted(value, key=repr):
+                feed(key)
+                feed(value[key])
+        elif isinstance(value, (list, tuple)):
+            h.update(f"L{type(value).__name__}{len(value)}".encode())
+            for item in value:
+                feed(item)
+        else:
+            h.update(f"V{type(value).__name__}:{value!r};".encode())
+
+    feed(obj)
+    return h.hexdigest()
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> str:
-    """``torch.save`` atomically; returns the SHA-256 of the written bytes."""
+    """``torch.save`` atomically; returns the SHA-256 of the written bytes. An srvp checkpoint (a dict with
+    ``format``) is saved with the :func:`content_digest` of everything else under ``digest``, which
+    :func:`read_checkpoint` verifies."""
     import io
 
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        obj = {**{k: v for k, v in obj.items() if k != "digest"}}
+        obj["digest"] = content_digest({k: v for k, v in obj.items() if k != "digest"})
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     data = buffer.getvalue()
@@ -167,6 +199,10 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if state.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {state.get('version')} is not supported "
                               f"(expected {VERSION})")
+    digest = state.pop("digest", None)
+    if digest is not None and content_digest(state) != digest:
+        raise CheckpointError(f"{path}: corrupt checkpoint: its content does not match the checksum written with it "
+                              f"(damaged on disk or in transfer); use another checkpoint of the run")
     return state
 
 
