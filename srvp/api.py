@@ -111,11 +111,17 @@ class Predictor:
     # ------------------------------------------------------------------------------------------------------------
 
     def prepare(self, frames: torch.Tensor | np.ndarray, name: str = "frames") -> torch.Tensor:
-        """Clip(s) ``(B, T, C, H, W)`` or ``(T, C, H, W)``, float in [0, 1] or uint8 -> ``(B, T, C', S, S)``
-        float on the model's device, with the model's channels ``C'`` and frame size ``S``."""
+        """Clip(s) ``(B, T, C, H, W)`` or ``(T, C, H, W)``, or as image readers return them, channels last
+        ``(T, H, W, C)`` / ``(B, T, H, W, C)`` or grey ``(T, H, W)`` (``imageio.mimread``), float in [0, 1] or
+        uint8 -> ``(B, T, C', S, S)`` float on the model's device, with the model's channels ``C'`` and frame size
+        ``S`` (centre-cropped to a square, then resized)."""
         x = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
         if not isinstance(x, torch.Tensor):
             raise DataError(f"{name}: expected a tensor or numpy array, got {type(frames).__name__}")
+        if x.ndim == 3:  # (T, H, W) grey frames
+            x = x.unsqueeze(1)
+        elif x.ndim in (4, 5) and x.shape[-3] not in (1, 3, 4) and x.shape[-1] in (1, 3, 4):  # channels last
+            x = x.movedim(-1, -3)
         if x.ndim == 4:
             x = x.unsqueeze(0)
         if x.ndim != 5 or x.shape[2] not in (1, 3, 4):

@@ -182,3 +182,21 @@ def test_short_training_run_on_user_videos(folder, tmp_path, converted):
                  "--val-interval", "2", "--val-sequences", "2", "--val-samples", "1", "--precision", "fp32",
                  "--out-dir", str(run_dir), "--no-progress"]) == 0
     assert (run_dir / "best.pt").is_file()
+
+
+def test_the_printed_training_command_is_quoted_valid_and_short(folder, tmp_path, capsys):
+    import argparse
+    import shlex
+
+    from srvp.cli.train import add_arguments, build_config
+
+    out = tmp_path / "my store"  # a path with a space must survive the copy-paste
+    assert main(["data", "videos", "convert", str(folder), "--out", str(out), "--size", str(SIZE),
+                 "--no-progress"]) == 0
+    line = [s for s in capsys.readouterr().out.splitlines() if s.strip().startswith("srvp train")][0]
+    argv = shlex.split(line)
+    assert argv[:2] == ["srvp", "train"] and argv[argv.index("--data-dir") + 1] == str(out)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cfg = build_config(parser.parse_args(argv[2:]))
+    assert cfg.data.dataset == "videos" and cfg.train.steps * cfg.train.batch_size <= 10_000 * 16

@@ -408,3 +408,17 @@ def test_interpolate_command(checkpoint, tmp_path, capsys):
     video = mp4_frames(out / "interpolation.mp4")
     assert video.shape == (COND + HORIZON, S + 4, 2 + 5 * CELL, 3)  # A, 3 trajectories, B
     assert np.asarray(Image.open(out / "grid.png")).shape[0] == 2 + (3 + 4) * CELL
+
+
+def test_predictor_takes_frames_as_image_readers_return_them(tmp_path):
+    """imageio gives (T, H, W, C) or (T, H, W) uint8 arrays: the same frames in any of the layouts predict the same."""
+    predictor = Predictor.from_checkpoint(save_tiny_checkpoint(tmp_path / "c.pt"), device="cpu")
+    rng = np.random.default_rng(0)
+    grey = (rng.random((4, 64, 64)) * 255).astype(np.uint8)
+    layouts = [grey, grey[..., None], grey[:, None], np.repeat(grey[..., None], 3, axis=-1)]
+    outputs = []
+    for frames in layouts:
+        torch.manual_seed(0)
+        outputs.append(predictor.predict(frames, horizon=2))
+    for out in outputs[1:]:
+        torch.testing.assert_close(out, outputs[0])

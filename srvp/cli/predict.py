@@ -1,9 +1,10 @@
 """``srvp predict``: the possible futures of a user's clip, at the training frame rate or higher, plus the content
 swap (figure 8) and latent interpolation (figure 9) of the paper.
 
-The clip (video file, GIF, folder of frames or ``.npy``) is resized to the model's frames. ``--cond-frames K``
-conditioning frames are taken at ``--start`` (default: the last ``K + horizon`` frames when the clip is that long,
-so the frames after the conditioning ones are the ground truth, else its last ``K`` frames). Outputs in ``--out``:
+The clip (video file, GIF, folder of frames or ``.npy``) is centre-cropped to a square and resized to the model's
+frames. ``--cond-frames K`` conditioning frames are taken at ``--start`` (default: the last ``K + horizon`` frames
+when the clip is that long, so the frames after the conditioning ones are the ground truth, else its last ``K``
+frames). Outputs in ``--out``:
 
 - ``sample_XX.gif|mp4`` (one per sample: conditioning frames then the sample), or with ``--side-by-side`` one
   ``samples.gif|mp4`` with the ground truth and every sample next to each other;
