@@ -201,7 +201,7 @@ def test_prepare_converts_dtype_size_and_channels(predictor):
     with pytest.raises(DataError, match=r"\[0, 1\]"):
         predictor.prepare(torch.full((1, 3, 1, S, S), 2.0))
     with pytest.raises(DataError, match="expected clips"):
-        predictor.prepare(torch.zeros(3, S, S))
+        predictor.prepare(torch.zeros(S, S))  # one frame is not a clip ((T, H, W) grey frames are)
 
 
 def test_predict_shapes_and_intermediate_states(predictor):
@@ -422,3 +422,43 @@ def test_predictor_takes_frames_as_image_readers_return_them(tmp_path):
         outputs.append(predictor.predict(frames, horizon=2))
     for out in outputs[1:]:
         torch.testing.assert_close(out, outputs[0])
+
+
+def _listing(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_outputs_are_whole_or_absent_and_never_stale(checkpoint, tmp_path, monkeypatch, capsys):
+    clip = tmp_path / "clip.npy"
+    np.save(clip, moving_square(8)[..., 0])
+    out = tmp_path / "pred"
+    base = ["predict", "--checkpoint", str(checkpoint), "--input", str(clip), "--out", str(out), "--horizon", "2",
+            "--cond-frames", "2"]
+    assert main([*base, "--samples", "3"]) == 0
+    assert {"sample_00.gif", "sample_02.gif", "summary.json"} <= set(_listing(out))
+    assert main([*base, "--samples", "1"]) == 0  # again into the same folder: only the new run's files
+    assert sorted(_listing(out)) == ["grid.png", "sample_00.gif", "summary.json"]
+    before = _listing(out)
+
+    import srvp.visualization as video
+
+    calls = []
+    original = video.write_video
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(video, "write_video", interrupted)
+    assert main([*base, "--samples", "3"]) == 130  # Ctrl-C after the first video
+    assert _listing(out) == before  # the previous outputs, untouched
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]  # no staging folder left
+    monkeypatch.setattr(video, "write_video", original)
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    assert main([*base[:-4], "--out", str(mine)]) == 2
+    assert "holds other files" in capsys.readouterr().err and (mine / "notes.txt").read_text() == "keep me"

@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 
 from srvp.config import PRECISIONS, parse_dt
-from srvp.errors import ConfigError, DataError
+from srvp.errors import ConfigError, DataError, SrvpError
 from srvp.runtime import resolve_device, tune_glibc_malloc
 
 NAME = "evaluate"
@@ -120,6 +120,9 @@ def _check_output_dir(out_dir: Path) -> None:
         raise ConfigError(f"{existing}: exists and is not a directory (--out {out_dir})")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{existing}: no permission to write there (--out {out_dir})")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "results.json").exists():
+        raise ConfigError(f"{out_dir}: the folder holds other files (no results.json of an earlier evaluation); "
+                          f"choose a new or empty folder for --out")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -182,9 +185,16 @@ def run(args: argparse.Namespace) -> int:
                                 networks=networks, fvd_batch_size=args.fvd_batch_size, meta=meta)
         result.skipped.update(skipped)
         if rank == 0:
-            paths = write_report(result, out_dir, train_seq_len=cfg.data.seq_len)
+            from srvp.files import staged_output_dir
+
+            try:  # every file to a staging folder that replaces out_dir at the end: a report whole or absent
+                with staged_output_dir(out_dir, "results.json") as stage:
+                    paths = write_report(result, stage, train_seq_len=cfg.data.seq_len)
+            except OSError as e:
+                raise SrvpError(f"{out_dir}: cannot write the report ({e.strerror or e}); nothing was written") \
+                    from None
             print(markdown_table(result))
-            print(f"wrote {', '.join(str(p) for p in paths.values())}")
+            print(f"wrote {', '.join(str(out_dir / p.name) for p in paths.values())}")
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()

@@ -282,6 +282,7 @@ def _interpolate(args, predictor, clip, out: Path) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from srvp.api import Predictor
+    from srvp.files import staged_output_dir
     from srvp.io import read_clip
     from srvp.training.checkpoint import atomic_write_text
 
@@ -290,15 +291,18 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("predictions") / Path(args.input).stem
     torch.manual_seed(args.seed)
     try:
-        if args.swap_content:
-            summary = _swap(args, predictor, clip, out)
-        elif args.interpolate:
-            summary = _interpolate(args, predictor, clip, out)
-        else:
-            summary = _predict(args, predictor, clip, out)
-        summary = {"checkpoint": str(args.checkpoint), "input": str(args.input), **summary}
-        atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+        # every file goes to a staging folder that replaces --out at the end: outputs whole or absent
+        with staged_output_dir(out, "summary.json") as stage:
+            if args.swap_content:
+                summary = _swap(args, predictor, clip, stage)
+            elif args.interpolate:
+                summary = _interpolate(args, predictor, clip, stage)
+            else:
+                summary = _predict(args, predictor, clip, stage)
+            summary = {"checkpoint": str(args.checkpoint), "input": str(args.input), **summary}
+            atomic_write_text(stage / "summary.json", json.dumps(summary, indent=1) + "\n")
     except OSError as e:
-        raise SrvpError(f"{e.filename or out}: cannot write the outputs ({e.strerror or e})") from None
+        where = out if e.filename is None or ".partial-" in str(e.filename) else e.filename
+        raise SrvpError(f"{where}: cannot write the outputs ({e.strerror or e}); nothing was written") from None
     print(f"wrote {', '.join(summary['files'])} and summary.json to {out}")
     return 0
