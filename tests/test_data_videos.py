@@ -140,7 +140,21 @@ def test_train_and_test_subfolders(tmp_path):
     assert [n for n, _ in splits["test"]] == [n for n, _ in splits["val"]] == ["z.avi"]
     cfg = DataConfig(dataset="videos", data_dir=str(tmp_path), video_size=SIZE, video_channels=1, seq_len=4,
                      test_seq_len=10, test_sequences=2)
-    assert load_test_set(cfg).shape == (2, 10, 1, SIZE, SIZE)
+    # one 10-frame test video holds one distinct 10-frame window: one clip, not the same clip twice, and warnings
+    with pytest.warns(UserWarning) as warned:
+        assert load_test_set(cfg).shape == (1, 10, 1, SIZE, SIZE)
+    text = " ".join(str(w.message) for w in warned)
+    assert "only 1 distinct 10-frame windows; using 1 clips, not 2" in text and "from 1 video(s)" in text
+
+
+def test_test_clips_are_distinct_windows(tmp_path):
+    write_video(tmp_path / "test" / "z.avi", make_frames(2, 12), "mpeg4")
+    write_video(tmp_path / "train" / "x.avi", make_frames(0, 12), "mpeg4")
+    cfg = DataConfig(dataset="videos", data_dir=str(tmp_path), video_size=SIZE, video_channels=1, seq_len=4,
+                     test_seq_len=4, test_sequences=100)
+    with pytest.warns(UserWarning, match="only 9 distinct"):
+        clips = load_test_set(cfg)
+    assert len(clips) == 9 and len({c.tobytes() for c in clips}) == 9
 
 
 def test_bad_inputs_are_one_line_errors_naming_the_file(tmp_path, capsys):

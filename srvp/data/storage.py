@@ -21,6 +21,7 @@ import os
 import shutil
 import struct
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -284,17 +285,36 @@ class StoreClipDataset(ClipDataset):
         return self.store.clip(video, start, self.seq_len)
 
 
-def fixed_clips(store: FrameTable, videos: Sequence[int], count: int, length: int, seed: int) -> np.ndarray:
-    """``count`` clips of ``length`` frames from random ``videos`` of ``store`` (random starts), drawn from
-    ``seed``: uint8 ``(count, length, C, H, W)``. Used for validation sets."""
+FEW_VIDEOS = 5  # a split with fewer videos than this gets a warning: its intervals describe those videos only
+
+
+def fixed_clips(store: FrameTable, videos: Sequence[int], count: int, length: int, seed: int,
+                what: str = "validation") -> np.ndarray:
+    """Up to ``count`` distinct clips of ``length`` frames from ``videos`` of ``store`` (random (video, start)
+    windows drawn without replacement from ``seed``): uint8 ``(N, length, C, H, W)``, ordered by video and start.
+
+    When the videos hold fewer distinct windows than ``count``, all of them are returned (never a window twice,
+    which would shrink the confidence intervals without adding information), with a warning; so is a split of
+    fewer than :data:`FEW_VIDEOS` videos, whose scores describe those videos rather than videos in general."""
     candidates = [v for v in videos if store.lengths[v] >= length]
     if not candidates:
-        raise DataError(f"{store.dir}: no held-out video has {length} frames for validation clips")
+        raise DataError(f"{store.dir}: no held-out video has {length} frames for {what} clips")
+    starts = np.array([store.lengths[v] - length + 1 for v in candidates], dtype=np.int64)
+    total = int(starts.sum())
     rng = np.random.default_rng(seed)
-    out = np.empty((count, length, *store.frame_shape), dtype=np.uint8)
-    for n in range(count):
-        v = candidates[rng.integers(len(candidates))]
-        out[n] = store.clip(v, int(rng.integers(store.lengths[v] - length + 1)), length)
+    chosen = np.sort(rng.choice(total, size=min(count, total), replace=False))
+    first = np.concatenate([[0], np.cumsum(starts)[:-1]])
+    which = np.searchsorted(first, chosen, side="right") - 1
+    if total < count:
+        warnings.warn(f"{store.dir}: the {what} videos hold only {total} distinct {length}-frame windows; using "
+                      f"{total} clips, not {count}", stacklevel=2)
+    if len(candidates) < FEW_VIDEOS:
+        warnings.warn(f"{store.dir}: the {what} clips come from {len(candidates)} video(s): their scores describe "
+                      f"these videos, not videos in general (add videos to the split for a fair estimate)",
+                      stacklevel=2)
+    out = np.empty((len(chosen), length, *store.frame_shape), dtype=np.uint8)
+    for n, (i, c) in enumerate(zip(which, chosen)):
+        out[n] = store.clip(candidates[i], int(c - first[i]), length)
     return out
 
 

@@ -237,12 +237,12 @@ def build_train(cfg: DataConfig, seed: int) -> StoreClipDataset:
 
 def load_val(cfg: DataConfig, seed: int) -> np.ndarray:
     store = open_split(cfg, "val")
-    return fixed_clips(store, range(len(store)), cfg.val_sequences, cfg.test_seq_len, VAL_SEED)
+    return fixed_clips(store, range(len(store)), cfg.val_sequences, cfg.test_seq_len, VAL_SEED, "validation")
 
 
 def load_test(cfg: DataConfig) -> np.ndarray:
     store = open_split(cfg, "test")
-    return fixed_clips(store, range(len(store)), cfg.test_sequences, cfg.test_seq_len, TEST_SEED)
+    return fixed_clips(store, range(len(store)), cfg.test_sequences, cfg.test_seq_len, TEST_SEED, "test")
 
 
 register("videos", DatasetSpec(train=build_train, val=load_val, test=load_test))
