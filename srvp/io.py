@@ -7,13 +7,14 @@ the source; :func:`fit_frames` converts grey/colour and resizes them to a model'
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from srvp.errors import DataError
+from srvp.errors import ConfigError, DataError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -68,21 +69,52 @@ def _to_tchw(frames: np.ndarray, path: Path) -> np.ndarray:
     return frames[:, :3] if frames.shape[1] == 4 else frames
 
 
-def _read_images(files: list[Path], where: Path) -> np.ndarray:
-    import imageio.v3 as iio
+def read_image(path: str | Path) -> np.ndarray:
+    """One frame image as ``(H, W, C)`` float32 in [0, 1], C = 1 (grey) or 3 (colour): the one decoder of image
+    files for every reader (``srvp predict``, ``srvp data videos``), so that all see the same pixels.
 
-    frames = []
-    for f in files:
-        try:
-            image = iio.imread(f)
-        except Exception as e:  # imageio raises many types for unreadable files
-            raise DataError(f"{f}: not a readable image ({str(e).strip().splitlines()[0][:120] if str(e) else e!r})"
-                            ) from None
-        if image.ndim == 2:
-            image = image[..., None]
-        if image.ndim != 3:
-            raise DataError(f"{f}: expected a single image, got an array of shape {image.shape}")
-        frames.append(image)
+    Pillow decodes the file; every mode is scaled by its own range: 8-bit grey/colour by 255, 16-bit grey
+    (``I;16*``, and ``I`` holding values up to 65535) by 65535, 1-bit as 0/1, float (``F``) kept if in [0, 1];
+    alpha is dropped (``LA`` -> grey, ``RGBA`` -> colour), palettes (``P``, ``PA``) and other colour spaces
+    (CMYK, YCbCr, LAB, HSV) become RGB. Anything unreadable is a :class:`DataError` naming the file."""
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode = image.mode
+            if mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa", "La"):
+                image = image.convert("RGBA" if mode in ("P", "PA") else "RGB")
+                mode = image.mode
+            array = np.asarray(image)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise DataError(f"{path}: not a readable image ({reason})") from None
+    if mode.startswith("I;16") or mode == "I":
+        values = array.astype(np.int64)
+        if values.min() < 0 or values.max() > 65535:
+            raise DataError(f"{path}: 32-bit integer pixels outside 0..65535 (mode {mode}); save 8- or 16-bit images")
+        array = (values.astype(np.float32) / 65535.0)[..., None]
+    elif mode == "F":
+        array = _scale_to_unit(array.astype(np.float32), path)[..., None]
+    elif mode == "1":
+        array = array.astype(np.float32)[..., None]
+    elif array.dtype == np.uint8:
+        array = array.astype(np.float32) / 255.0
+        if array.ndim == 2:
+            array = array[..., None]
+        elif mode == "LA":
+            array = array[..., :1]
+        else:
+            array = array[..., :3]
+    else:
+        raise DataError(f"{path}: unsupported image mode {mode}")
+    return np.ascontiguousarray(array)
+
+
+def _read_images(files: list[Path], where: Path) -> np.ndarray:
+    frames = [read_image(f) for f in files]
     shapes = {im.shape for im in frames}
     if len(shapes) > 1:
         sizes = sorted(shapes)
@@ -91,23 +123,76 @@ def _read_images(files: list[Path], where: Path) -> np.ndarray:
 
 
 def _read_video(path: Path) -> np.ndarray:
+    """GIFs through imageio (palettes, per-frame sizes); every other video through :func:`decode_video`, which
+    refuses a truncated or corrupt file instead of returning the frames before the damage."""
+    if path.suffix.lower() != ".gif":
+        return decode_video(path, None, 3).transpose(0, 2, 3, 1)
     import imageio.v2 as imageio
 
     try:
-        if path.suffix.lower() == ".gif":
-            frames = np.stack(imageio.mimread(path, format="GIF", memtest=False))
-        else:
-            reader = imageio.get_reader(path, format="FFMPEG")
-            try:
-                frames = np.stack([frame for frame in reader])
-            finally:
-                reader.close()
-    except DataError:
-        raise
-    except Exception as e:  # imageio / ffmpeg raise many types for unreadable files
+        return np.stack(imageio.mimread(path, format="GIF", memtest=False))
+    except Exception as e:  # imageio raises many types for unreadable files
         msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise DataError(f"{path}: not a readable video ({msg})") from None
-    return frames
+
+
+def _video_size(path: Path) -> tuple[int, int]:
+    """(height, width) of a video's frames, from ffmpeg's reading of its header."""
+    import imageio_ffmpeg
+
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path))
+        meta = next(reader)
+        reader.close()
+        width, height = meta["size"]
+    except Exception as e:  # imageio_ffmpeg raises several types for unreadable files
+        msg = str(e).strip().splitlines()[-1][:160] if str(e).strip() else type(e).__name__
+        raise DataError(f"{path}: cannot decode video (truncated or corrupt?): {msg}") from None
+    return int(height), int(width)
+
+
+def decode_video(path: str | Path, size: int | None, channels: int = 3, crop: bool = True, fps: float | None = None,
+                 first_channel: bool = False) -> np.ndarray:
+    """Decode a video file with ffmpeg into uint8 ``(T, channels, size, size)`` (``size`` None: the frames as they
+    are, ``(T, channels, H, W)``): the one video decoder of every reader (``srvp predict``, ``srvp data``).
+
+    ``crop``: take the central square before resizing (else the whole frame is squashed to a square, as the
+    authors' KTH preprocessing does). ``fps``: resample to this frame rate (ffmpeg ``-r``). ``first_channel``
+    (grey only): decode to RGB and keep the red channel, as the authors do for KTH, instead of ffmpeg's grey
+    conversion. Raises :class:`DataError` naming the file if ffmpeg reports any decoding error (truncated or
+    corrupt file) or yields no frame.
+    """
+    import imageio_ffmpeg
+
+    path = Path(path)
+    if channels not in (1, 3):
+        raise ConfigError(f"video channels must be 1 or 3, got {channels}")
+    if size is None:
+        height, width = _video_size(path)
+        filters = ["null"]
+    else:
+        height = width = size
+        filters = ["crop=min(iw\\,ih):min(iw\\,ih)"] if crop else []
+        filters.append(f"scale={size}:{size}:flags=bicubic")
+    pix_fmt = "gray" if channels == 1 and not first_channel else "rgb24"
+    depth = 1 if pix_fmt == "gray" else 3
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-xerror", "-i", str(path), "-an", "-sn",
+           "-vf", ",".join(filters)]
+    if fps:
+        cmd += ["-r", f"{fps:g}"]
+    cmd += ["-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
+    result = subprocess.run(cmd, capture_output=True, check=False)
+    if result.returncode != 0:
+        lines = [line.strip() for line in result.stderr.decode(errors="replace").splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"ffmpeg exit status {result.returncode}"
+        raise DataError(f"{path}: cannot decode video (truncated or corrupt?): {reason}")
+    frame_bytes = height * width * depth
+    if len(result.stdout) == 0 or len(result.stdout) % frame_bytes:
+        raise DataError(f"{path}: no complete video frame decoded")
+    frames = np.frombuffer(result.stdout, np.uint8).reshape(-1, height, width, depth)
+    if depth == 3 and channels == 1:
+        frames = frames[..., :1]
+    return np.ascontiguousarray(frames.transpose(0, 3, 1, 2))
 
 
 def read_clip(path: str | Path) -> torch.Tensor:

@@ -214,3 +214,92 @@ def test_the_printed_training_command_is_quoted_valid_and_short(folder, tmp_path
     add_arguments(parser)
     cfg = build_config(parser.parse_args(argv[2:]))
     assert cfg.data.dataset == "videos" and cfg.train.steps * cfg.train.batch_size <= 10_000 * 16
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One decoder for every reader of user media
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _modes(tmp_path: Path) -> dict[str, tuple[Path, np.ndarray]]:
+    """The same 8-bit grey picture saved in many image modes, with the grey values each should decode to."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    grey = (rng.random((20, 24)) * 255).astype(np.uint8)
+    out = {}
+    for name, image in {
+        "L": Image.fromarray(grey),
+        "LA": Image.fromarray(np.stack([grey, np.full_like(grey, 128)], -1), "LA"),
+        "RGBA": Image.fromarray(np.stack([grey] * 3 + [np.full_like(grey, 7)], -1), "RGBA"),
+        "P": Image.fromarray(grey).convert("P", palette=Image.Palette.ADAPTIVE, colors=256),
+        "I;16": Image.fromarray(grey.astype(np.uint16) * 257),  # 16-bit: 255 * 257 = 65535
+    }.items():
+        path = tmp_path / f"{name.replace(';', '_')}.png"
+        image.save(path)
+        with Image.open(path) as reread:
+            expected = np.asarray(reread.convert("RGB"))[..., 0] if name == "P" else grey
+        out[name] = (path, expected.astype(np.float32) / 255.0)
+    return out
+
+
+def test_every_image_mode_decodes_to_the_same_pixels(tmp_path):
+    from srvp.io import read_clip, read_image
+
+    for name, (path, expected) in _modes(tmp_path).items():
+        decoded = read_image(path)
+        grey = decoded[..., 0] if decoded.shape[-1] == 1 else decoded @ np.array([0.299, 0.587, 0.114], np.float32)
+        np.testing.assert_allclose(grey, expected, atol=1 / 255 + 1e-6, err_msg=name)
+    # a folder of 16-bit frames: the store and predict's reader agree (it used to convert to white)
+    folder = tmp_path / "videos" / "deep"
+    folder.mkdir(parents=True)
+    from PIL import Image
+
+    frames = make_frames(0, 6)[..., 0]
+    for t, frame in enumerate(frames):
+        Image.fromarray(frame.astype(np.uint16) * 257).save(folder / f"{t:02d}.png")
+    stored = read_frame_folder(folder, SIZE, channels=1, crop=False).astype(np.float32) / 255
+    direct = read_clip(folder).numpy()
+    assert stored.mean() < 0.9 and abs(stored.mean() - direct.mean()) < 0.02
+
+
+def test_a_rewritten_or_grown_frame_folder_is_converted_again(tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "videos" / "clip"
+    folder.mkdir(parents=True)
+    frames = make_frames(0, 6)[..., 0]
+    for t, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{t:02d}.bmp")
+    out = tmp_path / "store"
+    args = ["data", "videos", "convert", str(tmp_path / "videos"), "--out", str(out), "--size", str(SIZE),
+            "--channels", "1", "--no-progress"]
+    assert main(args) == 0 and main(args) == 0
+    assert "already converted, skipping" in capsys.readouterr().out
+    Image.fromarray(255 - frames[2]).save(folder / "02.bmp")  # same size on disk, new pixels
+    assert main(args) == 0
+    assert "skipping" not in capsys.readouterr().out
+    np.testing.assert_array_equal(VideoStore(out, "train").clip(0, 2, 1)[0, 0],
+                                  read_frame_folder(folder, SIZE, 1)[2, 0])
+    Image.fromarray(frames[0]).save(folder / "06.bmp")  # one more frame
+    assert main(args) == 0 and "skipping" not in capsys.readouterr().out
+    assert VideoStore(out, "train").lengths[0] == 7
+
+
+def test_a_truncated_video_is_refused_by_predict_as_by_convert(tmp_path, capsys):
+    from srvp.io import read_clip
+
+    clip = tmp_path / "clip.mp4"
+    frames = np.concatenate([make_frames(3, 15)] * 4)  # 60 frames
+    import imageio.v2 as imageio
+
+    writer = imageio.get_writer(clip, format="FFMPEG", fps=10, codec="libx264", pixelformat="yuv420p",
+                                macro_block_size=1, ffmpeg_params=["-movflags", "+faststart"])
+    for frame in frames:
+        writer.append_data(frame)
+    writer.close()
+    assert read_clip(clip).shape[0] == 60
+    clip.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    with pytest.raises(DataError, match="truncated or corrupt") as error:
+        read_clip(clip)
+    assert str(clip) in str(error.value) and "\n" not in str(error.value)

@@ -102,7 +102,7 @@ def _video(match: re.Match, path: Path, member: str | None) -> KthVideo:
 
 def decode(video: KthVideo) -> np.ndarray:
     """The video as uint8 ``(T, 1, 64, 64)``, preprocessed as the authors do."""
-    from srvp.data.videos import decode_video
+    from srvp.io import decode_video
 
     def run(path: Path) -> np.ndarray:
         return decode_video(path, FRAME_SIZE, channels=1, crop=False, fps=FRAME_RATE, first_channel=True)

@@ -16,6 +16,7 @@ A *store* is a directory with one sub-directory per split (``train``, ``test``, 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -319,8 +320,21 @@ def fixed_clips(store: FrameTable, videos: Sequence[int], count: int, length: in
 
 
 def source_fingerprint(files: Sequence[Path]) -> list[list[Any]]:
-    """Names and sizes of the source files: stored in ``meta.json`` so a re-run can tell it has nothing to do."""
-    return [[Path(f).name, Path(f).stat().st_size] for f in sorted(files, key=lambda p: Path(p).name)]
+    """What identifies the sources, stored in ``meta.json`` so that a re-run can tell it has nothing to do: for a
+    file its name, size and modification time; for a folder of frame images a SHA-256 of every file's name and
+    bytes (frames rewritten in place, or added, change it)."""
+    out: list[list[Any]] = []
+    for f in sorted((Path(p) for p in files), key=lambda p: p.name):
+        if f.is_dir():
+            h = hashlib.sha256()
+            for image in sorted(p for p in f.iterdir() if p.is_file()):
+                h.update(image.name.encode() + b"\0")
+                h.update(image.read_bytes())
+            out.append([f.name, "sha256", h.hexdigest()])
+        else:
+            stat = f.stat()
+            out.append([f.name, stat.st_size, stat.st_mtime_ns])
+    return out
 
 
 def format_report(report: dict[str, Any]) -> str:

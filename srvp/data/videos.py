@@ -21,7 +21,6 @@ Decoding goes through the ffmpeg binary that ``imageio-ffmpeg`` ships, called di
 from __future__ import annotations
 
 import argparse
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from srvp.data.storage import (
     source_fingerprint,
 )
 from srvp.errors import ConfigError, DataError
+from srvp.io import decode_video  # noqa: F401 (the one video decoder; re-exported for the dataset modules)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".gif", ".webm", ".mov", ".mkv", ".m4v")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -54,48 +54,13 @@ VAL_SEED, TEST_SEED = 1234, 4321
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def decode_video(path: str | Path, size: int, channels: int = 3, crop: bool = True, fps: float | None = None,
-                 first_channel: bool = False) -> np.ndarray:
-    """Decode a video file with ffmpeg into uint8 ``(T, channels, size, size)``.
-
-    ``crop``: take the central square before resizing (else the whole frame is squashed to a square, as the
-    authors' KTH preprocessing does). ``fps``: resample to this frame rate (ffmpeg ``-r``). ``first_channel``
-    (grey only): decode to RGB and keep the red channel, as the authors do for KTH, instead of ffmpeg's grey
-    conversion. Raises :class:`DataError` naming the file if ffmpeg reports any decoding error (truncated or
-    corrupt file) or yields no frame.
-    """
-    import imageio_ffmpeg
-
-    path = Path(path)
-    if channels not in (1, 3):
-        raise ConfigError(f"video channels must be 1 or 3, got {channels}")
-    filters = ["crop=min(iw\\,ih):min(iw\\,ih)"] if crop else []
-    filters.append(f"scale={size}:{size}:flags=bicubic")
-    pix_fmt = "gray" if channels == 1 and not first_channel else "rgb24"
-    depth = 1 if pix_fmt == "gray" else 3
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-xerror", "-i", str(path), "-an", "-sn",
-           "-vf", ",".join(filters)]
-    if fps:
-        cmd += ["-r", f"{fps:g}"]
-    cmd += ["-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
-    result = subprocess.run(cmd, capture_output=True, check=False)
-    if result.returncode != 0:
-        lines = [line.strip() for line in result.stderr.decode(errors="replace").splitlines() if line.strip()]
-        reason = lines[-1] if lines else f"ffmpeg exit status {result.returncode}"
-        raise DataError(f"{path}: cannot decode video (truncated or corrupt?): {reason}")
-    frame_bytes = size * size * depth
-    if len(result.stdout) == 0 or len(result.stdout) % frame_bytes:
-        raise DataError(f"{path}: no complete video frame decoded")
-    frames = np.frombuffer(result.stdout, np.uint8).reshape(-1, size, size, depth)
-    if depth == 3 and channels == 1:
-        frames = frames[..., :1]
-    return np.ascontiguousarray(frames.transpose(0, 3, 1, 2))
-
-
 def read_frame_folder(folder: str | Path, size: int, channels: int = 3, crop: bool = True) -> np.ndarray:
     """Read a folder of frame images (sorted by name) into uint8 ``(T, channels, size, size)``; every frame must
-    have the same size (else :class:`DataError` naming the first odd file)."""
+    have the same size (else :class:`DataError` naming the first odd file). Files are decoded by
+    :func:`srvp.io.read_image`, the decoder ``srvp predict`` uses too (16-bit, alpha, palettes scaled alike)."""
     from PIL import Image
+
+    from srvp.io import read_image
 
     folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -104,24 +69,20 @@ def read_frame_folder(folder: str | Path, size: int, channels: int = 3, crop: bo
     frames = []
     first_size = None
     for file in files:
-        try:
-            with Image.open(file) as image:
-                image.load()
-                if first_size is None:
-                    first_size = image.size
-                elif image.size != first_size:
-                    raise DataError(f"{file}: frame of {image.size[0]}x{image.size[1]} pixels in a folder of "
-                                    f"{first_size[0]}x{first_size[1]} frames (mixed sizes)")
-                image = image.convert("L" if channels == 1 else "RGB")
-                if crop:
-                    w, h = image.size
-                    side = min(w, h)
-                    left, top = (w - side) // 2, (h - side) // 2
-                    image = image.crop((left, top, left + side, top + side))
-                image = image.resize((size, size), Image.Resampling.BICUBIC)
-                array = np.asarray(image, dtype=np.uint8)
-        except (OSError, Image.DecompressionBombError) as e:  # the latter: a header declaring billions of pixels
-            raise DataError(f"{file}: unreadable image ({e})") from None
+        pixels = np.rint(read_image(file) * 255.0).astype(np.uint8)  # (H, W, 1 or 3), exact for 8-bit files
+        image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+        if first_size is None:
+            first_size = image.size
+        elif image.size != first_size:
+            raise DataError(f"{file}: frame of {image.size[0]}x{image.size[1]} pixels in a folder of "
+                            f"{first_size[0]}x{first_size[1]} frames (mixed sizes)")
+        image = image.convert("L" if channels == 1 else "RGB")
+        if crop:
+            w, h = image.size
+            side = min(w, h)
+            left, top = (w - side) // 2, (h - side) // 2
+            image = image.crop((left, top, left + side, top + side))
+        array = np.asarray(image.resize((size, size), Image.Resampling.BICUBIC), dtype=np.uint8)
         frames.append(array[None] if channels == 1 else array.transpose(2, 0, 1))
     return np.stack(frames)
 
@@ -189,7 +150,7 @@ def convert(source: str | Path, out: str | Path, size: int = 64, channels: int =
     for split in SPLITS:
         videos = splits[split]
         settings = {"kind": "videos", "root": str(source.resolve()), "size": size, "channels": channels,
-                    "files": source_fingerprint([p for _, p in videos if p.is_file()]),
+                    "files": source_fingerprint([p for _, p in videos]),
                     "videos": [name for name, _ in videos]}
         if not force and is_complete(out, split) and VideoStore(out, split).meta.get("source") == settings:
             print(f"{split}: already converted, skipping")
