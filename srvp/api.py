@@ -178,6 +178,7 @@ class Predictor:
         dt = self._check_dt(dt)
         x = self.prepare(frames)
         self._check_length(x, "frames")
+        self._check_memory(x.shape[0], n_samples, horizon * (euler_steps(dt) if keep_intermediate else 1))
         out = self.model.predict(x, horizon, n_samples=n_samples, dt=dt, use_mean=use_mean,
                                  keep_intermediate=keep_intermediate)
         return out.clamp(0.0, 1.0).cpu()
@@ -214,6 +215,7 @@ class Predictor:
                             f"(give 1 or {B})")
         if content.batch_size == 1 and B > 1:
             content = content.repeat(B)
+        self._check_memory(B, n_samples, dynamics.n_cond + horizon * (euler_steps(dt) if keep_intermediate else 1))
         if not self.model.config.content:
             raise ConfigError("swap_content needs a model with the content variable (content=true)")
         swapped = Conditioning(y1_params=dynamics.y1_params, posterior_z_params=dynamics.posterior_z_params,
@@ -273,6 +275,15 @@ class Predictor:
         states = self.model.rollout(y1, horizon, self.dt, use_mean=True)["y"]
         frames = self.model.decode(states, w, skips)
         return frames.reshape(B, n_steps, *frames.shape[1:]).clamp(0.0, 1.0).cpu()
+
+    def _check_memory(self, clips: int, n_samples: int, frames: int) -> None:
+        """Refuse, before allocating anything, a request whose frames cannot fit in memory (one line naming what to
+        lower), instead of an allocation error after minutes of work."""
+        from srvp.runtime import generation_bytes, require_memory
+
+        need = generation_bytes(self.model, clips, n_samples, frames)
+        require_memory(need, self.device, f"{clips} clip(s) x {n_samples} sample(s) x {frames} frame(s)",
+                       "the number of samples, the horizon or the frame rate (dt)")
 
     def _check_dt(self, dt: float | None) -> float:
         """``dt`` (default the training step) must be 1/n for an integer n."""

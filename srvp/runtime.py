@@ -70,3 +70,82 @@ def tune_glibc_malloc() -> bool:
         return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
     except (OSError, AttributeError):
         return False
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Memory guards: estimate what a request needs before allocating it
+# --------------------------------------------------------------------------------------------------------------------
+
+GIB = 1024 ** 3
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes that can still be allocated: the kernel's MemAvailable on CPU, free memory on a GPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def frame_activations(model: torch.nn.Module) -> tuple[int, int, int]:
+    """Per frame: (elements of every encoder and decoder layer output summed, the largest sum of two consecutive
+    decoder layer outputs, elements of a frame), measured by running the frame networks once on one frame."""
+    cfg = model.config
+    outputs: list[tuple[str, int]] = []
+
+    def hook(name):
+        def record(module, args, output):
+            if isinstance(output, torch.Tensor):
+                outputs.append((name, output.numel()))
+        return record
+
+    handles = [m.register_forward_hook(hook(name.split(".")[0])) for name, m in model.named_modules()
+               if name.startswith(("frame_encoder", "frame_decoder")) and not list(m.children())]
+    was_training = model.training
+    device = next(model.parameters()).device
+    try:
+        model.eval()
+        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            x = torch.zeros(1, 1, cfg.channels, cfg.frame_size, cfg.frame_size, device=device)
+            cond = model.condition(x.expand(1, max(cfg.content_frames, 2), *x.shape[2:]))
+            model.sample_futures(cond, 1)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    decoder = [n for name, n in outputs if name == "frame_decoder"]
+    per_frame_all = sum(n for _, n in outputs) // max(1, max(cfg.content_frames, 2) + 1)
+    pair = max((a + b for a, b in zip(decoder, decoder[1:])), default=sum(decoder))
+    return per_frame_all, pair, cfg.channels * cfg.frame_size * cfg.frame_size
+
+
+def require_memory(need: int, device: torch.device, what: str, lower: str, fraction: float = 0.8) -> None:
+    """Raise a one-line :class:`ConfigError` before any allocation when ``need`` bytes exceed ``fraction`` of what
+    the device has available (``what``: the request; ``lower``: the options to lower)."""
+    have = available_memory(device)
+    if need > fraction * have:
+        raise ConfigError(f"{what} needs about {need / GIB:.1f} GiB of memory, more than the {have / GIB:.1f} GiB "
+                          f"available; lower {lower}")
+
+
+def generation_bytes(model: torch.nn.Module, clips: int, samples: int, frames: int) -> int:
+    """Estimated peak bytes of drawing ``samples`` futures of ``frames`` frames for ``clips`` clips in one batch
+    (without gradients): two consecutive decoder activations per frame at once, plus the decoded frames kept in
+    float32 three times (output, clamp, copy)."""
+    _, pair, frame = frame_activations(model)
+    n = clips * samples * frames
+    return int(n * 4 * (1.5 * pair + 3 * frame))
+
+
+def training_bytes(model: torch.nn.Module, batch: int, frames: int) -> int:
+    """Estimated peak bytes of one training step: every frame-network activation saved for the backward pass and
+    its gradient (float32), plus weights, gradients and Adam's two moments."""
+    per_frame, _, _ = frame_activations(model)
+    params = sum(p.numel() for p in model.parameters())
+    return int(batch * frames * per_frame * 4 * 2 + params * 4 * 4)

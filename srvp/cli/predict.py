@@ -32,6 +32,8 @@ from srvp.config import euler_steps, parse_dt
 from srvp.errors import ConfigError, DataError, SrvpError
 
 NAME = "predict"
+# Bounds on work that would run for hours by mistake (a typo of a zero): far above any figure of the paper.
+MAX_SAMPLES, MAX_HORIZON = 1000, 10_000
 HELP = "predict the futures of a clip (video, GIF, folder of frames or .npy); content swap and interpolation"
 DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else HELP
 
@@ -133,8 +135,8 @@ def _check_common(args: argparse.Namespace, predictor) -> tuple[int, int, float,
     horizon = args.horizon if args.horizon is not None else max(1, data_cfg.test_seq_len - data_cfg.cond_frames)
     if cond < predictor.content_frames:
         raise ConfigError(f"--cond-frames {cond}: the model needs at least k={predictor.content_frames}")
-    if horizon < 1:
-        raise ConfigError(f"--horizon {horizon} must be positive")
+    if not 1 <= horizon <= MAX_HORIZON:
+        raise ConfigError(f"--horizon {horizon} must be between 1 and {MAX_HORIZON}")
     if not math.isfinite(args.fps) or args.fps <= 0 or args.fps > 1000 or args.scale < 1 or args.scale > 64:
         raise ConfigError(f"--fps {args.fps:g} must be a finite number in (0, 1000] and --scale {args.scale} an "
                           f"integer from 1 to 64")
@@ -157,8 +159,8 @@ def _write(path: Path, frames, args: argparse.Namespace, fps: float, ncols: int 
 def _samples(args, default: int) -> int:
     """``--samples``, or the mode's default; it must be positive."""
     n_samples = default if args.samples is None else args.samples
-    if n_samples < 1:
-        raise ConfigError(f"--samples {n_samples} must be positive")
+    if not 1 <= n_samples <= MAX_SAMPLES:
+        raise ConfigError(f"--samples {n_samples} must be between 1 and {MAX_SAMPLES}")
     return n_samples
 
 

@@ -42,7 +42,7 @@ from srvp.config import RunConfig
 from srvp.data import build_train_dataset, load_val_set, to_float
 from srvp.errors import SrvpError
 from srvp.models import build_model
-from srvp.runtime import autocast_context, resolve_device, tune_glibc_malloc
+from srvp.runtime import autocast_context, require_memory, resolve_device, training_bytes, tune_glibc_malloc
 from srvp.training.checkpoint import (
     CheckpointManager,
     atomic_torch_save,
@@ -184,6 +184,10 @@ class Trainer:
             torch.cuda.set_device(self.device)
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg.model).to(self.device)
+        # refuse a batch that cannot fit before the first step allocates it (one line saying what to lower)
+        require_memory(training_bytes(self.model, cfg.train.batch_size, cfg.data.seq_len), self.device,
+                       f"a training step of {cfg.train.batch_size} clips x {cfg.data.seq_len} frames",
+                       "--batch-size, --seq-len or the model's sizes (--filters, --state-dim ...)")
         if self.world > 1 and self.device.type == "cuda":
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         if cfg.train.channels_last:
