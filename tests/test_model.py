@@ -201,3 +201,13 @@ def test_tiny_model_overfits_one_clip():
     final_loss, final_mse = float(loss["total"].detach()), mse
     assert final_mse < first[1] / 10, (first, final_mse)
     assert final_loss < first[0] / 5, (first, final_loss)
+
+
+def test_predict_returns_a_plain_tensor_unless_gradients_are_asked_for():
+    torch.manual_seed(0)
+    model = SRVP(tiny_model_config())
+    x = torch.rand(2, 3, 1, 64, 64)
+    futures = model.predict(x, horizon=2, n_samples=2)
+    assert not futures.requires_grad and futures.numpy().shape == (2, 2, 2, 1, 64, 64)
+    model.predict(x, horizon=2, requires_grad=True).sum().backward()
+    assert model.frame_decoder.blocks[-1].weight.grad is not None
