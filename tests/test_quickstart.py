@@ -14,7 +14,7 @@ def test_quickstart_writes_every_listed_file(tmp_path, capsys):
     out = tmp_path / "qs"
     assert main(["quickstart", "--out-dir", str(out), "--steps", "3", "--samples", "2", "--test-sequences", "2",
                  "--no-progress"]) == 0
-    for name in ("best.pt", "last.pt", "config.json", "samples.gif", "evaluation/results.md",
+    for name in ("best.pt", "last.pt", "config.json", "samples.gif", "samples.png", "evaluation/results.md",
                  "evaluation/results.json", "evaluation/per_step.png", "evaluation/per_step.csv",
                  "evaluation/per_sequence.csv"):
         assert (out / name).is_file(), name

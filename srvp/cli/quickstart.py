@@ -68,13 +68,16 @@ def run(args: argparse.Namespace) -> int:
                             meta={"checkpoint": str(run_dir / "best.pt"), "dataset": "smmnist (embedded digits)"})
     paths = write_report(result, run_dir / "evaluation", train_seq_len=cfg.data.seq_len)
 
-    print("[3/3] writing samples.gif")
+    print("[3/3] writing samples.gif and samples.png")
     gif = write_samples_gif(model, test[:4], cfg.data.cond_frames, args.samples, run_dir / "samples.gif",
                             seed=cfg.train.seed)
+    write_samples_png(model, test[:3], cfg.data.cond_frames, args.samples, run_dir / "samples.png",
+                      seed=cfg.train.seed)
     print()
     print(paths["markdown"].read_text())
     print(f"checkpoint: {run_dir / 'best.pt'}\nmetrics: {paths['markdown']} and {paths['json']}\n"
-          f"per-step plot: {paths.get('plot')}\nanimation: {gif}\ntensorboard: tensorboard --logdir "
+          f"per-step plot: {paths.get('plot')}\nanimation: {gif} (picture: {run_dir / 'samples.png'})\n"
+          f"tensorboard: tensorboard --logdir "
           f"{run_dir / 'tensorboard'}")
     return 0
 
@@ -87,6 +90,27 @@ def frame_captions(cond_frames: int, n_frames: int) -> list[tuple[str, tuple[int
     """One caption per frame of a clip: which frames the model saw and which it predicted."""
     return [(f"t={t + 1}: conditioning (seen)", CONDITIONING_COLOUR) if t < cond_frames
             else (f"t={t + 1}: predicted", PREDICTED_COLOUR) for t in range(n_frames)]
+
+
+def write_samples_png(model: torch.nn.Module, sequences, cond_frames: int, n_samples: int, path: Path,
+                      seed: int = 0) -> Path:
+    """Labelled picture: per test sequence a row of its frames (the first ``cond_frames`` are the conditioning
+    frames), then the best of ``n_samples`` samples (by PSNR) and one random sample under the predicted frames."""
+    from srvp.data import to_float
+    from srvp.evaluation.metrics import psnr
+    from srvp.visualization.video import save_grid_png
+
+    torch.manual_seed(seed)
+    x = to_float(torch.as_tensor(sequences))
+    with torch.inference_mode():
+        futures = model.predict(x[:, :cond_frames], x.shape[1] - cond_frames, n_samples=n_samples).clamp(0, 1)
+    scores = psnr(futures, x[:, cond_frames:].unsqueeze(1).expand_as(futures)).mean(-1)
+    rows, labels, offsets = [], [], []
+    for b in range(len(x)):
+        rows += [x[b], futures[b, scores[b].argmax()], futures[b, -1]]
+        labels += [f"clip {b + 1}: truth (1-{cond_frames}: seen)", f"best of {n_samples}", "random sample"]
+        offsets += [0, cond_frames, cond_frames]
+    return save_grid_png(path, rows, labels=labels, offsets=offsets)
 
 
 def write_samples_gif(model: torch.nn.Module, sequences, cond_frames: int, n_samples: int, path: Path,
