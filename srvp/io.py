@@ -89,7 +89,8 @@ def read_image(path: str | Path) -> np.ndarray:
                 mode = image.mode
             array = np.asarray(image)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        reason = str(e).strip().splitlines()[0].replace(f" '{path}'", "").replace(str(path), "the file")[:120] \
+            if str(e).strip() else type(e).__name__
         raise DataError(f"{path}: not a readable image ({reason})") from None
     if mode.startswith("I;16") or mode == "I":
         values = array.astype(np.int64)

@@ -380,7 +380,29 @@ case("npy-no-frames")(lambda t: npy_case(t, np.zeros((0, 64, 64), np.uint8), "th
 case("clip-single-image")(lambda t: npy_case(t, png_bytes(64, 64), "a single image is not a clip", suffix=".png"))
 case("clip-unknown-format")(lambda t: npy_case(t, b"frames", "unknown clip format", suffix=".txt"))
 case("video-garbage-mp4")(lambda t: npy_case(t, b"\x00\x00\x00\x18ftypmp42" + os.urandom(500),
-                                             "not a readable video", suffix=".mp4"))
+                                             "cannot decode video", suffix=".mp4"))
+case("video-half-faststart-mp4")(lambda t: npy_case(t, faststart_mp4_bytes()[:-3000], "cannot decode video",
+                                                    suffix=".mp4"))
+case("predict-samples-huge")(lambda t: predict_option_case(t, "--samples", "100000", fragments=("--samples 100000",)))
+case("predict-horizon-huge")(lambda t: predict_option_case(t, "--horizon", "99999999",
+                                                           fragments=("--horizon 99999999",)))
+
+
+def faststart_mp4_bytes() -> bytes:
+    """A 60-frame H.264 MP4 with its index first (+faststart): a truncated copy still starts like a whole file."""
+    import tempfile
+
+    import imageio.v2 as imageio
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "v.mp4"
+        writer = imageio.get_writer(path, format="FFMPEG", fps=10, codec="libx264", pixelformat="yuv420p",
+                                    macro_block_size=1, ffmpeg_params=["-movflags", "+faststart"])
+        rng = np.random.default_rng(0)
+        for _ in range(60):
+            writer.append_data((rng.random((64, 64)) * 255).astype(np.uint8))
+        writer.close()
+        return path.read_bytes()
 case("gif-zero-byte")(lambda t: npy_case(t, b"", "not a readable video", suffix=".gif"))
 case("gif-truncated")(lambda t: npy_case(t, gif_bytes()[:40], "not a readable video", suffix=".gif"))
 
@@ -506,9 +528,9 @@ case("videos-garbage-video-file")(lambda t: videos_case(
     t, lambda src: write(src / "clip.mp4", b"\x00\x00\x00\x18ftypmp42" + bytes(300)), "cannot decode video"))
 case("videos-frames-mixed-sizes")(lambda t: videos_case(t, lambda src: frame_folder(src, [16, 16, 12]), "mixed sizes"))
 case("videos-frame-not-an-image")(lambda t: videos_case(t, lambda src: frame_folder(src, [16, 16, 0]),
-                                                        "unreadable image"))
+                                                        "not a readable image"))
 case("videos-png-bomb-header")(lambda t: videos_case(t, lambda src: frame_folder(src, [16, 16, -1]),
-                                                     "unreadable image"))
+                                                     "not a readable image"))
 
 
 def frame_folder(source: Path, sizes: list[int]) -> Path:
