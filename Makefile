@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: quickstart test lint setup
+.PHONY: quickstart test lint setup browser
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,15 @@ setup: $(VENV)/.installed
 quickstart: $(VENV)/.installed
 	$(BIN)/srvp quickstart
 
-test: $(VENV)/.installed
+# Debian's chromium and chromedriver for the demo's browser test (installed when running as root, as CI does;
+# otherwise that one test is skipped with a reason naming the package)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "chromium/chromedriver missing and not root: the demo's browser test will be skipped"; fi; }
+
+test: $(VENV)/.installed browser
 	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 lint: $(VENV)/.installed

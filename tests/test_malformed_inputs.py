@@ -172,6 +172,7 @@ def checkpoint_case(tmp: Path, path: Path, *fragments: str, subprocess: bool = F
 
 def edited_checkpoint(tmp: Path, edit: Callable[[dict], None]) -> Path:
     state = torch.load(checkpoint(tmp), weights_only=True)
+    state.pop("digest", None)  # as another tool would write it: the checks below the checksum are the subject
     edit(state)
     path = tmp / "edited.pt"
     torch.save(state, path)
@@ -381,8 +382,8 @@ case("clip-single-image")(lambda t: npy_case(t, png_bytes(64, 64), "a single ima
 case("clip-unknown-format")(lambda t: npy_case(t, b"frames", "unknown clip format", suffix=".txt"))
 case("video-garbage-mp4")(lambda t: npy_case(t, b"\x00\x00\x00\x18ftypmp42" + os.urandom(500),
                                              "cannot decode video", suffix=".mp4"))
-case("video-half-faststart-mp4")(lambda t: npy_case(t, faststart_mp4_bytes()[:-3000], "cannot decode video",
-                                                    suffix=".mp4"))
+case("video-half-faststart-mp4")(lambda t: npy_case(t, (lambda b: b[:len(b) // 2])(faststart_mp4_bytes()),
+                                                    "cannot decode video", suffix=".mp4"))
 case("predict-samples-huge")(lambda t: predict_option_case(t, "--samples", "100000", fragments=("--samples 100000",)))
 case("predict-horizon-huge")(lambda t: predict_option_case(t, "--horizon", "99999999",
                                                            fragments=("--horizon 99999999",)))

@@ -292,7 +292,8 @@ def test_predict_gif_per_sample_grid_and_scores(checkpoint, predictor, tmp_path,
     summary = json.loads((out / "summary.json").read_text())
     start = 12 - COND - HORIZON  # the clip is long enough: its last COND + HORIZON frames, the last are truth
     assert summary["conditioning"] == [start, start + COND] and summary["ground_truth_frames"] == HORIZON
-    assert summary["files"] == ["sample_00.gif", "sample_01.gif", "sample_02.gif", "grid.png"]
+    assert summary["files"] == ["sample_00.gif", "sample_01.gif", "sample_02.gif", "grid.png", "per_step.png"]
+    assert (out / "per_step.png").read_bytes()[:4] == b"\x89PNG"
     for name in summary["files"][:3]:
         durations = gif_durations(out / name)  # Pillow merges identical frames; the timing stays
         assert sum(durations) == (COND + HORIZON) * 200
@@ -329,7 +330,8 @@ def test_predict_half_dt_side_by_side_mp4(checkpoint, tmp_path, capsys):
     run_cli(["predict", "--checkpoint", str(checkpoint), "--input", str(tmp_path / "clip.npy"), "--samples", "2",
              "--dt", "1/2", "--side-by-side", "--format", "mp4", "--out", str(out)], capsys)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["frames_per_sample"] == 2 * HORIZON and summary["files"] == ["samples.mp4", "grid.png"]
+    assert summary["frames_per_sample"] == 2 * HORIZON and summary["files"] == ["samples.mp4", "grid.png",
+                                                                                     "per_step.png"]
     video = mp4_frames(out / "samples.mp4")
     # truth panel + 2 samples; conditioning and truth frames held for 2 frames of the doubled rate
     assert video.shape == (2 * (COND + HORIZON), S + 4, 2 + 3 * CELL, 3)
@@ -437,7 +439,7 @@ def test_outputs_are_whole_or_absent_and_never_stale(checkpoint, tmp_path, monke
     assert main([*base, "--samples", "3"]) == 0
     assert {"sample_00.gif", "sample_02.gif", "summary.json"} <= set(_listing(out))
     assert main([*base, "--samples", "1"]) == 0  # again into the same folder: only the new run's files
-    assert sorted(_listing(out)) == ["grid.png", "sample_00.gif", "summary.json"]
+    assert sorted(_listing(out)) == ["grid.png", "per_step.png", "sample_00.gif", "summary.json"]
     before = _listing(out)
 
     import srvp.visualization as video

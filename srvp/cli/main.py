@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     "srvp.cli.evaluate",
     "srvp.cli.compare",
     "srvp.cli.pretrained",
+    "srvp.cli.demo",
 ]
 
 

@@ -121,6 +121,43 @@ def score_samples(samples: torch.Tensor, truth: torch.Tensor, steps_per_frame: i
     return per_frame.mean(dim=1).double().numpy()
 
 
+def per_step_plot(samples: torch.Tensor, truth: torch.Tensor, steps_per_frame: int, chosen: dict[str, int],
+                  path: Path) -> str:
+    """PNG of PSNR and SSIM against the predicted frame: the chosen samples (best, worst, random), the mean over all
+    samples and a blank frame, on the known ground-truth frames. Returns the file name."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from srvp.evaluation import metrics
+    from srvp.training.checkpoint import atomic_write_bytes
+
+    frames = samples[:, steps_per_frame - 1::steps_per_frame][:, :truth.shape[0]]
+    target = truth.unsqueeze(0).expand_as(frames)
+    t = np.arange(1, frames.shape[1] + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, (title, fn) in zip(axes, (("PSNR (dB) ↑", metrics.psnr), ("SSIM ↑", metrics.ssim))):
+        per_frame = fn(frames, target).double().numpy()  # (N, T)
+        for name, i in chosen.items():
+            ax.plot(t, per_frame[i], "-o", markersize=3, label=f"{name} sample (#{i})")
+        ax.plot(t, per_frame.mean(0), "--", color="grey", label=f"mean of {len(per_frame)} samples")
+        blank = fn(torch.zeros_like(truth), truth).double().numpy()
+        ax.plot(t, blank, ":", color="k", label="blank (black) frame")
+        ax.set_xlabel("predicted frame (after the conditioning frames)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path.name
+
+
 def hold(frames: torch.Tensor, n: int) -> torch.Tensor:
     """Repeat each frame ``n`` times, to show frames of the training rate next to ``n``-times faster ones."""
     return frames.repeat_interleave(n, dim=0) if n > 1 else frames
@@ -218,6 +255,8 @@ def _predict(args, predictor, clip, out: Path) -> dict:
     save_grid_png(out / "grid.png", rows, labels=labels, offsets=offsets, marks=marks if n > 1 else None,
                   scale=args.scale)
     summary["files"].append("grid.png")
+    if truth is not None:
+        summary["files"].append(per_step_plot(samples, truth, n, dict(chosen), out / "per_step.png"))
     return summary
 
 
@@ -284,11 +323,21 @@ def _interpolate(args, predictor, clip, out: Path) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from srvp.api import Predictor
+
+    predictor = Predictor.from_pretrained(args.checkpoint, device=args.device)
+    summary, out = predict_files(args, predictor)
+    print(f"wrote {', '.join(summary['files'])} and summary.json to {out}")
+    return 0
+
+
+def predict_files(args: argparse.Namespace, predictor) -> tuple[dict, Path]:
+    """Everything ``srvp predict`` does once the model is loaded (the web demo calls it too): read ``args.input``
+    with the safe readers, check the options, write the outputs into ``args.out`` whole or not at all. Returns the
+    summary and the output folder."""
     from srvp.files import staged_output_dir
     from srvp.io import read_clip
     from srvp.training.checkpoint import atomic_write_text
 
-    predictor = Predictor.from_pretrained(args.checkpoint, device=args.device)
     clip = predictor.prepare(read_clip(args.input), args.input)[0].cpu()  # (T, C, S, S)
     out = Path(args.out) if args.out else Path("predictions") / Path(args.input).stem
     torch.manual_seed(args.seed)
@@ -306,5 +355,4 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         where = out if e.filename is None or ".partial-" in str(e.filename) else e.filename
         raise SrvpError(f"{where}: cannot write the outputs ({e.strerror or e}); nothing was written") from None
-    print(f"wrote {', '.join(summary['files'])} and summary.json to {out}")
-    return 0
+    return summary, out
