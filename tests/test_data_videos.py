@@ -196,6 +196,11 @@ def test_short_training_run_on_user_videos(folder, tmp_path, converted):
                  "--val-interval", "2", "--val-sequences", "2", "--val-samples", "1", "--precision", "fp32",
                  "--out-dir", str(run_dir), "--no-progress"]) == 0
     assert (run_dir / "best.pt").is_file()
+    if converted:  # the report says how many videos the test clips come from
+        assert main(["evaluate", "--checkpoint", str(run_dir / "best.pt"), "--samples", "1", "--no-elbo",
+                     "--out", str(tmp_path / "eval"), "--no-progress"]) == 0
+        header = (tmp_path / "eval" / "results.md").read_text().splitlines()[0]
+        assert "(distinct windows of 1 video)" in header, header
 
 
 def test_the_printed_training_command_is_quoted_valid_and_short(folder, tmp_path, capsys):

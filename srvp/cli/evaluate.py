@@ -179,6 +179,10 @@ def run(args: argparse.Namespace) -> int:
             _check_output_dir(out_dir)  # before the evaluation, which can take hours, not after
         meta = {"checkpoint": str(args.checkpoint), "checkpoint_step": loaded.step,
                 "test_set": source, "dataset": cfg.data.dataset, "model": m.model, "world_size": world}
+        if cfg.data.dataset == "videos" and not args.test_set:
+            from srvp.data.videos import open_split
+
+            meta["test_videos"] = sum(1 for n in open_split(cfg.data, "test").lengths if n >= cond_frames + horizon)
         result = evaluate_model(model, sequences, cond_frames, n_samples=args.samples, dts=args.dt, metrics=metrics,
                                 horizon=horizon, batch_size=args.batch_size, precision=args.precision, device=device,
                                 seed=args.seed, progress=not args.no_progress, elbo=not args.no_elbo,

@@ -49,7 +49,9 @@ def markdown_table(result: EvalResult) -> str:
                     a = entry["metrics"][m][kind]
                     cells.append(interval_text(a["mean"], a["ci95"], m))
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    out = [f"# Evaluation: {summary['n_sequences']} sequences, {result.cond_frames} conditioning -> "
+    videos = summary["meta"].get("test_videos")
+    source = f" (distinct windows of {videos} video{'s' if videos != 1 else ''})" if videos else ""
+    out = [f"# Evaluation: {summary['n_sequences']} sequences{source}, {result.cond_frames} conditioning -> "
            f"{result.horizon} predicted frames, best of {result.n_samples} samples", "",
            "Mean ± 95% interval (1.96 std / sqrt(N), std with ddof = 0) over sequences of each sequence's score "
            "averaged over predicted frames. FVD: conditioning + first sample against conditioning + ground truth, "
