@@ -186,3 +186,16 @@ def test_the_page_in_a_browser_uploads_predicts_and_shows_the_results(checkpoint
         server.terminate()
         server.wait(timeout=30)
     assert (tmp_path / "demo.png").stat().st_size > 10_000
+
+
+def test_swap_and_interpolation_from_the_page(state, clip, tmp_path):
+    state.workdir.mkdir()
+    other = tmp_path / "other.npy"
+    np.save(other, moving_square(30, seed=3))
+    swapped = demo.swap_clips(state, "tiny", clip, other, cond_frames=3, horizon=2, seed=0)
+    assert {"swap.gif", "grid.png", "summary.json"} <= set(swapped["files"])
+    assert swapped["summary"]["mode"] == "swap-content"
+    paths = demo.interpolate_clips(state, "tiny", clip, other, cond_frames=3, horizon=2, steps=3)
+    assert {"interpolation.gif", "grid.png"} <= set(paths["files"]) and paths["summary"]["steps"] == 3
+    with pytest.raises(ConfigError, match="--steps 50"):
+        demo.interpolate_clips(state, "tiny", clip, other, cond_frames=3, horizon=2, steps=50)
