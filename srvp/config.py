@@ -369,7 +369,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                   "inference_hidden": 128, "forward_hidden": 128, "obs_scale": 0.25, "beta_z": 1.0},
         "data": {"dataset": "smmnist", "num_digits": 1, "seq_len": 10, "cond_frames": 5, "test_seq_len": 15,
                  "test_sequences": 100, "val_sequences": 32},
-        "train": {"steps": 5500, "decay_steps": 0, "lr_schedule": "cosine", "warmup_steps": 100, "lr": 3e-3,
+        "train": {"steps": 4200, "decay_steps": 0, "lr_schedule": "cosine", "warmup_steps": 100, "lr": 3e-3,
                   "ema_decay": 0.998, "batch_size": 16, "precision": "bf16", "channels_last": True,
                   "val_interval": 1000, "val_samples": 10, "checkpoint_interval": 500, "sample_interval": 1000,
                   "out_dir": "runs/quickstart"},
@@ -520,7 +520,8 @@ def apply_overrides(cfg: RunConfig | dict[str, Any], args: argparse.Namespace,
     for key, value in vars(args).items():
         if key.startswith("cfg__") and value is not None:
             _, section, name = key.split("__", 2)
-            if not isinstance(data.get(section), dict):
+            if section not in data:
                 data[section] = {}
-            data[section][name] = value
+            if isinstance(data[section], dict):  # a malformed section (not an object) is left for validation
+                data[section][name] = value
     return RunConfig.from_dict(data, source)
