@@ -263,8 +263,8 @@ def load_pretrained(name_or_path: str | Path, revision: str | None = None) -> Lo
         return _read_local(path)
     if _REPO_ID.match(text) and not text.startswith((".", "/")):
         return read_hub_folder(_download(text, revision))
-    raise CheckpointError(f"{text}: no such file or folder, and not a shipped model name; known names: "
-                          f"{_known_names()} (or a Hub repository id owner/name)")
+    raise CheckpointError(f"{text}: not found (no such file or folder) and not a shipped model name; known "
+                          f"names: {_known_names()} (or a Hub repository id owner/name)")
 
 
 __all__ = ["CARD_FILE", "CONFIG_FILE", "SHIPPED", "WEIGHTS_FILE", "Loaded", "ShippedModel", "available",

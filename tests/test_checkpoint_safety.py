@@ -53,6 +53,7 @@ def assert_one_line_error(rc: int, err: str, *fragments: str) -> None:
 def test_malicious_pickle_is_refused_without_running(tmp_path, clip_file, capsys):
     good = save_tiny_checkpoint(tmp_path / "good.pt")
     state = torch.load(good, weights_only=True)
+    state.pop("digest", None)  # edited below as another tool would: the checks under the checksum
     marker = tmp_path / "pwned"
     state["extra"] = {"note": MarkerPayload(marker)}
     evil = tmp_path / "evil.pt"
@@ -109,6 +110,7 @@ def test_missing_checkpoint(tmp_path, clip_file, capsys):
 def test_wrong_shapes_name_the_parameter(tmp_path, clip_file, capsys):
     path = save_tiny_checkpoint(tmp_path / "ckpt.pt")
     state = torch.load(path, weights_only=True)
+    state.pop("digest", None)  # edited below as another tool would: the checks under the checksum
     key = next(k for k, v in state["model"].items() if k.startswith("transition.") and v.ndim == 2)
     state["model"][key] = torch.zeros(state["model"][key].shape[0] + 1, state["model"][key].shape[1])
     bad = tmp_path / "reshaped.pt"
@@ -120,6 +122,7 @@ def test_wrong_shapes_name_the_parameter(tmp_path, clip_file, capsys):
 def test_config_that_does_not_match_the_weights(tmp_path, clip_file, capsys):
     path = save_tiny_checkpoint(tmp_path / "ckpt.pt")
     state = torch.load(path, weights_only=True)
+    state.pop("digest", None)  # edited below as another tool would: the checks under the checksum
     state["config"]["model"]["state_dim"] += 2
     bad = tmp_path / "mismatch.pt"
     torch.save(state, bad)
@@ -127,6 +130,7 @@ def test_config_that_does_not_match_the_weights(tmp_path, clip_file, capsys):
     assert_one_line_error(rc, err, str(bad), "do not match", "with other shapes")
 
     state = torch.load(path, weights_only=True)
+    state.pop("digest", None)  # edited below as another tool would: the checks under the checksum
     state["config"]["model"]["skip_connections"] = "maybe"
     invalid = tmp_path / "invalid.pt"
     torch.save(state, invalid)
@@ -137,6 +141,7 @@ def test_config_that_does_not_match_the_weights(tmp_path, clip_file, capsys):
 def test_missing_and_extra_parameters_and_nan(tmp_path):
     path = save_tiny_checkpoint(tmp_path / "ckpt.pt")
     state = torch.load(path, weights_only=True)
+    state.pop("digest", None)  # edited below as another tool would: the checks under the checksum
     dropped = sorted(state["model"])[0]
     del state["model"][dropped]
     state["model"]["surprise.weight"] = torch.zeros(1)
@@ -147,6 +152,7 @@ def test_missing_and_extra_parameters_and_nan(tmp_path):
     assert "1 missing" in str(info.value) and dropped in str(info.value) and "surprise.weight" in str(info.value)
 
     state = torch.load(path, weights_only=True)
+    state.pop("digest", None)  # edited below as another tool would: the checks under the checksum
     key = next(k for k, v in state["model"].items() if v.is_floating_point())
     state["model"][key] = torch.full_like(state["model"][key], float("nan"))
     nan = tmp_path / "nan.pt"
