@@ -41,7 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load_report, machine_summary  # noqa: E402
 
-from srvp.config import SECTIONS, RunConfig, _coerce, _field_type, preset  # noqa: E402
+from srvp.config import SECTIONS, RunConfig, apply_overrides, preset  # noqa: E402
 from srvp.data import load_test_set  # noqa: E402
 from srvp.errors import ConfigError, SrvpError  # noqa: E402
 from srvp.evaluation.protocol import evaluate_model  # noqa: E402
@@ -54,25 +54,24 @@ FIELDS = ["recipe", "minutes", "train_seconds", "step", "psnr_best", "psnr_best_
 
 
 def recipe_config(spec: str, run_root: Path) -> tuple[str, RunConfig]:
-    """``NAME=PRESET[,key=value ...]`` -> (name, validated config whose run folder is ``run_root/NAME``)."""
+    """``NAME=PRESET[,key=value ...]`` -> (name, validated config whose run folder is ``run_root/NAME``); the
+    overrides go through :func:`srvp.config.apply_overrides`, as ``srvp train --key value`` would."""
     if "=" not in spec:
         raise ConfigError(f"--recipe {spec!r}: expected NAME=PRESET[,key=value ...]")
     name, rest = spec.split("=", 1)
     parts = [p for p in rest.split(",") if p]
     if not name or not parts:
         raise ConfigError(f"--recipe {spec!r}: expected NAME=PRESET[,key=value ...]")
-    cfg = preset(parts[0])
-    data = cfg.to_dict()
     where = {f: s for s, cls in SECTIONS.items() for f in cls.__dataclass_fields__}
+    overrides = {f"cfg__{s}__{f}": None for f, s in where.items()}
     for item in parts[1:]:
         key, _, value = item.partition("=")
         if key not in where or not value:
             raise ConfigError(f"--recipe {name}: {item!r} is not key=value with a configuration key")
-        section_cls = SECTIONS[where[key]]
-        data[where[key]][key] = _coerce(value, _field_type(section_cls, section_cls.__dataclass_fields__[key]),
-                                        f"--recipe {name}: {key}")
-    data["train"].update(out_dir=str(run_root / name), val_interval=0, sample_interval=0)
-    return name, RunConfig.from_dict(data, f"--recipe {name}")
+        overrides[f"cfg__{where[key]}__{key}"] = value
+    overrides["cfg__train__out_dir"] = str(run_root / name)
+    overrides["cfg__train__val_interval"] = overrides["cfg__train__sample_interval"] = "0"
+    return name, apply_overrides(preset(parts[0]), argparse.Namespace(**overrides), f"--recipe {name}")
 
 
 def scores_row(result, recipe: str, minutes: float, seconds: float, step: int) -> dict[str, float | str | int]:

