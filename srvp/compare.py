@@ -42,8 +42,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any] | None]] = {
     "deterministic": ("SRVP - deterministic (no z)", {"transition": "deterministic"}),
     "no-content": ("SRVP - no content variable", {"content": False, "skip_connections": False}),
     "svg": ("SVG-LP", None),
+    "half-dt": ("SRVP (residual), trained with Δt = 1/2", {"transition": "residual", "dt": 0.5}),
 }
-DEFAULT_MODELS = tuple(VARIANTS)
+DEFAULT_MODELS = ("srvp", "mlp", "gru", "deterministic", "no-content", "svg")
 SVG_LR = 2e-3  # Denton & Fergus's Adam learning rate (edenton/svg, train_svg_lp.py)
 
 
@@ -78,14 +79,16 @@ def variant_config(base_name: str, variant: str) -> RunConfig:
 
 
 def apply_budget(cfg: RunConfig, steps: int | None, out_dir: Path) -> RunConfig:
-    """``cfg`` trained for ``steps`` steps (learning-rate decay over the same fraction of the run as the preset's),
-    writing to ``out_dir``."""
+    """``cfg`` trained for ``steps`` steps, writing to ``out_dir``: linear decay over the same fraction of the run
+    as the preset's; the warm-up keeps its length in steps (it tames Adam's first updates, whatever the budget) up
+    to a third of the run."""
     train = cfg.train
     if steps is not None:
         if steps < 1:
             raise ConfigError(f"--steps={steps} must be positive")
         decay = round(steps * train.decay_steps / train.steps)
         train = dataclasses.replace(train, steps=steps, decay_steps=decay,
+                                    warmup_steps=min(train.warmup_steps, steps // 3),
                                     checkpoint_interval=min(train.checkpoint_interval, steps))
     cfg = RunConfig(model=cfg.model, data=cfg.data, train=dataclasses.replace(train, out_dir=str(out_dir)))
     cfg.validate(str(out_dir))
@@ -101,6 +104,24 @@ class TrainedModel:
     checkpoint: Path
     train_seconds: float | None = None  # None for given checkpoints
     info: dict[str, Any] = field(default_factory=dict)
+    model: str = ""  # the variant (``name`` without its seed); empty: ``name``
+    seed: int | None = None  # training seed when the comparison trains several
+
+    def __post_init__(self) -> None:
+        self.model = self.model or self.name
+
+
+def training_units(model: str, seeds: Sequence[int] | None) -> list[tuple[str, int | None]]:
+    """``(run name, training seed)`` of each run of ``model``: the model's name with the preset's seed, or
+    ``<model>-seed<k>`` per seed of ``seeds``."""
+    return [(model, None)] if seeds is None else [(f"{model}-seed{s}", s) for s in seeds]
+
+
+def seeded(cfg: RunConfig, seed: int | None) -> RunConfig:
+    """``cfg`` with training seed ``seed`` (initial weights, training clips and draws); ``None`` keeps it."""
+    if seed is None:
+        return cfg
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
 
 
 def train_with_budget(cfg: RunConfig, seconds: float | None, progress: bool) -> tuple[Path, float]:
@@ -186,7 +207,8 @@ def run_comparison(base_name: str, out_dir: str | Path, models: Sequence[str] = 
                    checkpoints: dict[str, str] | None = None, steps: int | None = None,
                    seconds: float | None = None, n_samples: int = 20, test_sequences: int | None = None,
                    precision: str = "fp32", device: str = "cpu", seed: int = 0, cost_batch: int = 16,
-                   cost_samples: int = 10, progress: bool = True, command: str = "", note: str = "") -> dict:
+                   cost_samples: int = 10, progress: bool = True, command: str = "", note: str = "",
+                   seeds: Sequence[int] | None = None, train_only: bool = False) -> dict:
     """Train (or load) every model, evaluate them identically and write the comparison files; returns the summary
     that ``comparison.json`` holds."""
     from srvp.data import load_test_set
@@ -205,8 +227,10 @@ def run_comparison(base_name: str, out_dir: str | Path, models: Sequence[str] = 
         raise ConfigError(f"--seconds={seconds} must be positive")
     out = Path(out_dir)
     base = preset(base_name)
-    configs = {n: apply_budget(variant_config(base_name, n), steps, out / "runs" / n)
-               for n in names if n not in checkpoints}
+    if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
+        raise ConfigError(f"--seeds {','.join(map(str, seeds))}: give distinct training seeds")
+    configs = {unit: apply_budget(seeded(variant_config(base_name, n), seed), steps, out / "runs" / unit)
+               for n in names if n not in checkpoints for unit, seed in training_units(n, seeds)}
     for name, path in checkpoints.items():
         if not Path(path).is_file():
             raise ConfigError(f"{path}: checkpoint file of model {name!r} not found")
@@ -221,9 +245,12 @@ def run_comparison(base_name: str, out_dir: str | Path, models: Sequence[str] = 
         if name in checkpoints:
             trained.append(TrainedModel(name, label, Path(checkpoints[name])))
             continue
-        print(f"compare: training {label} ({name}) in {configs[name].train.out_dir}")
-        ckpt, elapsed = train_with_budget(configs[name], seconds, progress)
-        trained.append(TrainedModel(name, label, ckpt, elapsed))
+        for unit, seed in training_units(name, seeds):
+            print(f"compare: training {label} ({unit}) in {configs[unit].train.out_dir}")
+            ckpt, elapsed = train_with_budget(configs[unit], seconds, progress)
+            trained.append(TrainedModel(unit, label, ckpt, elapsed, model=name, seed=seed))
+    if train_only:
+        return {"trained": [dataclasses.asdict(tm) | {"checkpoint": str(tm.checkpoint)} for tm in trained]}
 
     records = []
     results = {}

@@ -36,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "may also be a new label)")
     parser.add_argument("--steps", type=int, help="training steps per model (default: the preset's)")
     parser.add_argument("--seconds", type=float, help="wall-clock training budget per model, in seconds")
+    parser.add_argument("--seeds", help="comma-separated training seeds: each model is trained once per seed "
+                                        "(runs <model>-seed<k>) and the table's intervals include the spread "
+                                        "between seeds (default: the preset's seed, one run per model)")
+    parser.add_argument("--train-only", action="store_true",
+                        help="train (or resume) the runs and stop before the evaluation")
     parser.add_argument("--samples", type=int, default=20, help="futures per test sequence (best of N)")
     parser.add_argument("--test-sequences", type=int, help="evaluate on the first N test sequences (default: all)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
@@ -72,11 +77,21 @@ def run(args: argparse.Namespace) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
         raise ConfigError(f"--seconds {args.seconds:g} must be a positive finite number")
+    seeds = None
+    if args.seeds is not None:
+        try:
+            seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers") from None
     summary = run_comparison(
         args.preset, args.out_dir, models=models, checkpoints=parse_checkpoints(args.checkpoint), steps=args.steps,
         seconds=args.seconds, n_samples=args.samples, test_sequences=args.test_sequences, precision=args.precision,
         device=args.device, seed=args.seed, cost_batch=args.cost_batch, cost_samples=args.cost_samples,
-        progress=not args.no_progress, command=_command_line(), note=args.note)
+        progress=not args.no_progress, command=_command_line(), note=args.note, seeds=seeds,
+        train_only=args.train_only)
+    if args.train_only:
+        print(f"compare: {len(summary['trained'])} runs trained in {args.out_dir}/runs")
+        return 0
     print(f"compare: wrote {args.out_dir}/comparison.md and per_step.png")
     for r in summary["models"]:
         print(f"  {r['label']:30s} best-of-{summary['n_samples']} PSNR {r['psnr']['best']['mean']:6.2f} ± "
