@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -32,7 +33,14 @@ import numpy as np
 import torch
 
 from srvp.config import PRESETS, ModelConfig, RunConfig, preset
-from srvp.errors import ConfigError
+from srvp.data import load_test_set, to_float
+from srvp.errors import ConfigError, DataError
+from srvp.evaluation import EvalResult, evaluate_model, read_scores, write_report
+from srvp.evaluation.metrics import confidence_interval, psnr
+from srvp.evaluation.protocol import dt_label
+from srvp.training.checkpoint import CheckpointManager, atomic_write_bytes, atomic_write_text, load_model
+from srvp.training.trainer import Trainer
+from srvp.visualization import save_grid_png
 
 #: name -> (label in tables and plots, changes to the base preset's model section; None: the SVG-LP baseline)
 VARIANTS: dict[str, tuple[str, dict[str, Any] | None]] = {
@@ -128,14 +136,11 @@ def train_with_budget(cfg: RunConfig, seconds: float | None, progress: bool) -> 
     """Train (or resume an interrupted run, or reuse a finished one with the same configuration in
     ``cfg.train.out_dir``); stop after ``seconds`` of wall-clock time if given. Returns the checkpoint to evaluate
     (``best.pt``, else ``last.pt``) and the training seconds, summed over sessions."""
-    from srvp.training.checkpoint import CheckpointManager, atomic_write_text
-    from srvp.training.trainer import Trainer
-
     out_dir = Path(cfg.train.out_dir)
     done, spent_file = out_dir / "compare_train.json", out_dir / "compare_seconds.txt"
     if done.exists():
         finished = json.loads(done.read_text())
-        if finished.get("config") != cfg.to_dict() or finished.get("seconds_budget") != seconds:
+        if not _same_config(finished.get("config"), cfg) or finished.get("seconds_budget") != seconds:
             raise ConfigError(f"{out_dir}: holds a finished run with another configuration or budget; choose "
                               f"another --out-dir or delete it")
         print(f"compare: reusing the finished run in {out_dir}")
@@ -171,6 +176,15 @@ def train_with_budget(cfg: RunConfig, seconds: float | None, progress: bool) -> 
     return _checkpoint_of(out_dir), spent
 
 
+def _same_config(saved: Any, cfg: RunConfig) -> bool:
+    """Whether a run's saved configuration is ``cfg``, compared as configurations (read by the current code, so
+    that a field added with its default since the run does not make a finished run unusable)."""
+    try:
+        return RunConfig.from_dict(saved, "compare_train.json") == cfg
+    except (ConfigError, TypeError, ValueError):
+        return False
+
+
 def _checkpoint_of(run_dir: Path) -> Path:
     for name in ("best.pt", "last.pt"):
         if (run_dir / name).exists():
@@ -183,8 +197,6 @@ def generation_speeds(models: dict[str, torch.nn.Module], sequences: np.ndarray,
     """Predicted frames per second of ``condition`` + ``sample_futures`` on ``batch`` test sequences x ``samples``
     futures, per model: median of ``repeats`` timed calls after one warm-up, the models' calls interleaved so that
     a change of load on a shared machine affects all of them alike."""
-    from srvp.data import to_float
-
     x_cond = to_float(torch.from_numpy(np.ascontiguousarray(sequences[:batch, :cond_frames])))
     times: dict[str, list[float]] = {name: [] for name in models}
     with torch.inference_mode():
@@ -208,13 +220,14 @@ def run_comparison(base_name: str, out_dir: str | Path, models: Sequence[str] = 
                    seconds: float | None = None, n_samples: int = 20, test_sequences: int | None = None,
                    precision: str = "fp32", device: str = "cpu", seed: int = 0, cost_batch: int = 16,
                    cost_samples: int = 10, progress: bool = True, command: str = "", note: str = "",
-                   seeds: Sequence[int] | None = None, train_only: bool = False) -> dict:
+                   seeds: Sequence[int] | None = None, train_only: bool = False,
+                   test_dts: Sequence[float] | None = None) -> dict:
     """Train (or load) every model, evaluate them identically and write the comparison files; returns the summary
-    that ``comparison.json`` holds."""
-    from srvp.data import load_test_set
-    from srvp.evaluation import evaluate_model, write_report
-    from srvp.training.checkpoint import load_model
+    that ``comparison.json`` holds.
 
+    ``seeds``: train each model once per seed (the table's intervals then include the spread between seeds);
+    ``test_dts``: also evaluate the models whose transition is an Euler step at these step sizes (Δt table);
+    ``train_only``: stop after training (returns ``{"trained": [...]}``)."""
     if base_name not in PRESETS:
         raise ConfigError(f"unknown preset {base_name!r}; choose one of {', '.join(PRESETS)}")
     checkpoints = dict(checkpoints or {})
@@ -229,8 +242,8 @@ def run_comparison(base_name: str, out_dir: str | Path, models: Sequence[str] = 
     base = preset(base_name)
     if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
         raise ConfigError(f"--seeds {','.join(map(str, seeds))}: give distinct training seeds")
-    configs = {unit: apply_budget(seeded(variant_config(base_name, n), seed), steps, out / "runs" / unit)
-               for n in names if n not in checkpoints for unit, seed in training_units(n, seeds)}
+    configs = {unit: apply_budget(seeded(variant_config(base_name, n), s), steps, out / "runs" / unit)
+               for n in names if n not in checkpoints for unit, s in training_units(n, seeds)}
     for name, path in checkpoints.items():
         if not Path(path).is_file():
             raise ConfigError(f"{path}: checkpoint file of model {name!r} not found")
@@ -238,6 +251,7 @@ def run_comparison(base_name: str, out_dir: str | Path, models: Sequence[str] = 
     if test_sequences is not None:
         test = test[:test_sequences]
     cond, horizon = base.data.cond_frames, test.shape[1] - base.data.cond_frames
+    extra_dts = [float(d) for d in test_dts] if test_dts else []
 
     trained: list[TrainedModel] = []
     for name in names:
@@ -245,74 +259,162 @@ def run_comparison(base_name: str, out_dir: str | Path, models: Sequence[str] = 
         if name in checkpoints:
             trained.append(TrainedModel(name, label, Path(checkpoints[name])))
             continue
-        for unit, seed in training_units(name, seeds):
+        for unit, train_seed in training_units(name, seeds):
             print(f"compare: training {label} ({unit}) in {configs[unit].train.out_dir}")
             ckpt, elapsed = train_with_budget(configs[unit], seconds, progress)
-            trained.append(TrainedModel(unit, label, ckpt, elapsed, model=name, seed=seed))
+            trained.append(TrainedModel(unit, label, ckpt, elapsed, model=name, seed=train_seed))
     if train_only:
         return {"trained": [dataclasses.asdict(tm) | {"checkpoint": str(tm.checkpoint)} for tm in trained]}
 
-    records = []
-    results = {}
-    loaded: dict[str, torch.nn.Module] = {}
+    results: dict[str, EvalResult] = {}
+    first_of_model: dict[str, torch.nn.Module] = {}
+    test_key = hashlib.sha256(np.ascontiguousarray(test).tobytes()).hexdigest()
     for tm in trained:
         model = load_model(tm.checkpoint, map_location=device)
         data_cfg = model.run_config.data
         if data_cfg.dataset != base.data.dataset:
             raise ConfigError(f"{tm.checkpoint}: trained on {data_cfg.dataset!r}, but the comparison uses "
                               f"{base.data.dataset!r} (preset {base_name})")
-        print(f"compare: evaluating {tm.label} on {len(test)} test sequences, best of {n_samples}")
-        result = evaluate_model(model, test, cond, n_samples=n_samples, metrics=("psnr", "ssim"),
-                                precision=precision, device=device, seed=seed, progress=progress, elbo=False,
-                                meta={"model": tm.name, "checkpoint": str(tm.checkpoint)})
-        write_report(result, out / "eval" / tm.name, train_seq_len=base.data.seq_len)
-        results[tm.name] = result
-        loaded[tm.name] = model
-        summary = result.summary()
-        model_entry = summary["settings"][0]["metrics"]
-        records.append({
-            "name": tm.name, "label": tm.label, "checkpoint": str(tm.checkpoint),
-            "steps": int(getattr(model, "checkpoint_step", 0)), "train_seconds": tm.train_seconds,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "model": model.run_config.model.model,
-            "psnr": model_entry["psnr"], "ssim": model_entry["ssim"],
-        })
-    speeds = generation_speeds(loaded, test, cond, horizon, min(cost_batch, len(test)), cost_samples)
-    for record in records:
-        record["frames_per_second"] = speeds[record["name"]]
-    baselines = {s["name"]: s["metrics"] for s in next(iter(results.values())).summary()["settings"][1:]}
+        train_dt = float(model.config.dt)
+        dts = [train_dt, *(d for d in extra_dts if d != train_dt)] if model.supports_dt else [train_dt]
+        settings = {"checkpoint_sha256": file_sha256(tm.checkpoint), "test_sequences_sha256": test_key,
+                    "cond_frames": cond, "n_samples": n_samples, "dts": dts, "precision": precision, "seed": seed,
+                    "device": str(device)}
+        tm.info = {"steps": int(getattr(model, "checkpoint_step", 0)), "model": model.run_config.model.model,
+                   "parameters": sum(p.numel() for p in model.parameters())}
+        results[tm.name] = evaluate_once(model, tm, test, settings, out / "eval" / tm.name, base.data.seq_len,
+                                         progress)
+        first_of_model.setdefault(tm.model, model)
+    speeds = generation_speeds(first_of_model, test, cond, horizon, min(cost_batch, len(test)), cost_samples)
+    groups = group_runs(trained)
+    records = [model_record(runs, results, speeds[model]) for model, runs in groups.items()]
+    first = results[trained[0].name]
+    baselines = {s["name"]: s["metrics"] for s in first.summary()["settings"] if s["dt"] is None}
+    reference = next(iter(groups))
     summary = {
         "preset": base_name, "dataset": base.data.dataset, "n_sequences": int(len(test)), "cond_frames": cond,
         "horizon": horizon, "n_samples": n_samples, "seed": seed, "precision": precision,
         "budget": {"steps": steps, "seconds": seconds, "batch_size": base.train.batch_size},
+        "training_seeds": list(seeds) if seeds is not None else None, "test_dts": extra_dts,
         "cost": {"batch": min(cost_batch, len(test)), "samples": cost_samples},
         "machine": machine_description(), "command": command, "note": note, "train_seq_len": base.data.seq_len,
-        "models": records, "baselines": baselines, "paired_reference": trained[0].name,
-        "paired": paired_differences({tm.name: per_sequence_scores(results[tm.name]) for tm in trained},
-                                     trained[0].name),
+        "models": records, "baselines": baselines, "paired_reference": reference,
+        "paired": paired_differences({m: group_scores(runs, results) for m, runs in groups.items()}, reference),
     }
-    from srvp.training.checkpoint import atomic_write_bytes, atomic_write_text
-
+    curves = list(model_curves(groups, results))
     atomic_write_text(out / "comparison.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(out / "comparison.md", comparison_markdown(summary))
-    atomic_write_text(out / "per_step.csv", per_step_csv(results, trained))
-    atomic_write_bytes(out / "per_step.png", per_step_figure(results, trained, base.data.seq_len))
+    atomic_write_text(out / "per_step.csv", per_step_csv(curves, cond))
+    atomic_write_bytes(out / "per_step.png", per_step_figure(curves, cond, base.data.seq_len))
+    save_samples_figure(out / "samples.png", {groups[m][0].label: first_of_model[m] for m in groups}, test, cond,
+                        n_samples=min(n_samples, 100), seed=seed, device=device)
     return summary
 
 
-def per_sequence_scores(result: Any) -> dict[str, dict[str, np.ndarray]]:
-    """``{metric: {"best": (N,), "random": (N,)}}`` of the model (its first test dt) in an evaluation result; "random"
-    is the mean over the kept random samples, as in the result's summary."""
-    s = result.settings[0]
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def evaluate_once(model: torch.nn.Module, tm: TrainedModel, test: np.ndarray, settings: dict[str, Any],
+                  out_dir: Path, train_seq_len: int, progress: bool) -> EvalResult:
+    """The evaluation of ``tm`` on ``test`` with ``settings``, computed and written to ``out_dir`` (its report,
+    ``scores.npz`` and ``compare_eval.json``), or read back when ``out_dir`` already holds one for the same
+    checkpoint, test sequences and settings: rerunning a comparison does not evaluate twice."""
+    key_file = out_dir / "compare_eval.json"
+    if key_file.exists() and (out_dir / "scores.npz").exists():
+        try:
+            if json.loads(key_file.read_text()) == settings:
+                print(f"compare: reusing the evaluation in {out_dir}")
+                return read_scores(out_dir / "scores.npz")
+        except (ValueError, DataError):
+            pass  # unreadable: evaluated again and overwritten
+    print(f"compare: evaluating {tm.label} ({tm.name}) on {len(test)} test sequences, best of "
+          f"{settings['n_samples']}, dt {', '.join(dt_label(d) for d in settings['dts'])}")
+    result = evaluate_model(model, test, settings["cond_frames"], n_samples=settings["n_samples"],
+                            dts=settings["dts"], metrics=("psnr", "ssim"), precision=settings["precision"],
+                            device=settings["device"], seed=settings["seed"], progress=progress, elbo=False,
+                            meta={"model": tm.name, "checkpoint": str(tm.checkpoint)})
+    key_file.unlink(missing_ok=True)
+    write_report(result, out_dir, train_seq_len=train_seq_len)
+    atomic_write_text(key_file, json.dumps(settings, indent=2) + "\n")
+    return result
+
+
+def group_runs(trained: Sequence[TrainedModel]) -> dict[str, list[TrainedModel]]:
+    """The runs of each model (one per training seed), in the order given."""
+    groups: dict[str, list[TrainedModel]] = {}
+    for tm in trained:
+        groups.setdefault(tm.model, []).append(tm)
+    return groups
+
+
+def group_scores(runs: Sequence[TrainedModel], results: dict[str, EvalResult], setting: int = 0
+                 ) -> dict[str, dict[str, np.ndarray]]:
+    """``{metric: {"best" | "random": (S, N)}}``: per-sequence scores of each of the ``S`` runs of a model."""
+    per_run = [per_sequence_scores(results[tm.name], setting) for tm in runs]
+    return {m: {k: np.stack([p[m][k] for p in per_run]) for k in ("best", "random")} for m in ("psnr", "ssim")}
+
+
+def seed_interval(values: np.ndarray) -> dict[str, Any]:
+    """Mean and 95% interval of a model's score from ``values`` ``(S, N)`` (``S`` training seeds, ``N`` test
+    sequences; ``(N,)`` is one seed).
+
+    The estimate is the mean over seeds and sequences. Its variance has two parts: the test sequences' (variance
+    over sequences of the seed-averaged scores, / N, with ddof 0 as the paper's intervals) and the training
+    noise (variance between the seeds' means, ddof 1, / S; zero with one seed, where the interval is the paper's
+    1.96 std / sqrt(N)). With few seeds the second part is itself a rough estimate."""
+    a = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    n_seeds, n = a.shape
+    per_sequence = a.mean(axis=0)
+    var_sequences = per_sequence.var() / n
+    var_seeds = a.mean(axis=1).var(ddof=1) / n_seeds if n_seeds > 1 else 0.0
+    return {"mean": float(per_sequence.mean()), "ci95": float(1.96 * np.sqrt(var_sequences + var_seeds)),
+            "ci95_sequences": float(1.96 * np.sqrt(var_sequences)), "seeds": [float(v) for v in a.mean(axis=1)]}
+
+
+def model_record(runs: Sequence[TrainedModel], results: dict[str, EvalResult], speed: float) -> dict[str, Any]:
+    """A model's row of the table: scores over its runs (:func:`seed_interval`), training cost, and its scores
+    at each test step size."""
+    first = runs[0]
+    scores = group_scores(runs, results)
+    record: dict[str, Any] = {
+        "name": first.model, "label": first.label, "runs": [tm.name for tm in runs],
+        "seeds": [tm.seed for tm in runs], "checkpoints": [str(tm.checkpoint) for tm in runs],
+        "checkpoint": str(first.checkpoint), "steps": first.info["steps"],
+        "train_seconds": None if first.train_seconds is None else
+        float(np.mean([tm.train_seconds or 0.0 for tm in runs])),
+        "parameters": first.info["parameters"], "model": first.info["model"], "frames_per_second": speed,
+    }
+    for m in ("psnr", "ssim"):
+        record[m] = {k: seed_interval(scores[m][k]) for k in ("best", "random")}
+    settings = [s for s in results[first.name].settings if s.dt is not None]
+    if len(settings) > 1:
+        record["dts"] = {}
+        for i, s in enumerate(settings):
+            sc = group_scores(runs, results, i)
+            record["dts"][dt_label(s.dt)] = {m: {k: seed_interval(sc[m][k]) for k in ("best", "random")}
+                                             for m in ("psnr", "ssim")}
+    return record
+
+
+def per_sequence_scores(result: EvalResult, setting: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """``{metric: {"best": (N,), "random": (N,)}}`` of the model at its ``setting``-th test dt in an evaluation
+    result; "random" is the mean over the kept random samples, as in the result's summary."""
+    s = result.settings[setting]
     return {m: {"best": np.asarray(s.best[m]), "random": np.asarray(s.random[m]).reshape(len(s.best[m]), -1)
                 .mean(axis=1)} for m in ("psnr", "ssim")}
 
 
 def paired_differences(scores: dict[str, dict[str, dict[str, np.ndarray]]], reference: str) -> dict[str, Any]:
     """Per model, the mean and 95% interval of its per-sequence score minus the reference model's on the same test
-    sequences (paired, hence far tighter than comparing two intervals): ``{name: {metric: {kind: {mean, ci95}}}}``."""
-    from srvp.evaluation.metrics import confidence_interval
+    sequences (paired, hence far tighter than comparing two intervals): ``{name: {metric: {kind: {mean, ci95}}}}``.
 
+    Scores are ``(N,)`` or ``(S, N)`` (``S`` training seeds): the difference of the seed-averaged scores, whose
+    variance adds both models' variance between seeds (/ S) to the sequences' (see :func:`seed_interval`)."""
     out = {}
     ref = scores[reference]
     for name, sc in scores.items():
@@ -322,8 +424,10 @@ def paired_differences(scores: dict[str, dict[str, dict[str, np.ndarray]]], refe
         for m, kinds in sc.items():
             out[name][m] = {}
             for kind, values in kinds.items():
-                mean, ci = confidence_interval(values - ref[m][kind])
-                out[name][m][kind] = {"mean": float(mean), "ci95": float(ci)}
+                a, r = np.atleast_2d(values), np.atleast_2d(ref[m][kind])
+                d = a.mean(axis=0) - r.mean(axis=0)
+                var = d.var() / len(d) + sum(x.mean(axis=1).var(ddof=1) / len(x) for x in (a, r) if len(x) > 1)
+                out[name][m][kind] = {"mean": float(d.mean()), "ci95": float(1.96 * np.sqrt(var))}
     return out
 
 
@@ -378,8 +482,11 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
         f"else at its last step. Generation cost: conditioning + sampling of {cost['batch']} sequences x "
         f"{cost['samples']} futures, fp32, the models' timed calls interleaved.", "",
         *lines, "",
+        *_seeds_table(summary),
         *_paired_table(summary),
+        *_dt_table(summary),
         "![per-step PSNR and SSIM](per_step.png)", "",
+        "![best samples of each model on the same test clips](samples.png)", "",
         f"Machine: {summary['machine']}.", "",
     ]
     if summary.get("note"):
@@ -387,6 +494,44 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
     if summary.get("command"):
         out += ["Command:", "", "```", summary["command"], "```", ""]
     return "\n".join(out)
+
+
+def _seeds_table(summary: dict[str, Any]) -> list[str]:
+    """Markdown lines: each run's own mean when the models were trained with several seeds (empty otherwise)."""
+    seeds = summary.get("training_seeds")
+    if not seeds:
+        return []
+    n = summary["n_samples"]
+    lines = [f"Trained with seeds {', '.join(map(str, seeds))}: the table above averages each model's runs; its "
+             f"intervals add the variance between the seeds' means (ddof 1, / number of seeds) to the test "
+             f"sequences' (a rough estimate with {len(seeds)} seeds). Each run alone:", "",
+             f"| Model | run | PSNR best of {n} | SSIM best of {n} | PSNR random sample | SSIM random sample |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in summary["models"]:
+        for i, run in enumerate(r.get("runs", [r["name"]])):
+            cells = [f"{r[m][k]['seeds'][i]:.{2 if m == 'psnr' else 4}f}"
+                     for m, k in (("psnr", "best"), ("ssim", "best"), ("psnr", "random"), ("ssim", "random"))]
+            lines.append(f"| {r['label']} | {run} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _dt_table(summary: dict[str, Any]) -> list[str]:
+    """Markdown lines: the scores of the models evaluated at several test step sizes (empty without any)."""
+    records = [r for r in summary["models"] if r.get("dts")]
+    if not records:
+        return []
+    n = summary["n_samples"]
+    lines = ["Test step size Δt (models whose transition is an Euler step; the conditioning frames' states are "
+             "inferred with the training Δt, the future generated with the test Δt):", "",
+             f"| Model | test Δt | PSNR best of {n} | SSIM best of {n} | PSNR random sample | SSIM random sample |",
+             "|---|---|---|---|---|---|"]
+    for r in records:
+        for dt, scores in r["dts"].items():
+            cells = [f"{scores[m][k]['mean']:.{d}f} ± {scores[m][k]['ci95']:.{d}f}"
+                     for m, k, d in (("psnr", "best", 2), ("ssim", "best", 4), ("psnr", "random", 2),
+                                     ("ssim", "random", 4))]
+            lines.append(f"| {r['label']} | {dt} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _paired_table(summary: dict[str, Any]) -> list[str]:
@@ -409,52 +554,48 @@ def _paired_table(summary: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def per_step_csv(results: dict[str, Any], trained: list[TrainedModel]) -> str:
-    """Rows ``model, metric, t, mean, ci95`` of the best samples' per-frame scores (baselines included)."""
-    from srvp.evaluation.metrics import confidence_interval
+def model_curves(groups: dict[str, list[TrainedModel]], results: dict[str, EvalResult]):
+    """``(label, {metric: (N, horizon)}, is_baseline)`` per model (the best samples' per-frame scores at the training
+    step, averaged over the model's runs), then per baseline (from the first model's evaluation)."""
+    first = None
+    for runs in groups.values():
+        per_run = [results[tm.name].settings[0].best_curves for tm in runs]
+        first = first or results[runs[0].name]
+        yield runs[0].label, {m: np.mean([c[m] for c in per_run], axis=0) for m in ("psnr", "ssim")}, False
+    for s in first.settings:
+        if s.dt is None:
+            yield f"baseline: {s.name}", {m: s.best_curves[m] for m in ("psnr", "ssim")}, True
 
+
+def per_step_csv(curves: list, cond_frames: int) -> str:
+    """Rows ``model, metric, t, mean, ci95`` of :func:`model_curves` (intervals over test sequences)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["model", "metric", "t", "mean", "ci95"])
-    for label, result, setting in _curves(results, trained):
+    for label, per_metric, _ in curves:
         for m in ("psnr", "ssim"):
-            mean, ci = confidence_interval(setting.best_curves[m])
-            for k in range(result.horizon):
-                w.writerow([label, m, result.cond_frames + 1 + k, f"{mean[k]:.6g}", f"{ci[k]:.6g}"])
+            mean, ci = confidence_interval(per_metric[m])
+            for k in range(len(mean)):
+                w.writerow([label, m, cond_frames + 1 + k, f"{mean[k]:.6g}", f"{ci[k]:.6g}"])
     return buf.getvalue()
 
 
-def _curves(results: dict[str, Any], trained: list[TrainedModel]):
-    """(label, result, setting) for every model (its first test dt), then the baselines of the first result."""
-    first = None
-    for tm in trained:
-        result = results[tm.name]
-        first = first or result
-        yield tm.label, result, result.settings[0]
-    for s in first.settings:
-        if s.dt is None:
-            yield f"baseline: {s.name}", first, s
-
-
-def per_step_figure(results: dict[str, Any], trained: list[TrainedModel], train_seq_len: int) -> bytes:
+def per_step_figure(curves: list, cond_frames: int, train_seq_len: int) -> bytes:
     """PNG: PSNR and SSIM of the best samples against t, one line per model with its 95% band (figure 2)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from srvp.evaluation.metrics import confidence_interval
-
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, m, title in zip(axes, ("psnr", "ssim"), ("PSNR (best sample) ↑", "SSIM (best sample) ↑")):
-        for label, result, s in _curves(results, trained):
-            t = np.arange(result.cond_frames + 1, result.cond_frames + result.horizon + 1)
-            mean, ci = confidence_interval(s.best_curves[m])
-            baseline = s.dt is None
-            style = (":" if s.name == "blank" else "-.") if baseline else "-"
+        for label, per_metric, baseline in curves:
+            mean, ci = confidence_interval(per_metric[m])
+            t = np.arange(cond_frames + 1, cond_frames + len(mean) + 1)
+            style = (":" if label.endswith("blank") else "-.") if baseline else "-"
             (line,) = ax.plot(t, mean, style, label=label, linewidth=1.6, color="grey" if baseline else None)
             ax.fill_between(t, mean - ci, mean + ci, color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.axvline(train_seq_len, color="black", linewidth=0.8)
+        ax.axvline(train_seq_len, color="black", linewidth=0.8, label=f"t = {train_seq_len}: training clip length")
         ax.set_xlabel("t")
         ax.set_title(title)
         ax.grid(alpha=0.3)
@@ -464,3 +605,30 @@ def per_step_figure(results: dict[str, Any], trained: list[TrainedModel], train_
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
     return buf.getvalue()
+
+
+def save_samples_figure(path: Path, models: dict[str, torch.nn.Module], test: np.ndarray, cond_frames: int,
+                        n_samples: int, seed: int, device: str = "cpu", clips: Sequence[int] = (0, 1),
+                        max_columns: int = 25) -> Path:
+    """The paper's figure 3 in miniature: for each test clip of ``clips``, the conditioning frames and the ground
+    truth, then each model's best of ``n_samples`` futures by PSNR (drawn with ``seed``), one labelled row each;
+    long horizons show every k-th frame so that at most ``max_columns`` frames are drawn per row."""
+    rows, labels = [], []
+    for c in clips[:len(test)]:
+        clip = to_float(torch.from_numpy(np.ascontiguousarray(test[c:c + 1])))
+        truth = clip[0, cond_frames:]
+        every = max(1, -(-clip.shape[1] // max_columns))
+        shown = list(range(0, clip.shape[1], every))
+        rows.append(clip[0, shown])
+        labels.append(f"test clip {c}: truth (t = 1..{clip.shape[1]}, every {every})" if every > 1
+                      else f"test clip {c}: truth")
+        for label, model in models.items():
+            torch.manual_seed(seed)
+            with torch.inference_mode():
+                futures = model.to(device).predict(clip[:, :cond_frames].to(device), truth.shape[0], n_samples)
+            futures = futures[0].float().cpu()
+            scores = torch.stack([psnr(f, truth).mean() for f in futures])
+            best = futures[int(scores.argmax())]
+            rows.append(torch.cat([clip[0, :cond_frames], best])[shown])
+            labels.append(f"{label}: best of {n_samples}, {float(scores.max()):.1f} dB")
+    return save_grid_png(path, rows, labels=labels)

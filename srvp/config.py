@@ -307,6 +307,14 @@ def parse_dt(text: str) -> float:
     return value
 
 
+def dt_argument(text: str) -> float:
+    """``parse_dt`` as an argparse ``type``: a bad value is a usage error naming the option (exit 2)."""
+    try:
+        return parse_dt(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Presets: the paper's hyperparameters (Appendix C) per dataset, plus a small CPU preset for the quickstart.
 # ----------------------------------------------------------------------------------------------------------------

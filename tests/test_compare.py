@@ -117,3 +117,80 @@ def test_wall_clock_budget_stops_training(tmp_path):
     record = json.loads((out / "comparison.json").read_text())["models"][0]
     assert 0 < record["steps"] < preset("cpu").train.steps
     assert record["train_seconds"] < 60  # stopped by the budget, long before 3,000 steps
+
+
+def test_seed_interval_adds_the_spread_between_seeds():
+    from srvp.compare import seed_interval
+    from srvp.evaluation.metrics import confidence_interval
+
+    rng = np.random.default_rng(1)
+    one = rng.normal(15, 2, 40)
+    single = seed_interval(one)
+    mean, ci = confidence_interval(one)  # one seed: the paper's interval
+    assert single["mean"] == pytest.approx(mean) and single["ci95"] == pytest.approx(ci)
+    runs = np.stack([one, one + 0.8, one - 0.2])  # three seeds: the same sequences, shifted by training noise
+    agg = seed_interval(runs)
+    seed_means = runs.mean(axis=1)
+    expected = 1.96 * np.sqrt(runs.mean(axis=0).var() / 40 + np.var(seed_means, ddof=1) / 3)
+    assert agg["mean"] == pytest.approx(runs.mean()) and agg["ci95"] == pytest.approx(expected)
+    assert agg["ci95"] > agg["ci95_sequences"] and agg["seeds"] == pytest.approx(seed_means.tolist())
+    # paired differences with seeds: both models' seed variances add to the sequences'
+    scores = {"a": {"psnr": {"best": runs}}, "b": {"psnr": {"best": np.stack([one + 1.0, one + 1.4])}}}
+    d = paired_differences(scores, "a")["b"]["psnr"]["best"]
+    diff = scores["b"]["psnr"]["best"].mean(axis=0) - runs.mean(axis=0)
+    var = diff.var() / 40 + np.var(seed_means, ddof=1) / 3 + np.var([16.0, 16.4], ddof=1) / 2
+    assert d["mean"] == pytest.approx(diff.mean()) and d["ci95"] == pytest.approx(1.96 * np.sqrt(var), rel=1e-6)
+
+
+def test_scores_file_round_trip_and_corruption(tmp_path):
+    from srvp.errors import DataError
+    from srvp.evaluation import EvalResult, SettingScores, read_scores, write_scores
+
+    rng = np.random.default_rng(2)
+    settings = [SettingScores("model", 0.5, best={"psnr": rng.random(4)}, worst={"psnr": rng.random(4)},
+                              best_index={"psnr": np.arange(4)}, random={"psnr": rng.random((4, 2))},
+                              best_curves={"psnr": rng.random((4, 3))}),
+                SettingScores("blank", None, best={"psnr": rng.random(4)}, worst={"psnr": rng.random(4)},
+                              best_index={"psnr": np.zeros(4, int)}, random={"psnr": rng.random((4, 1))},
+                              best_curves={"psnr": rng.random((4, 3))})]
+    result = EvalResult(metrics=("psnr",), cond_frames=2, horizon=3, n_samples=2, batch_size=2, seed=3,
+                        precision="fp32", train_dt=0.5, indices=np.arange(4), settings=settings, elbo=rng.random(4),
+                        meta={"checkpoint": "x.pt"})
+    back = read_scores(write_scores(result, tmp_path / "scores.npz"))
+    assert back.summary() == result.summary()
+    for a, b in zip(result.settings, back.settings):
+        for kind in ("best", "worst", "best_index", "random", "best_curves"):
+            np.testing.assert_array_equal(getattr(a, kind)["psnr"], getattr(b, kind)["psnr"])
+    np.testing.assert_array_equal(back.elbo, result.elbo)
+    (tmp_path / "bad.npz").write_bytes((tmp_path / "scores.npz").read_bytes()[:100])
+    with pytest.raises(DataError, match="bad.npz: not a readable evaluation scores file"):
+        read_scores(tmp_path / "bad.npz")
+
+
+def test_seeds_test_dts_samples_and_reused_evaluations(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--preset", "cpu", "--out-dir", str(out), "--models", "srvp,gru", "--seeds", "1,2",
+            "--steps", "2", "--test-sequences", "3", "--samples", "2", "--cost-batch", "2", "--cost-samples", "2",
+            "--test-dt", "1", "1/2", "--no-progress"]
+    assert main([*args, "--train-only"]) == 0
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["gru-seed1", "gru-seed2", "srvp-seed1", "srvp-seed2"]
+    assert not (out / "comparison.json").exists()
+    seeds = {p.name: json.loads((p / "config.json").read_text())["train"]["seed"] for p in (out / "runs").iterdir()}
+    assert seeds == {"gru-seed1": 1, "gru-seed2": 2, "srvp-seed1": 1, "srvp-seed2": 2}
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "reusing the finished run" in capsys.readouterr().out
+    summary = json.loads((out / "comparison.json").read_text())
+    srvp, gru = summary["models"]
+    assert srvp["runs"] == ["srvp-seed1", "srvp-seed2"] and summary["training_seeds"] == [1, 2]
+    assert set(srvp["dts"]) == {"1", "1/2"} and "dts" not in gru  # the GRU transition has no Euler step
+    assert srvp["psnr"]["best"]["mean"] == pytest.approx(np.mean(srvp["psnr"]["best"]["seeds"]))
+    text = (out / "comparison.md").read_text()
+    assert "| SRVP (residual) | 1/2 |" in text and "| SRVP - GRU transition | gru-seed2 |" in text
+    assert (out / "samples.png").stat().st_size > 0 and (out / "eval" / "srvp-seed2" / "scores.npz").exists()
+    # a rerun reads the four evaluations back and writes the same table
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("reusing the evaluation") == 4
+    assert json.loads((out / "comparison.json").read_text())["models"][0]["psnr"] == srvp["psnr"]
+    assert main([*args[:-1], "--samples", "3", "--no-progress"]) == 0  # other settings: evaluated again
+    assert "reusing the evaluation" not in capsys.readouterr().out

@@ -8,7 +8,7 @@ import math
 import shlex
 import sys
 
-from srvp.config import PRESETS
+from srvp.config import PRESETS, dt_argument
 
 NAME = "compare"
 HELP = "compare SRVP, its ablations and SVG-LP on one dataset with equal training budgets"
@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                         "between seeds (default: the preset's seed, one run per model)")
     parser.add_argument("--train-only", action="store_true",
                         help="train (or resume) the runs and stop before the evaluation")
+    parser.add_argument("--test-dt", nargs="+", type=dt_argument, metavar="DT",
+                        help="also evaluate the models whose transition is an Euler step (srvp, deterministic, "
+                             "no-content, half-dt) at these step sizes, e.g. 1 1/2 1/3 1/4 (a Δt table)")
     parser.add_argument("--samples", type=int, default=20, help="futures per test sequence (best of N)")
     parser.add_argument("--test-sequences", type=int, help="evaluate on the first N test sequences (default: all)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
@@ -88,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         seconds=args.seconds, n_samples=args.samples, test_sequences=args.test_sequences, precision=args.precision,
         device=args.device, seed=args.seed, cost_batch=args.cost_batch, cost_samples=args.cost_samples,
         progress=not args.no_progress, command=_command_line(), note=args.note, seeds=seeds,
-        train_only=args.train_only)
+        train_only=args.train_only, test_dts=args.test_dt)
     if args.train_only:
         print(f"compare: {len(summary['trained'])} runs trained in {args.out_dir}/runs")
         return 0

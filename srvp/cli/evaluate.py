@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from srvp.config import PRECISIONS, parse_dt
+from srvp.config import PRECISIONS, dt_argument
 from srvp.errors import ConfigError, DataError, SrvpError
 from srvp.runtime import resolve_device, tune_glibc_malloc
 
@@ -35,13 +35,6 @@ NAME = "evaluate"
 HELP = "evaluate a checkpoint with the paper's protocol (best of N; PSNR, SSIM, LPIPS, FVD, ELBO; tables 1-3, 5-7)"
 DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else HELP
 METRIC_CHOICES = ("psnr", "ssim", "lpips", "fvd")
-
-
-def _dt(text: str) -> float:
-    try:
-        return parse_dt(text)
-    except ConfigError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _positive(text: str) -> int:
@@ -67,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=_positive, default=100, metavar="N",
                         help="futures drawn per sequence; the best is reported (default 100; 1 for deterministic "
                         "Moving MNIST)")
-    parser.add_argument("--dt", type=_dt, nargs="+", default=None, metavar="DT",
+    parser.add_argument("--dt", type=dt_argument, nargs="+", default=None, metavar="DT",
                         help="test Euler step size(s), 1/n, e.g. --dt 1 1/2 1/3 (default: the training step)")
     parser.add_argument("--metrics", nargs="+", choices=METRIC_CHOICES, default=["psnr", "ssim"],
                         help="metrics (default: psnr ssim; lpips and fvd need weight files)")

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srvp.config import euler_steps, parse_dt
+from srvp.config import dt_argument, euler_steps
 from srvp.errors import ConfigError, DataError, SrvpError
 
 NAME = "predict"
@@ -40,14 +40,6 @@ DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else HELP
 METRICS = ("psnr", "ssim")
 FORMATS = ("gif", "mp4")
 GRID_SAMPLES_WITHOUT_TRUTH = 3
-
-
-def _dt_argument(text: str) -> float:
-    """``--dt`` as 0.5 or 1/2; argparse reports a bad value as a usage error (exit 2, no traceback)."""
-    try:
-        return parse_dt(text)
-    except ConfigError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="index of the first conditioning frame in the clip (default: see above)")
     parser.add_argument("--samples", type=int, default=None, metavar="N",
                         help="samples to draw (default 10 for prediction, 1 for --swap-content)")
-    parser.add_argument("--dt", type=_dt_argument, default=None, metavar="DT",
+    parser.add_argument("--dt", type=dt_argument, default=None, metavar="DT",
                         help="Euler step of generation, 1/n (e.g. 1/2: every intermediate state is decoded, "
                         "doubling the frame rate; default: the training step)")
     parser.add_argument("--metric", choices=METRICS, default="psnr",

@@ -4,6 +4,7 @@ from user-provided weight files (:mod:`~srvp.evaluation.lpips`, :mod:`~srvp.eval
 (:mod:`~srvp.evaluation.report`)."""
 
 from srvp.evaluation.protocol import EvalResult, SettingScores, evaluate_model, load_metric_networks
-from srvp.evaluation.report import write_report
+from srvp.evaluation.report import read_scores, write_report, write_scores
 
-__all__ = ["EvalResult", "SettingScores", "evaluate_model", "load_metric_networks", "write_report"]
+__all__ = ["EvalResult", "SettingScores", "evaluate_model", "load_metric_networks", "read_scores", "write_report",
+           "write_scores"]

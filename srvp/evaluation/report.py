@@ -3,6 +3,7 @@
 - ``results.json``: aggregates with 95% intervals (:meth:`EvalResult.summary`);
 - ``results.md``: the same as a Markdown table, model (per test ``dt``) beside the baselines;
 - ``per_sequence.csv``: one row per (sequence, setting, metric): best, worst, index of the best sample, first samples;
+- ``scores.npz``: every score array of the result, read back exactly by :func:`read_scores`;
 - ``per_step.csv`` and ``per_step.png``: mean and 95% interval per predicted frame of the best samples, in the style
   of the paper's figures 2, 4 and 6.
 """
@@ -12,12 +13,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from srvp.errors import DataError
 from srvp.evaluation.metrics import confidence_interval
-from srvp.evaluation.protocol import RANDOM_KEPT, EvalResult, dt_label
+from srvp.evaluation.protocol import RANDOM_KEPT, EvalResult, SettingScores, dt_label
 from srvp.training.checkpoint import atomic_write_bytes, atomic_write_text
 
 METRIC_TITLES = {"psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓", "fvd": "FVD ↓"}
@@ -146,11 +149,65 @@ def per_step_figure(result: EvalResult, train_seq_len: int | None = None) -> byt
     return buf.getvalue()
 
 
+SCORES_FORMAT = "srvp-eval-scores/1"
+
+
+def write_scores(result: EvalResult, path: str | Path) -> Path:
+    """Save every array of ``result`` (per-sequence and per-frame scores of each setting, indices, ELBO) with its
+    settings in one ``.npz`` (no pickled objects), so that the result can be read back by :func:`read_scores`
+    exactly, e.g. to reuse an evaluation or to compare two runs sequence by sequence."""
+    arrays: dict[str, np.ndarray] = {"indices": np.asarray(result.indices)}
+    settings = []
+    for i, s in enumerate(result.settings):
+        settings.append({"name": s.name, "dt": s.dt, "fvd": s.fvd})
+        for kind in ("best", "worst", "best_index", "random", "best_curves"):
+            for m, values in getattr(s, kind).items():
+                arrays[f"{i}/{kind}/{m}"] = np.asarray(values)
+    if result.elbo is not None:
+        arrays["elbo"] = np.asarray(result.elbo)
+    header = {"format": SCORES_FORMAT, "metrics": list(result.metrics), "cond_frames": result.cond_frames,
+              "horizon": result.horizon, "n_samples": result.n_samples, "batch_size": result.batch_size,
+              "seed": result.seed, "precision": result.precision, "train_dt": result.train_dt,
+              "skipped": result.skipped, "meta": result.meta, "settings": settings}
+    arrays["header"] = np.array(json.dumps(header))
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def read_scores(path: str | Path) -> EvalResult:
+    """The :class:`EvalResult` saved by :func:`write_scores` (one-line :class:`DataError` if it is not one)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        header = json.loads(str(arrays.pop("header")))
+        if header.get("format") != SCORES_FORMAT:
+            raise ValueError(f"format {header.get('format')!r}")
+        settings = []
+        for i, entry in enumerate(header["settings"]):
+            s = SettingScores(name=entry["name"], dt=entry["dt"], fvd=entry["fvd"])
+            for key, values in arrays.items():
+                parts = key.split("/")
+                if len(parts) == 3 and parts[0] == str(i):
+                    getattr(s, parts[1])[parts[2]] = values
+            settings.append(s)
+        return EvalResult(metrics=tuple(header["metrics"]), cond_frames=header["cond_frames"],
+                          horizon=header["horizon"], n_samples=header["n_samples"],
+                          batch_size=header["batch_size"], seed=header["seed"], precision=header["precision"],
+                          train_dt=header["train_dt"], indices=arrays["indices"], settings=settings,
+                          elbo=arrays.get("elbo"), skipped=header["skipped"], meta=header["meta"])
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: not a readable evaluation scores file ({e})") from None
+
+
 def write_report(result: EvalResult, out_dir: str | Path, train_seq_len: int | None = None) -> dict[str, Path]:
     """Write every file of the evaluation into ``out_dir``; returns their paths by kind."""
     out = Path(out_dir)
     paths = {"json": out / "results.json", "markdown": out / "results.md", "per_sequence": out / "per_sequence.csv",
-             "per_step": out / "per_step.csv"}
+             "scores": out / "scores.npz", "per_step": out / "per_step.csv"}
+    write_scores(result, paths["scores"])
     atomic_write_text(paths["json"], json.dumps(result.summary(), indent=2) + "\n")
     atomic_write_text(paths["markdown"], markdown_table(result))
     atomic_write_text(paths["per_sequence"], _per_sequence_csv(result))

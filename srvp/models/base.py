@@ -12,6 +12,12 @@ class VideoPredictor(nn.Module):
     """Base class of SRVP and SVG-LP. Subclasses implement ``condition(x_cond)`` and
     ``sample_futures(cond, horizon, n_samples, dt, use_mean, keep_intermediate)``."""
 
+    @property
+    def supports_dt(self) -> bool:
+        """Whether generation accepts step sizes ``dt < 1`` (an Euler-step transition); False unless a model says
+        otherwise."""
+        return False
+
     def predict(self, x_cond: torch.Tensor, horizon: int, n_samples: int = 1, dt: float | None = None,
                 use_mean: bool = False, keep_intermediate: bool = False, requires_grad: bool = False
                 ) -> torch.Tensor:

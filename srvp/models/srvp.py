@@ -156,6 +156,12 @@ class SRVP(VideoPredictor):
         out, _ = self.posterior_z_lstm(hx)
         return self.posterior_z(out[:, 1:])
 
+    @property
+    def supports_dt(self) -> bool:
+        """Residual (and deterministic) transitions are Euler steps ``y + dt f(y, z)``, so any ``dt = 1/n`` works;
+        the MLP and GRU transitions replace the state and need ``dt = 1``."""
+        return self.config.transition in ("residual", "deterministic")
+
     def step(self, y: torch.Tensor, z: torch.Tensor | None, dt: float) -> torch.Tensor:
         """One transition from ``y`` ``(B, ny)`` with ``z`` ``(B, nz)``: an Euler step ``y + dt f(y, z)``
         (residual, deterministic), or ``f(y, z)`` (mlp) or ``GRU(z, y)`` (gru), which require dt = 1."""
@@ -178,7 +184,7 @@ class SRVP(VideoPredictor):
         ``(B, (n_frames-1)/dt, ny)``.
         """
         n = euler_steps(dt)
-        if n > 1 and self.config.transition in ("mlp", "gru"):
+        if n > 1 and not self.supports_dt:
             raise ValueError(f"dt={dt} needs a residual or deterministic transition, not {self.config.transition}")
         n_post = 0 if posterior_z_params is None else posterior_z_params.shape[1]
         y = y1
