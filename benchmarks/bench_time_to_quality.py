@@ -45,7 +45,8 @@ from srvp.config import SECTIONS, RunConfig, apply_overrides, preset  # noqa: E4
 from srvp.data import load_test_set  # noqa: E402
 from srvp.errors import ConfigError, SrvpError  # noqa: E402
 from srvp.evaluation.protocol import evaluate_model  # noqa: E402
-from srvp.training.checkpoint import atomic_torch_save, atomic_write_bytes, atomic_write_text, make_checkpoint  # noqa: E402
+from srvp.files import atomic_write_bytes, atomic_write_text  # noqa: E402
+from srvp.training.checkpoint import atomic_torch_save, make_checkpoint  # noqa: E402
 from srvp.training.trainer import Trainer  # noqa: E402
 
 FIELDS = ["recipe", "minutes", "train_seconds", "step", "psnr_best", "psnr_best_ci", "ssim_best", "ssim_best_ci",

@@ -6,22 +6,17 @@ The model is usable on its own::
     model = SRVP(ModelConfig())
     futures = model.predict(frames, horizon=20, n_samples=10)   # (B, 10, 20, C, H, W) in [0, 1]
 
-or loaded from a checkpoint with :func:`srvp.load_model`.
+or loaded from a checkpoint (:func:`srvp.load_checkpoint`) or by name (:func:`srvp.load_pretrained`), both
+returning a :class:`~srvp.models.LoadedModel` (model, configuration, step).
 """
 
 from srvp.api import Predictor
 from srvp.config import DataConfig, ModelConfig, RunConfig, TrainConfig, preset
 from srvp.errors import SrvpError
-from srvp.models.srvp import SRVP
+from srvp.models import SRVP, SVGLP, LoadedModel
+from srvp.pretrained import load_pretrained
+from srvp.training.checkpoint import load_checkpoint
 
-__all__ = ["SRVP", "DataConfig", "ModelConfig", "Predictor", "RunConfig", "SrvpError", "TrainConfig", "load_model",
-           "preset"]
+__all__ = ["SRVP", "SVGLP", "DataConfig", "LoadedModel", "ModelConfig", "Predictor", "RunConfig", "SrvpError",
+           "TrainConfig", "load_checkpoint", "load_pretrained", "preset"]
 __version__ = "0.1.0"
-
-
-def load_model(path, map_location="cpu"):
-    """Load a model (and its configuration) from a checkpoint file written by ``srvp train``; see
-    :func:`srvp.training.checkpoint.load_model`."""
-    from srvp.training.checkpoint import load_model as _load
-
-    return _load(path, map_location=map_location)

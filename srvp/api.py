@@ -13,6 +13,7 @@ arrays/tensors; frames of another size or channel count are converted to the mod
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,9 @@ from srvp.errors import ConfigError, DataError
 from srvp.io import fit_frames
 from srvp.models import gaussian
 from srvp.models.srvp import SRVP, Conditioning
-from srvp.runtime import resolve_device
+from srvp.pretrained import load_pretrained, push_to_hub, save_pretrained
+from srvp.runtime import generation_bytes, require_memory, resolve_device
+from srvp.training.checkpoint import load_checkpoint
 
 CONTENT_CHOICES = ("a", "b", "interpolate")
 
@@ -34,16 +37,14 @@ class Predictor:
     def __init__(self, model: SRVP, config: RunConfig | None = None, device: str | torch.device = "cpu"):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
-        self.config: RunConfig = config if config is not None else getattr(model, "run_config", RunConfig())
+        self.config: RunConfig = config if config is not None else RunConfig(model=model.config)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Predictor:
         """Load a checkpoint written by ``srvp train`` or ``srvp import-official`` (weights-only, never executes
         code from the file); a missing, corrupt or mismatched file raises a one-line :class:`CheckpointError`."""
-        from srvp.training.checkpoint import load_model
-
-        model = load_model(path, map_location="cpu")
-        return cls(model, model.run_config, device)
+        loaded = load_checkpoint(path, map_location="cpu")
+        return cls(loaded.model, loaded.config, device)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "auto",
@@ -51,25 +52,16 @@ class Predictor:
         """Load a model by shipped name (``srvp pretrained list``), local path (a Hub-layout folder, a folder of
         the authors' code with ``config.json`` + ``model.pt``, an ``srvp train`` checkpoint) or Hub repository id
         (see :mod:`srvp.pretrained`); weights are never unpickled with code."""
-        from srvp.pretrained import load_pretrained
-
         loaded = load_pretrained(name_or_path, revision)
-        loaded.model.run_config = loaded.config
         return cls(loaded.model, loaded.config, device)
 
     def save_pretrained(self, directory: str | Path, *, card: str | None = None, dtype: str = "float32",
                         overwrite: bool = False) -> Path:
         """Write the model in the Hub layout (``config.json`` + ``model.safetensors`` [+ ``README.md``])."""
-        from srvp.pretrained import save_pretrained
-
         return save_pretrained(self.model, self.config, directory, card=card, dtype=dtype, overwrite=overwrite)
 
     def push_to_hub(self, repo_id: str, token: str | None = None, private: bool = False) -> str:
         """Save the model in the Hub layout and upload it to ``repo_id`` (needs network access and a token)."""
-        import tempfile
-
-        from srvp.pretrained import push_to_hub
-
         with tempfile.TemporaryDirectory() as tmp:
             folder = self.save_pretrained(Path(tmp) / "model")
             return push_to_hub(folder, repo_id, token=token, private=private)
@@ -279,7 +271,6 @@ class Predictor:
     def _check_memory(self, clips: int, n_samples: int, frames: int) -> None:
         """Refuse, before allocating anything, a request whose frames cannot fit in memory (one line naming what to
         lower), instead of an allocation error after minutes of work."""
-        from srvp.runtime import generation_bytes, require_memory
 
         need = generation_bytes(self.model, clips, n_samples, frames)
         require_memory(need, self.device, f"{clips} clip(s) x {n_samples} sample(s) x {frames} frame(s)",

@@ -38,7 +38,8 @@ from srvp.errors import ConfigError, DataError
 from srvp.evaluation import EvalResult, evaluate_model, read_scores, write_report
 from srvp.evaluation.metrics import confidence_interval, psnr
 from srvp.evaluation.protocol import dt_label
-from srvp.training.checkpoint import CheckpointManager, atomic_write_bytes, atomic_write_text, load_model
+from srvp.files import atomic_write_bytes, atomic_write_text, sha256_file
+from srvp.training.checkpoint import CheckpointManager, load_checkpoint
 from srvp.training.trainer import Trainer
 from srvp.visualization import save_grid_png
 
@@ -270,17 +271,17 @@ def run_comparison(base_name: str, out_dir: str | Path, models: Sequence[str] = 
     first_of_model: dict[str, torch.nn.Module] = {}
     test_key = hashlib.sha256(np.ascontiguousarray(test).tobytes()).hexdigest()
     for tm in trained:
-        model = load_model(tm.checkpoint, map_location=device)
-        data_cfg = model.run_config.data
+        loaded = load_checkpoint(tm.checkpoint, map_location=device)
+        model, data_cfg = loaded.model, loaded.config.data
         if data_cfg.dataset != base.data.dataset:
             raise ConfigError(f"{tm.checkpoint}: trained on {data_cfg.dataset!r}, but the comparison uses "
                               f"{base.data.dataset!r} (preset {base_name})")
         train_dt = float(model.config.dt)
         dts = [train_dt, *(d for d in extra_dts if d != train_dt)] if model.supports_dt else [train_dt]
-        settings = {"checkpoint_sha256": file_sha256(tm.checkpoint), "test_sequences_sha256": test_key,
+        settings = {"checkpoint_sha256": sha256_file(tm.checkpoint), "test_sequences_sha256": test_key,
                     "cond_frames": cond, "n_samples": n_samples, "dts": dts, "precision": precision, "seed": seed,
                     "device": str(device)}
-        tm.info = {"steps": int(getattr(model, "checkpoint_step", 0)), "model": model.run_config.model.model,
+        tm.info = {"steps": loaded.step, "model": loaded.config.model.model,
                    "parameters": sum(p.numel() for p in model.parameters())}
         results[tm.name] = evaluate_once(model, tm, test, settings, out / "eval" / tm.name, base.data.seq_len,
                                          progress)
@@ -309,14 +310,6 @@ def run_comparison(base_name: str, out_dir: str | Path, models: Sequence[str] = 
     save_samples_figure(out / "samples.png", {groups[m][0].label: first_of_model[m] for m in groups}, test, cond,
                         n_samples=min(n_samples, 100), seed=seed, device=device)
     return summary
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def evaluate_once(model: torch.nn.Module, tm: TrainedModel, test: np.ndarray, settings: dict[str, Any],

@@ -1,4 +1,13 @@
-"""Output folders written whole or not at all.
+"""Files written whole or not at all, checksums, and safe reading of ``torch.save`` files: the file utilities every
+layer shares (this module imports nothing of the package but :mod:`srvp.errors`).
+
+- :func:`atomic_write_bytes` / :func:`atomic_write_text` / :func:`atomic_output`: a reader sees the old file or the
+  complete new one, never a part; :func:`remove_stale_temporaries` removes what a kill left.
+- :func:`sha256_file`, :func:`content_digest`: checksums of files and of the values read back from them.
+- :func:`safe_torch_load`: ``torch.load(weights_only=True)`` (no code from the file runs) with its errors turned
+  into one-line :class:`~srvp.errors.CheckpointError` messages; :func:`read_state_dict` and
+  :func:`load_state_checked` for weight files.
+- :func:`staged_output_dir`: output folders written whole or not at all.
 
 :func:`staged_output_dir` gives a command a hidden staging folder next to its ``--out`` folder; when the command
 finishes, the staging folder replaces the output folder in one rename, so an interruption (Ctrl-C, a full disk, a
@@ -10,21 +19,221 @@ earlier run of the same command (or is empty): a folder of the user's own files 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import pickle
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-from srvp.errors import ConfigError
+import torch
+
+from srvp.errors import CheckpointError, ConfigError
 
 STAGING_PREFIX = ".partial-"
 
 
 def _umask_mode(directory: bool) -> int:
-    mask = os.umask(0)
+    mask = os.umask(0)  # the only portable way to read the umask is to set it
     os.umask(mask)
     return (0o777 if directory else 0o666) & ~mask
+
+
+#: permissions of written files: those of a file opened normally (mkstemp's 0600 would hide shared checkpoints)
+FILE_MODE = _umask_mode(False)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Atomic files
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the complete new one, never a part.
+    A kill leaves at most a hidden ``.<name>.<random>.tmp`` file (see :func:`remove_stale_temporaries`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), FILE_MODE)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_output(path: str | Path, write: Callable[[str], Any]) -> Path:
+    """For writers that need a file name (imageio, matplotlib): call ``write(tmp)`` on a temporary file with the
+    same suffix next to ``path``, then rename it over ``path``; on any error the temporary file is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete the temporary files that killed :func:`atomic_write_bytes` calls left in ``directory`` (not
+    recursive); returns them. Only for a directory that no other process is writing to."""
+    removed = []
+    directory = Path(directory)
+    if directory.is_dir():
+        for p in directory.glob(".*.tmp"):
+            if p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Checksums
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def content_digest(obj: Any) -> str:
+    """SHA-256 of nested values (tensors by dtype, shape and bytes; other values by type and value; dict keys in
+    sorted order), so that the values read back from a file can be compared with the values written: a byte flipped
+    inside a tensor or a number changes it (``torch.load`` checks no checksum of the zip entries)."""
+    h = hashlib.sha256()
+
+    def feed(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(value, dict):
+            h.update(f"D{len(value)}".encode())
+            for key in sorted(value, key=repr):
+                feed(key)
+                feed(value[key])
+        elif isinstance(value, (list, tuple)):
+            h.update(f"L{type(value).__name__}{len(value)}".encode())
+            for item in value:
+                feed(item)
+        else:
+            h.update(f"V{type(value).__name__}:{value!r};".encode())
+
+    feed(obj)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Safe reading of torch.save files
+# --------------------------------------------------------------------------------------------------------------------
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_REFUSED_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)")
+# torch's restricted unpickler says these when a pickle asks for an object it does not allow (as opposed to bytes
+# it cannot parse at all)
+_REFUSED_OBJECT_MARKS = ("Trying to call reduce", "Can only create new object", "Can only build", "must be imported",
+                         "persistent_load")
+
+
+def describe_unpickling_error(error: BaseException) -> tuple[str, bool]:
+    """The useful part of a ``weights_only`` refusal: ``(reason, refused_object)``.
+
+    torch's message opens with generic advice (with ANSI colour codes); the reason is the line that names the
+    refused global (``Unsupported global: GLOBAL io.open``) or the unpickler's own error. ``refused_object`` is True
+    when the file asked for an object that only an unrestricted load would create (possibly code), False when the
+    bytes merely are not a valid pickle (corrupt or foreign data).
+    """
+    text = _ANSI_ESCAPE.sub("", str(error))
+    match = _REFUSED_GLOBAL.search(text)
+    if match:
+        return f"Unsupported global: GLOBAL {match.group(1)}", True
+    detail = text.split("WeightsUnpickler error:", 1)[-1] if "WeightsUnpickler error:" in text else text
+    lines = [line.strip() for line in detail.splitlines()
+             if line.strip() and not line.strip().startswith("Check the documentation")]
+    reason = lines[0] if lines else type(error).__name__
+    return reason, any(mark in reason for mark in _REFUSED_OBJECT_MARKS)
+
+
+def safe_torch_load(path: str | Path, what: str = "checkpoint", map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: plain tensors, numbers, strings and containers only, never code.
+    A missing, truncated, corrupt or foreign file, or one that asks for other objects, raises a one-line
+    :class:`CheckpointError` naming the file and saying which (``what`` names the kind of file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: {what} file not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason, refused_object = describe_unpickling_error(e)
+        if refused_object:
+            raise CheckpointError(f"{path}: refused to load: the file holds more than plain tensors and numbers "
+                                  f"(possible code payload; {reason[:160]})") from None
+        raise CheckpointError(f"{path}: not a readable {what} (truncated or corrupt: {reason[:160]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, AttributeError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable {what} (truncated or corrupt: {msg[:160]})") from None
+
+
+def read_state_dict(path: str | Path, what: str = "state_dict") -> dict[str, torch.Tensor]:
+    """A ``state_dict`` of tensors saved with ``torch.save`` (also wrapped as ``{"state_dict": ...}``), read with
+    :func:`safe_torch_load`; anything else raises a one-line :class:`CheckpointError`."""
+    state = safe_torch_load(path, what)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected a {what} (a dict of tensors), got {type(state).__name__}")
+    return state
+
+
+def load_state_checked(module: torch.nn.Module, weights: dict[str, torch.Tensor], path: str | Path,
+                       optional: tuple[str, ...] = (), problem: str = "weights do not match the model of its config"
+                       ) -> None:
+    """``module.load_state_dict`` requiring every parameter and buffer (except names ending in ``optional``) with
+    the same shape and finite values; anything else is a one-line error saying which entries do not match."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in weights and not k.endswith(optional)]
+    unexpected = [k for k in weights if k not in own]
+    shapes = [f"{k} {tuple(weights[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if shapes:
+            parts.append(f"{len(shapes)} with other shapes (e.g. {shapes[0]})")
+        raise CheckpointError(f"{path}: {problem}: {'; '.join(parts)}")
+    for k, v in weights.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise CheckpointError(f"{path}: tensor {k} holds NaN or infinite values")
+    module.load_state_dict(weights, strict=not optional)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Output folders
+# --------------------------------------------------------------------------------------------------------------------
 
 
 def remove_stale_staging(parent: Path, name: str) -> None:

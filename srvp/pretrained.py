@@ -28,11 +28,18 @@ import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
-from srvp.config import RunConfig
+from srvp.config import RunConfig, read_json_object
 from srvp.errors import CheckpointError, ConfigError
+from srvp.files import content_digest, load_state_checked, read_state_dict
+from srvp.models import LoadedModel, build_model
+from srvp.models.official import config_from_official, convert_state_dict
+from srvp.training.checkpoint import load_checkpoint
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -62,17 +69,6 @@ SHIPPED: dict[str, ShippedModel] = {m.name: m for m in [
 ]}
 
 
-@dataclass
-class Loaded:
-    """What :func:`load_pretrained` returns: the model in evaluation mode, its configuration, and where it came
-    from."""
-
-    model: torch.nn.Module
-    config: RunConfig
-    source: str
-    step: int = 0
-
-
 def available() -> list[ShippedModel]:
     """The shipped models whose files are installed."""
     return [m for m in SHIPPED.values() if (m.path / WEIGHTS_FILE).is_file()]
@@ -88,10 +84,6 @@ def save_pretrained(model: torch.nn.Module, config: RunConfig, directory: str | 
     """Write ``model`` and ``config`` in the Hub layout into ``directory`` (created; it must not exist unless
     ``overwrite``). ``dtype`` (``float32``, ``float16``, ``bfloat16``) is the storage type of floating-point
     weights; they are cast back to float32 when loaded. The folder is written aside and renamed into place."""
-    from safetensors.torch import save_file
-
-    from srvp.training.checkpoint import content_digest
-
     if dtype not in _DTYPES:
         raise ConfigError(f"dtype={dtype!r}: choose one of {', '.join(_DTYPES)}")
     directory = Path(directory)
@@ -140,14 +132,8 @@ def push_to_hub(directory: str | Path, repo_id: str, token: str | None = None, p
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def read_hub_folder(directory: str | Path) -> Loaded:
+def read_hub_folder(directory: str | Path) -> LoadedModel:
     """Load a folder in the Hub layout (weights read with safetensors only)."""
-    from safetensors import SafetensorError, safe_open
-
-    from srvp.config import read_json_object
-    from srvp.models import build_model
-    from srvp.training.checkpoint import content_digest, load_state_into
-
     directory = Path(directory)
     weights_path, config_path = directory / WEIGHTS_FILE, directory / CONFIG_FILE
     data = read_json_object(config_path, "model config", "with sections model, data, train", CheckpointError)
@@ -178,46 +164,45 @@ def read_hub_folder(directory: str | Path) -> Loaded:
                               f"{weights_path.name} were saved with")
     model = build_model(config.model)
     weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
-    load_state_into(model, weights, weights_path)
-    return Loaded(model.eval(), config, str(directory), int(meta.get("step", 0)))
+    load_state_checked(model, weights, weights_path)
+    return LoadedModel(model.eval(), config, int(meta.get("step", 0)), str(directory))
 
 
-def read_official_files(state_dict: str | Path, config: str | Path) -> Loaded:
+def read_official_options(path: str | Path) -> dict[str, Any]:
+    """The official ``config.json`` as a dict; a missing or malformed file raises :class:`CheckpointError`."""
+    return read_json_object(path, "official config", "of the official options (nx, nc, nf, ...)",
+                            CheckpointError)
+
+
+def read_official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The official ``state_dict`` (tensors only), loaded safely; anything else raises :class:`CheckpointError`."""
+    return read_state_dict(path, "official model's state_dict")
+
+
+def read_official_files(state_dict: str | Path, config: str | Path) -> LoadedModel:
     """Load a model of the authors' code from its ``model.pt`` (read with ``weights_only``) and ``config.json``."""
-    from srvp.cli.import_official import read_official_options, read_official_state_dict
-    from srvp.models import build_model
-    from srvp.models.official import config_from_official, convert_state_dict
-    from srvp.training.checkpoint import load_state_into
-
     options = read_official_options(config)
     run_config = config_from_official(options, str(config))
     model = build_model(run_config.model)
-    load_state_into(model, convert_state_dict(read_official_state_dict(state_dict)), state_dict)
-    return Loaded(model.eval(), run_config, str(Path(state_dict).parent), 0)
+    load_state_checked(model, convert_state_dict(read_official_state_dict(state_dict)), state_dict)
+    return LoadedModel(model.eval(), run_config, 0, str(Path(state_dict).parent))
 
 
-def read_official_folder(directory: str | Path) -> Loaded:
+def read_official_folder(directory: str | Path) -> LoadedModel:
     """Load a folder of the authors' code as they publish it (``config.json`` + ``model.pt``)."""
     return read_official_files(Path(directory) / "model.pt", Path(directory) / CONFIG_FILE)
 
 
-def read_checkpoint_file(path: str | Path) -> Loaded:
+def read_checkpoint_file(path: str | Path) -> LoadedModel:
     """Load an ``srvp train`` checkpoint (``.pt``; weights only, the optimizer state is ignored)."""
-    from srvp.models import build_model
-    from srvp.training.checkpoint import config_of, load_state_into, read_checkpoint
-
-    state = read_checkpoint(path)
-    config = config_of(state, path)
-    model = build_model(config.model)
-    load_state_into(model, state["model"], path)
-    return Loaded(model.eval(), config, str(path), int(state.get("step", 0)))
+    return load_checkpoint(path)
 
 
 def _known_names() -> str:
     return ", ".join(sorted(SHIPPED)) or "(none installed)"
 
 
-def _read_local(path: Path) -> Loaded:
+def _read_local(path: Path) -> LoadedModel:
     if path.is_dir():
         if (path / WEIGHTS_FILE).exists():
             return read_hub_folder(path)
@@ -248,7 +233,7 @@ def _download(repo_id: str, revision: str | None) -> Path:
                               f"{_known_names()}") from None
 
 
-def load_pretrained(name_or_path: str | Path, revision: str | None = None) -> Loaded:
+def load_pretrained(name_or_path: str | Path, revision: str | None = None) -> LoadedModel:
     """A model by shipped name, local path or Hub repository id (see the module docstring)."""
     text = str(name_or_path)
     if text in SHIPPED:
@@ -268,6 +253,6 @@ def load_pretrained(name_or_path: str | Path, revision: str | None = None) -> Lo
                           f"names: {_known_names()} (or a Hub repository id owner/name)")
 
 
-__all__ = ["CARD_FILE", "CONFIG_FILE", "SHIPPED", "WEIGHTS_FILE", "Loaded", "ShippedModel", "available",
+__all__ = ["CARD_FILE", "CONFIG_FILE", "SHIPPED", "WEIGHTS_FILE", "LoadedModel", "ShippedModel", "available",
            "load_pretrained", "push_to_hub", "read_hub_folder", "read_official_files", "read_official_folder",
            "save_pretrained"]

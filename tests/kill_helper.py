@@ -3,7 +3,7 @@ SIGKILL it exactly there (used by ``tests/test_kill_resume.py``; not a test modu
 
     python -m tests.kill_helper PATTERN N PHASE MARKER -- train --config ... --out-dir ...
 
-On the N-th call of :func:`srvp.training.checkpoint.atomic_write_bytes` (counted from 1 in this process) that writes
+On the N-th call of :func:`srvp.files.atomic_write_bytes` (counted from 1 in this process) that writes
 a file whose name matches the glob PATTERN (``step_*.pt``, ``manifest.json``, ``best.pt``, ...) the process creates
 MARKER (holding the target path) and sleeps until it is killed, at the point given by PHASE:
 
@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+import srvp.files as files
 import srvp.training.checkpoint as checkpoint
 from srvp.cli.main import main
 
@@ -62,7 +63,7 @@ class _OsProxy:
 
 
 def install(pattern: str, call: int, phase: str, marker: Path) -> None:
-    real_write = checkpoint.atomic_write_bytes
+    real_write = files.atomic_write_bytes
     count = {"n": 0}
 
     def atomic_write_bytes(path, data: bytes) -> None:
@@ -81,13 +82,14 @@ def install(pattern: str, call: int, phase: str, marker: Path) -> None:
             proxy = _OsProxy(fsync=lambda fd: _stop_here(marker, target))
         else:
             raise ValueError(f"unknown phase {phase!r}")
-        checkpoint.os = proxy
+        files.os = proxy
         try:
             real_write(path, data)
         finally:
-            checkpoint.os = os
+            files.os = os
 
-    checkpoint.atomic_write_bytes = atomic_write_bytes
+    # srvp.files' own callers (atomic_write_text) and the modules that imported the function by name
+    files.atomic_write_bytes = checkpoint.atomic_write_bytes = atomic_write_bytes
 
 
 if __name__ == "__main__":

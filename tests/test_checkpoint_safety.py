@@ -14,7 +14,7 @@ import torch
 from srvp.api import Predictor
 from srvp.cli.main import main
 from srvp.errors import CheckpointError
-from srvp.training.checkpoint import load_model, read_checkpoint
+from srvp.training.checkpoint import load_checkpoint, read_checkpoint
 from tests.test_predict import save_tiny_checkpoint
 
 
@@ -60,7 +60,7 @@ def test_malicious_pickle_is_refused_without_running(tmp_path, clip_file, capsys
     torch.save(state, evil)
 
     with pytest.raises(CheckpointError, match="refused to load") as info:
-        load_model(evil)
+        load_checkpoint(evil)
     assert str(evil) in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(CheckpointError, match="refused to load"):
         Predictor.from_checkpoint(evil, device="cpu")
@@ -96,7 +96,7 @@ def test_damaged_file_gets_one_line_error(damage, tmp_path, clip_file, capsys):
     # bytes that happen to start like a (legacy) pickle are corrupt data, not a refused code payload
     expected = "not a readable checkpoint (truncated or corrupt"
     with pytest.raises(CheckpointError, match=re.escape(expected)):
-        load_model(bad)
+        load_checkpoint(bad)
     rc, err = run_cli(["predict", "--checkpoint", str(bad), "--input", str(clip_file),
                        "--out", str(tmp_path / "out")], capsys)
     assert_one_line_error(rc, err, str(bad), expected)
@@ -148,7 +148,7 @@ def test_missing_and_extra_parameters_and_nan(tmp_path):
     bad = tmp_path / "keys.pt"
     torch.save(state, bad)
     with pytest.raises(CheckpointError) as info:
-        load_model(bad)
+        load_checkpoint(bad)
     assert "1 missing" in str(info.value) and dropped in str(info.value) and "surprise.weight" in str(info.value)
 
     state = torch.load(path, weights_only=True)
@@ -158,7 +158,7 @@ def test_missing_and_extra_parameters_and_nan(tmp_path):
     nan = tmp_path / "nan.pt"
     torch.save(state, nan)
     with pytest.raises(CheckpointError, match=f"{key} holds NaN"):
-        load_model(nan)
+        load_checkpoint(nan)
 
 
 def test_foreign_file_points_to_import_official(tmp_path):
@@ -195,13 +195,13 @@ def test_a_flipped_byte_in_a_checkpoint_is_detected_on_loading(tmp_path, name, c
     """torch.load checks no checksum: the content digest written with every checkpoint catches a changed value."""
     from srvp.training.checkpoint import atomic_torch_save, make_checkpoint
 
-    model = load_model(save_tiny_checkpoint(tmp_path / "source.pt"))
+    loaded = load_checkpoint(save_tiny_checkpoint(tmp_path / "source.pt"))
     path = tmp_path / name
-    atomic_torch_save(make_checkpoint(model, model.run_config, 5), path)
+    atomic_torch_save(make_checkpoint(loaded.model, loaded.config, 5), path)
     assert read_checkpoint(path)["step"] == 5
     _flip_inside_largest_tensor(path)
     with pytest.raises(CheckpointError, match="corrupt checkpoint") as error:
-        load_model(path)
+        load_checkpoint(path)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
     rc, err = run_cli(["predict", "--checkpoint", str(path), "--input", str(clip_file), "--out",
                        str(tmp_path / "out")], capsys)

@@ -13,7 +13,7 @@ import torch
 
 from srvp.api import Predictor
 from srvp.cli.main import main
-from srvp.training.checkpoint import load_model, read_checkpoint
+from srvp.training.checkpoint import load_checkpoint, read_checkpoint
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 OFFICIAL = SHARED / "data" / "official-srvp"
@@ -41,7 +41,7 @@ def test_imported_checkpoint_reproduces_official_outputs(name, tmp_path, capsys)
     assert rc == 0, capsys.readouterr().err
     assert "wrote" in capsys.readouterr().out
 
-    model = load_model(out)
+    model = load_checkpoint(out).model
     options = json.loads((folder / "config.json").read_text())
     assert model.config.dt == pytest.approx(1.0 / options["n_euler_steps"])
     assert model.config.frame_size == options["nx"] and model.config.channels == options["nc"]

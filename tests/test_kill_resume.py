@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from srvp.config import RunConfig
-from srvp.training.checkpoint import FILE_MODE, MANIFEST, CheckpointManager, read_checkpoint
+from srvp.files import FILE_MODE
+from srvp.training.checkpoint import MANIFEST, CheckpointManager, read_checkpoint
 from srvp.training.trainer import Trainer, train
 from tests.conftest import REPO
 from tests.test_training import tiny_run

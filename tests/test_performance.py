@@ -10,9 +10,10 @@ import torch
 
 from srvp.config import DataConfig, RunConfig, TrainConfig
 from srvp.data import build_train_dataset, to_float
+from srvp.files import load_state_checked
 from srvp.models import build_model
 from srvp.runtime import tune_glibc_malloc
-from srvp.training.checkpoint import load_state_into, make_checkpoint
+from srvp.training.checkpoint import make_checkpoint
 from srvp.training.trainer import Trainer, frames_channels_last
 from tests.conftest import tiny_model_config
 
@@ -89,7 +90,7 @@ def test_compiled_networks_keep_the_checkpoint_keys(tmp_path):
     trainer = tiny_trainer(tmp_path, compile=True)  # compilation itself is lazy: nothing is compiled here
     plain = build_model(trainer.cfg.model)
     assert list(trainer.model.state_dict()) == list(plain.state_dict())
-    load_state_into(plain, make_checkpoint(trainer.model, trainer.cfg, 0)["model"], tmp_path / "x.pt")
+    load_state_checked(plain, make_checkpoint(trainer.model, trainer.cfg, 0)["model"], tmp_path / "x.pt")
 
 
 def test_adam_is_fused_on_cpu(tmp_path):

@@ -46,8 +46,8 @@ def test_save_then_load_gives_bit_identical_predictions(tmp_path):
     loaded = Predictor.from_pretrained(folder, device="cpu")
     assert loaded.config == predictor.config
     assert torch.equal(predictions(loaded), predictions(predictor))
-    model = SRVP.from_pretrained(folder)
-    assert model.run_config == predictor.config and not model.training
+    record = load_pretrained(folder)
+    assert isinstance(record.model, SRVP) and record.config == predictor.config and not record.model.training
 
 
 def test_half_precision_storage_is_half_the_size_and_close(tmp_path):
@@ -174,7 +174,7 @@ def test_the_authors_folder_loads_as_it_is_and_imports_to_the_hub_layout(tmp_pat
     expected = torch.from_numpy(vectors["prediction"]).transpose(0, 1)
     assert main(["import-official", str(folder), "--out", str(tmp_path / "hub")]) == 0
     for source in (folder, tmp_path / "hub"):
-        model = SRVP.from_pretrained(source)
+        model = load_pretrained(source).model
         with torch.no_grad():
             prediction = model.predict(x_cond, expected.shape[1], use_mean=True)[:, 0].clamp(0, 1)
         assert (prediction - expected).abs().max() < 1e-4, source

@@ -10,7 +10,7 @@ import torch
 import torch.multiprocessing as mp
 
 from srvp.config import DataConfig, RunConfig, TrainConfig
-from srvp.training.checkpoint import CheckpointManager, load_model, read_checkpoint
+from srvp.training.checkpoint import CheckpointManager, load_checkpoint, read_checkpoint
 from srvp.training.trainer import Trainer, TrainingError, lr_factor, train
 from tests.conftest import tiny_model_config
 
@@ -29,7 +29,7 @@ def test_learning_rate_schedule():
 
 
 def test_resume_after_sigterm_is_exact(tmp_path, monkeypatch):
-    reference = load_model(train(tiny_run(tmp_path / "a"), progress=False) / "last.pt")
+    reference = load_checkpoint(train(tiny_run(tmp_path / "a"), progress=False) / "last.pt").model
 
     original = Trainer._train_step
 
@@ -103,7 +103,7 @@ def test_two_process_ddp_keeps_identical_parameters(tmp_path):
         port = s.getsockname()[1]
     mp.spawn(_ddp_worker, args=(2, port, str(tmp_path / "run"), str(tmp_path)), nprocs=2, join=True)
     a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
-    init = load_model(tmp_path / "run" / "last.pt").state_dict()
+    init = load_checkpoint(tmp_path / "run" / "last.pt").model.state_dict()
     changed = 0
     for k in a:
         if a[k].is_floating_point() and "running" not in k:

@@ -4,22 +4,20 @@
 The ``state_dict`` is read with ``torch.load(weights_only=True)`` (no code from the file runs), its parameter names
 are mapped by :mod:`srvp.models.official`, checked against the model that ``config.json`` describes (one-line
 error naming what does not match), and saved atomically at step 0 without optimizer state. The written file is then
-loaded back with :func:`srvp.training.checkpoint.load_model` before the command reports success.
+loaded back with :func:`srvp.training.checkpoint.load_checkpoint` before the command reports success.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import pickle
-import zipfile
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from srvp.config import read_json_object
 from srvp.errors import CheckpointError, SrvpError
+from srvp.files import load_state_checked
+from srvp.pretrained import read_official_options, read_official_state_dict
 
 NAME = "import-official"
 HELP = "convert a checkpoint of the authors' official SRVP code (state_dict + config.json) to an srvp checkpoint"
@@ -27,51 +25,18 @@ DESCRIPTION = (HELP + ". The weights are loaded without executing code (weights_
                "model described by config.json.")
 
 
-def read_official_options(path: str | Path) -> dict[str, Any]:
-    """The official ``config.json`` as a dict; a missing or malformed file raises :class:`CheckpointError`."""
-    return read_json_object(path, "official config", "of the official options (nx, nc, nf, ...)",
-                            CheckpointError)
-
-
-def read_official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The official ``state_dict`` (tensors only), loaded safely; anything else raises :class:`CheckpointError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: official state_dict file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        from srvp.training.checkpoint import describe_unpickling_error
-
-        # torch's message starts with advice about weights_only; the line naming the refused object is more useful
-        reason, refused_object = describe_unpickling_error(e)
-        if not refused_object:
-            raise CheckpointError(f"{path}: not a readable state_dict (truncated or corrupt: {reason[:160]})") from None
-        raise CheckpointError(f"{path}: refused to load: the file holds more than plain tensors "
-                              f"(possible code payload; {reason[:160]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, AttributeError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable state_dict (truncated or corrupt: {msg[:160]})") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: expected the official model's state_dict (a dict of tensors), "
-                              f"got {type(state).__name__}")
-    return state
-
-
 def import_official(state_dict_path: str | Path, config_path: str | Path, out_path: str | Path) -> Path:
     """Convert the official files to an srvp checkpoint at ``out_path`` and check that it loads back."""
     from srvp.models import build_model
     from srvp.models.official import config_from_official, convert_state_dict
-    from srvp.training.checkpoint import atomic_torch_save, load_model, load_state_into, make_checkpoint
+    from srvp.training.checkpoint import atomic_torch_save, load_checkpoint, make_checkpoint
 
     options = read_official_options(config_path)
     cfg = config_from_official(options, str(config_path))
     official = read_official_state_dict(state_dict_path)
     model = build_model(cfg.model)
     try:
-        load_state_into(model, convert_state_dict(official), state_dict_path)
+        load_state_checked(model, convert_state_dict(official), state_dict_path)
     except CheckpointError as e:
         raise CheckpointError(f"{e} (model built from {config_path})") from None
     out_path = Path(out_path)
@@ -79,7 +44,7 @@ def import_official(state_dict_path: str | Path, config_path: str | Path, out_pa
                                "options": json.loads(json.dumps(options))}}
     atomic_torch_save(make_checkpoint(model, cfg, step=0, extra=extra), out_path)
     try:
-        reloaded = load_model(out_path)
+        reloaded = load_checkpoint(out_path).model
     except SrvpError:
         out_path.unlink(missing_ok=True)
         raise

@@ -125,7 +125,7 @@ def per_step_plot(samples: torch.Tensor, truth: torch.Tensor, steps_per_frame: i
     import matplotlib.pyplot as plt
 
     from srvp.evaluation import metrics
-    from srvp.training.checkpoint import atomic_write_bytes
+    from srvp.files import atomic_write_bytes
 
     frames = samples[:, steps_per_frame - 1::steps_per_frame][:, :truth.shape[0]]
     target = truth.unsqueeze(0).expand_as(frames)
@@ -326,9 +326,8 @@ def predict_files(args: argparse.Namespace, predictor) -> tuple[dict, Path]:
     """Everything ``srvp predict`` does once the model is loaded (the web demo calls it too): read ``args.input``
     with the safe readers, check the options, write the outputs into ``args.out`` whole or not at all. Returns the
     summary and the output folder."""
-    from srvp.files import staged_output_dir
+    from srvp.files import atomic_write_text, staged_output_dir
     from srvp.io import read_clip
-    from srvp.training.checkpoint import atomic_write_text
 
     clip = predictor.prepare(read_clip(args.input), args.input)[0].cpu()  # (T, C, S, S)
     out = Path(args.out) if args.out else Path("predictions") / Path(args.input).stem

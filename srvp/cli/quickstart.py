@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from srvp.errors import ConfigError
     from srvp.evaluation.protocol import evaluate_model
     from srvp.evaluation.report import write_report
-    from srvp.training.checkpoint import CheckpointManager, load_model
+    from srvp.training.checkpoint import CheckpointManager, load_checkpoint
     from srvp.training.trainer import train
 
     cfg = preset("quickstart")
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"[2/3] evaluating {run_dir / 'best.pt'}: best of {args.samples} samples on {cfg.data.test_sequences} "
           f"test sequences ({cfg.data.cond_frames} conditioning -> {cfg.data.test_seq_len - cfg.data.cond_frames} "
           f"predicted frames)")
-    model = load_model(run_dir / "best.pt")
+    model = load_checkpoint(run_dir / "best.pt").model
     test = load_test_set(cfg.data)
     result = evaluate_model(model, test, cfg.data.cond_frames, n_samples=args.samples, precision="fp32",
                             seed=cfg.train.seed, progress=progress,

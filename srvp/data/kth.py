@@ -172,7 +172,7 @@ def make_test_set(root: str | Path, size: int = 1000, seq_len: int = 40, seed: i
                   ) -> Path:
     """Draw the test set (:func:`draw_test_set`) and save it atomically in the authors' ``.npz`` layout, unless a
     file with exactly these sequences is already there (and not ``force``); returns its path."""
-    from srvp.training.checkpoint import atomic_write_bytes
+    from srvp.files import atomic_write_bytes
 
     sequences, persons, actions = draw_test_set(root, size, seq_len, seed)
     path = test_set_path(root, seq_len)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from srvp.errors import DataError
-from srvp.training.checkpoint import atomic_write_bytes
+from srvp.files import atomic_write_bytes
 
 
 def check_npy_size(stream, available: int, where: str) -> None:

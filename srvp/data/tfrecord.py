@@ -73,7 +73,7 @@ def read_records(path: str | Path, verify: bool = True) -> Iterator[bytes]:
 
 def write_records(path: str | Path, records: Iterable[bytes]) -> None:
     """Write a TFRecord file (atomically) with correct checksums."""
-    from srvp.training.checkpoint import atomic_write_bytes
+    from srvp.files import atomic_write_bytes
 
     chunks = []
     for data in records:

@@ -21,7 +21,7 @@ import numpy as np
 from srvp.errors import DataError
 from srvp.evaluation.metrics import confidence_interval
 from srvp.evaluation.protocol import RANDOM_KEPT, EvalResult, SettingScores, dt_label
-from srvp.training.checkpoint import atomic_write_bytes, atomic_write_text
+from srvp.files import atomic_write_bytes, atomic_write_text
 
 METRIC_TITLES = {"psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓", "fvd": "FVD ↓"}
 DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4}

@@ -18,15 +18,14 @@ computed with random weights.
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from srvp.errors import CheckpointError
-from srvp.training.checkpoint import load_state_into
+from srvp.files import load_state_checked
+from srvp.files import read_state_dict as read_tensors
 
 
 class MissingWeightsError(CheckpointError):
@@ -76,28 +75,13 @@ def torch_home() -> Path:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A ``state_dict`` saved with ``torch.save``, loaded safely (``weights_only``); a non-tensor or unreadable file
-    raises a one-line :class:`CheckpointError`."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        from srvp.training.checkpoint import describe_unpickling_error
-
-        reason, refused_object = describe_unpickling_error(e)
-        what = "refused to load (possible code payload" if refused_object else "not a readable weight file (corrupt"
-        raise CheckpointError(f"{path}: {what}: {reason[:160]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable weight file ({msg[:160]})") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: expected a state_dict of tensors")
-    return state
+    """A ``state_dict`` of tensors saved with ``torch.save``, read safely (:func:`srvp.files.read_state_dict`); a
+    non-tensor or unreadable file raises a one-line :class:`CheckpointError`."""
+    return read_tensors(path, "weight file")
 
 
 def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path,
                   optional: tuple[str, ...] = ("num_batches_tracked",)) -> None:
     """Load ``state`` into ``module``, requiring every parameter and buffer (except names ending in ``optional``)
     with the same shape and finite values; anything else is a one-line :class:`CheckpointError`."""
-    load_state_into(module, state, path, optional=optional, problem="not the expected weights")
+    load_state_checked(module, state, path, optional=optional, problem="not the expected weights")

@@ -1,11 +1,18 @@
 """What every video-prediction model of the package shares: the interface that training, evaluation and the
-Python API rely on (``forward``/``loss`` for training, ``condition``/``sample_futures`` for generation) and
-:meth:`VideoPredictor.predict`, built on it."""
+Python API rely on (``forward``/``loss`` for training, ``condition``/``sample_futures`` for generation),
+:meth:`VideoPredictor.predict` built on it, and :class:`LoadedModel`, what loading a trained model returns.
+
+A model knows nothing of files: checkpoints are read by :mod:`srvp.training.checkpoint`, the Hub layout by
+:mod:`srvp.pretrained`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
+
+from srvp.config import RunConfig
 
 
 class VideoPredictor(nn.Module):
@@ -39,34 +46,13 @@ class VideoPredictor(nn.Module):
         finally:
             self.train(was_training)
 
-    # ------------------------------------------------------------------------------------------------------------
-    # The Hugging Face Hub layout (srvp.pretrained, imported when called: it reads files and the Hub, which the
-    # model itself never needs)
-    # ------------------------------------------------------------------------------------------------------------
 
-    @classmethod
-    def from_pretrained(cls, name_or_path, revision: str | None = None) -> VideoPredictor:
-        """A trained model in evaluation mode by shipped name (``srvp pretrained list``), local path (Hub-layout
-        folder, the authors' folder, ``.pt`` checkpoint) or Hub repository id; its full run configuration is
-        ``model.run_config``. Called on a subclass, the model must be of that class."""
-        from srvp.errors import CheckpointError
-        from srvp.pretrained import load_pretrained
+@dataclass
+class LoadedModel:
+    """A trained model read from a file: the model in evaluation mode, its full run configuration, the training
+    step it was saved at, and where it came from."""
 
-        loaded = load_pretrained(name_or_path, revision)
-        if not isinstance(loaded.model, cls):
-            raise CheckpointError(f"{name_or_path}: holds a {type(loaded.model).__name__} model, not {cls.__name__}")
-        loaded.model.run_config = loaded.config
-        return loaded.model
-
-    def save_pretrained(self, directory, config=None, *, step: int = 0, card: str | None = None,
-                        dtype: str = "float32", overwrite: bool = False):
-        """Write ``config.json`` + ``model.safetensors`` (+ ``README.md`` from ``card``) into ``directory``;
-        ``config`` is the full :class:`~srvp.config.RunConfig` (default: ``run_config`` if loaded, else this
-        model's configuration with default data and training sections)."""
-        from srvp.config import RunConfig
-        from srvp.pretrained import save_pretrained
-
-        if config is None:
-            config = getattr(self, "run_config", None) or RunConfig(model=self.config)
-        return save_pretrained(self, config, directory, step=step, card=card, dtype=dtype, overwrite=overwrite)
-
+    model: VideoPredictor
+    config: RunConfig
+    step: int = 0
+    source: str = ""

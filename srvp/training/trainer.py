@@ -41,17 +41,10 @@ from tqdm import tqdm
 from srvp.config import RunConfig
 from srvp.data import build_train_dataset, load_val_set, to_float
 from srvp.errors import SrvpError
+from srvp.files import atomic_write_text, load_state_checked, remove_stale_temporaries
 from srvp.models import build_model
 from srvp.runtime import autocast_context, require_memory, resolve_device, training_bytes, tune_glibc_malloc
-from srvp.training.checkpoint import (
-    CheckpointManager,
-    atomic_torch_save,
-    atomic_write_text,
-    config_of,
-    load_state_into,
-    make_checkpoint,
-    remove_stale_temporaries,
-)
+from srvp.training.checkpoint import CheckpointManager, atomic_torch_save, config_of, make_checkpoint
 
 
 class TrainingError(SrvpError):
@@ -238,7 +231,7 @@ class Trainer:
         if saved.model != self.cfg.model:
             raise SrvpError(f"{path}: the checkpoint's model config differs from this run's; resume with the "
                             f"same model options (see {self.out_dir / 'config.json'})")
-        load_state_into(self.model, state["model"], path)
+        load_state_checked(self.model, state["model"], path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         per_rank = state["rng"].get("per_rank", [])
@@ -257,7 +250,7 @@ class Trainer:
             if "ema" not in state.get("extra", {}):
                 raise SrvpError(f"{path}: the checkpoint has no weight average; resume with the run's ema_decay "
                                 f"(see {self.out_dir / 'config.json'})")
-            load_state_into(self.ema, state["extra"]["ema"], path)
+            load_state_checked(self.ema, state["extra"]["ema"], path)
         if self.scaler is not None and state.get("extra", {}).get("grad_scaler"):
             self.scaler.load_state_dict(state["extra"]["grad_scaler"])
         if self.rank == 0:

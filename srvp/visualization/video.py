@@ -15,8 +15,6 @@ leaves half a file.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 
 from srvp.errors import SrvpError
+from srvp.files import atomic_output
 
 VIDEO_FORMATS = (".gif", ".mp4")
 MARK_COLOUR = (1.0, 0.0, 0.0)  # red, as the intermediate-frame bars of the paper's figure 7
@@ -82,19 +81,6 @@ def make_grid(videos: Sequence[FrameArray], ncols: int = 1, pad: int = 2, pad_va
         top, left = pad + r * (H + pad), pad + c * (W + pad)
         grid[:, :, top:top + H, left:left + W] = v
     return grid
-
-
-def _atomic_output(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file of the same suffix next to ``path``, then rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def annotate_video(video: FrameArray, row_labels: Sequence[str] | None = None, row_height: int = 0, pad: int = 2,
@@ -159,7 +145,7 @@ def write_video(path: str | Path, frames: FrameArray | Sequence[FrameArray], fps
     if suffix == ".gif":
         data = to_uint8(video)
         # GIF delays are stored in hundredths of a second.
-        _atomic_output(path, lambda tmp: imageio.mimsave(tmp, list(data), format="GIF", duration=1000.0 / fps,
+        atomic_output(path, lambda tmp: imageio.mimsave(tmp, list(data), format="GIF", duration=1000.0 / fps,
                                                          loop=0))
     else:
         # yuv420p (what players expect) needs even sizes: pad with white instead of letting ffmpeg rescale.
@@ -177,7 +163,7 @@ def write_video(path: str | Path, frames: FrameArray | Sequence[FrameArray], fps
             finally:
                 writer.close()
 
-        _atomic_output(path, write_mp4)
+        atomic_output(path, write_mp4)
     return path
 
 
@@ -274,5 +260,5 @@ def save_grid_png(path: str | Path, rows: Sequence[FrameArray], labels: Sequence
         data = _label_image(data, labels, row_height=_as_tensor(rows[0]).shape[-2], pad=pad)
     import imageio.v2 as imageio
 
-    _atomic_output(path, lambda tmp: imageio.imwrite(tmp, data, format="PNG"))
+    atomic_output(path, lambda tmp: imageio.imwrite(tmp, data, format="PNG"))
     return path
