@@ -212,14 +212,8 @@ class Predictor:
             raise ConfigError("swap_content needs a model with the content variable (content=true)")
         swapped = Conditioning(y1_params=dynamics.y1_params, posterior_z_params=dynamics.posterior_z_params,
                                w=content.w, skips=content.skips, n_cond=dynamics.n_cond)
-        # As SRVP.sample_futures, except that only the future's intermediate states are kept: the conditioning
-        # frames are re-rendered at their own times.
         rep = swapped.repeat(n_samples) if n_samples > 1 else swapped
-        y1 = gaussian.sample(rep.y1_params, use_mean)
-        past = self.model.rollout(y1, swapped.n_cond, self.dt, rep.posterior_z_params, use_mean=use_mean)["y"]
-        future = self.model.rollout(past[:, -1], horizon + 1, dt, use_mean=use_mean,
-                                    keep_intermediate=keep_intermediate)["y"][:, 1:]
-        states = torch.cat([past, future], dim=1) if include_conditioning else future
+        states = self.model.generate_states(rep, horizon, dt, use_mean, keep_intermediate, include_conditioning)
         frames = self.model.decode(states, rep.w, rep.skips)
         return frames.reshape(B, n_samples, *frames.shape[1:]).clamp(0.0, 1.0).cpu()
 
@@ -264,7 +258,7 @@ class Predictor:
         y1 = mix(y1_a, y1_b)
         w = pick(cond_a.w, cond_b.w)
         skips = None if cond_a.skips is None else [pick(sa, sb) for sa, sb in zip(cond_a.skips, cond_b.skips)]
-        states = self.model.rollout(y1, horizon, self.dt, use_mean=True)["y"]
+        states = self.model.rollout(y1, horizon, self.dt, use_mean=True).y
         frames = self.model.decode(states, w, skips)
         return frames.reshape(B, n_steps, *frames.shape[1:]).clamp(0.0, 1.0).cpu()
 
@@ -280,7 +274,6 @@ class Predictor:
         """``dt`` (default the training step) must be 1/n for an integer n."""
         if dt is None:
             return self.dt
-        n = euler_steps(dt)
-        if n > 1 and self.model.config.transition in ("mlp", "gru"):
+        if euler_steps(dt) > 1 and not self.model.supports_dt:
             raise ConfigError(f"dt={dt:g} needs a residual transition, not {self.model.config.transition}")
         return dt

@@ -53,19 +53,19 @@ def test_half_step_states_are_two_euler_half_steps_with_the_same_z():
     y1 = torch.randn(2, 4)
     q_z = torch.randn(2, 3, 6)
     roll = model.rollout(y1, 4, 0.5, q_z, use_mean=True, keep_intermediate=True)
-    assert roll["y"].shape == (2, 7, 4) and roll["residuals"].shape == (2, 6, 4)
+    assert roll.y.shape == (2, 7, 4) and roll.residuals.shape == (2, 6, 4)
     y = y1
     for t in range(3):
         z = q_z[:, t, :3]  # posterior mean
         half = y + 0.5 * model.transition(torch.cat([y, z], -1))
         full = half + 0.5 * model.transition(torch.cat([half, z], -1))
-        torch.testing.assert_close(roll["y"][:, 2 * t + 1], half)
-        torch.testing.assert_close(roll["y"][:, 2 * t + 2], full)
+        torch.testing.assert_close(roll.y[:, 2 * t + 1], half)
+        torch.testing.assert_close(roll.y[:, 2 * t + 2], full)
         # the prior on z_t depends on the state at the previous integer time only
-        torch.testing.assert_close(roll["prior_z_params"][:, t], model.prior_z(y))
+        torch.testing.assert_close(roll.prior_z_params[:, t], model.prior_z(y))
         y = full
     without = model.rollout(y1, 4, 0.5, q_z, use_mean=True)
-    torch.testing.assert_close(without["y"], roll["y"][:, ::2])
+    torch.testing.assert_close(without.y, roll.y[:, ::2])
 
 
 def test_dt_must_be_inverse_integer():
