@@ -196,6 +196,26 @@ def decode_video(path: str | Path, size: int | None, channels: int = 3, crop: bo
     return np.ascontiguousarray(frames.transpose(0, 3, 1, 2))
 
 
+def check_npy_size(stream, available: int, where: str) -> None:
+    """Read the ``.npy`` header at the start of ``stream`` and refuse, with a one-line :class:`DataError`, an array
+    that declares more bytes than the ``available`` bytes of the file: NumPy would first try to allocate the
+    declared size (a 16-byte header can ask for petabytes)."""
+    try:
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(stream)
+    except (ValueError, OSError, EOFError, SyntaxError) as e:
+        raise DataError(f"{where}: not a readable .npy array ({str(e).strip().splitlines()[0][:120]})") from None
+    if dtype.hasobject:
+        raise DataError(f"{where}: refused: the array holds Python objects (object arrays are not loaded)")
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    left = available - stream.tell()
+    if declared > left:
+        raise DataError(f"{where}: declares an array of shape {tuple(shape)} {dtype} ({declared:,} bytes) but holds "
+                        f"{max(left, 0):,} bytes (truncated or corrupt)")
+
+
 def read_clip(path: str | Path) -> torch.Tensor:
     """Frames ``(T, C, H, W)`` float32 in [0, 1] (C = 1 or 3) of a video file (.mp4, .avi, ...), a GIF, a folder of
     images (sorted by name, numbers in natural order) or a ``.npy`` array ``(T, H, W)``, ``(T, H, W, C)`` or
@@ -211,8 +231,6 @@ def read_clip(path: str | Path) -> torch.Tensor:
             raise DataError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
         frames = _read_images(files, path)
     elif path.suffix.lower() == ".npy":
-        from srvp.data.npz import check_npy_size
-
         try:
             with open(path, "rb") as stream:
                 check_npy_size(stream, path.stat().st_size, str(path))

@@ -16,26 +16,7 @@ import numpy as np
 
 from srvp.errors import DataError
 from srvp.files import atomic_write_bytes
-
-
-def check_npy_size(stream, available: int, where: str) -> None:
-    """Read the ``.npy`` header at the start of ``stream`` and refuse, with a one-line :class:`DataError`, an array
-    that declares more bytes than the ``available`` bytes of the file: NumPy would first try to allocate the
-    declared size (a 16-byte header can ask for petabytes)."""
-    try:
-        version = np.lib.format.read_magic(stream)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-            np.lib.format.read_array_header_2_0
-        shape, _, dtype = read_header(stream)
-    except (ValueError, OSError, EOFError, SyntaxError) as e:
-        raise DataError(f"{where}: not a readable .npy array ({str(e).strip().splitlines()[0][:120]})") from None
-    if dtype.hasobject:
-        raise DataError(f"{where}: refused: the array holds Python objects (object arrays are not loaded)")
-    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    left = available - stream.tell()
-    if declared > left:
-        raise DataError(f"{where}: declares an array of shape {tuple(shape)} {dtype} ({declared:,} bytes) but holds "
-                        f"{max(left, 0):,} bytes (truncated or corrupt)")
+from srvp.io import check_npy_size
 
 
 def load_sequences_npz(path: str | Path) -> np.ndarray:

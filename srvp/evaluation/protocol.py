@@ -23,7 +23,6 @@ gathered in sequence order, identical to a single-process run.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from tqdm import tqdm
 from srvp.data.base import to_float
 from srvp.evaluation.metrics import confidence_interval, frechet_distance_of_features, psnr, ssim
 from srvp.evaluation.weights import MissingWeightsError
+from srvp.models.base import VideoPredictor
 from srvp.models.inference import inference_layers
 from srvp.runtime import autocast_context
 
@@ -217,18 +217,8 @@ def _select(per_frame: dict[str, torch.Tensor]) -> dict[str, dict[str, np.ndarra
     return out
 
 
-def _sample_kwargs(model: torch.nn.Module, dt: float, train_dt: float) -> dict[str, float]:
-    params = inspect.signature(model.sample_futures).parameters
-    kwargs: dict[str, float] = {}
-    if "dt" in params:
-        kwargs["dt"] = dt
-    if "cond_dt" in params:
-        kwargs["cond_dt"] = train_dt
-    return kwargs
-
-
 @torch.inference_mode()
-def _evaluate_sequence(model: torch.nn.Module, clip: torch.Tensor, index: int, *, cond_frames: int, horizon: int,
+def _evaluate_sequence(model: VideoPredictor, clip: torch.Tensor, index: int, *, cond_frames: int, horizon: int,
                        n_samples: int, batch_size: int, dts: Sequence[float], train_dt: float, scorer: _Scorer,
                        seed: int, precision: str, device: torch.device, elbo: bool, keep_video: bool,
                        ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -241,13 +231,12 @@ def _evaluate_sequence(model: torch.nn.Module, clip: torch.Tensor, index: int, *
     with autocast_context(device, precision):
         cond = model.condition(x_cond)
     for dt in dts:
-        kwargs = _sample_kwargs(model, dt, train_dt)
         chunks: dict[str, list[torch.Tensor]] = {}
         for c, start in enumerate(range(0, n_samples, batch_size)):
             n = min(batch_size, n_samples - start)
             torch.manual_seed(_seed_for(seed, index, c))
             with autocast_context(device, precision):
-                frames = model.sample_futures(cond, horizon, n, **kwargs)
+                frames = model.sample_futures(cond, horizon, n, dt=dt, cond_dt=train_dt)
             frames = frames[0].float().clamp_(0, 1)  # (n, horizon, C, H, W)
             for m, v in scorer(frames).items():
                 chunks.setdefault(m, []).append(v)
@@ -272,7 +261,7 @@ def _to_uint8(frames: torch.Tensor) -> torch.Tensor:
     return frames.mul(255).round_().to(torch.uint8).cpu()
 
 
-def evaluate_model(model: torch.nn.Module, sequences: np.ndarray | torch.Tensor, cond_frames: int, n_samples: int = 100,
+def evaluate_model(model: VideoPredictor, sequences: np.ndarray | torch.Tensor, cond_frames: int, n_samples: int = 100,
                    dts: Sequence[float] | None = None, metrics: Sequence[str] = ("psnr", "ssim"),
                    horizon: int | None = None, batch_size: int | None = None, precision: str = "fp32",
                    device: str | torch.device = "cpu", seed: int = 0, progress: bool = True, elbo: bool = True,
@@ -282,8 +271,8 @@ def evaluate_model(model: torch.nn.Module, sequences: np.ndarray | torch.Tensor,
     """Evaluate ``model`` on test ``sequences`` ``(N, T, C, H, W)`` uint8 with the paper's protocol.
 
     Args:
-        model: exposes ``condition(x_cond)`` and ``sample_futures(cond, horizon, n_samples, dt=, cond_dt=)``
-            (SRVP, SVG-LP); for the ELBO also ``model(x)`` and ``model.loss(x, out)["elbo"]``.
+        model: a :class:`~srvp.models.base.VideoPredictor` (SRVP, SVG-LP): ``condition`` once per sequence, then
+            ``sample_futures``; the ELBO from ``model(x)`` and ``model.loss(x, out)["elbo"]``.
         cond_frames: conditioning frames; ``horizon`` predicted frames follow (default: all the remaining ones).
         n_samples: futures drawn per sequence (the paper: 100; 1 for deterministic Moving MNIST).
         dts: test step sizes (default: the model's training ``config.dt``).
@@ -316,8 +305,7 @@ def evaluate_model(model: torch.nn.Module, sequences: np.ndarray | torch.Tensor,
     if n_samples < 1:
         raise ValueError(f"n_samples must be positive, got {n_samples}")
     device = torch.device(device)
-    config = getattr(model, "config", None)
-    train_dt = float(getattr(config, "dt", 1.0))
+    train_dt = float(model.config.dt)
     dts = [train_dt] if not dts else [float(d) for d in dts]
     batch_size = batch_size or max(1, min(n_samples, 512 // horizon))
     metrics = tuple(dict.fromkeys(metrics))
@@ -333,7 +321,6 @@ def evaluate_model(model: torch.nn.Module, sequences: np.ndarray | torch.Tensor,
         lpips_net.to(device).eval()
     if i3d is not None:
         i3d.to(device).eval()
-    elbo = elbo and hasattr(model, "loss")
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() \
         else (0, 1)
 

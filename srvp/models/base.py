@@ -7,17 +7,45 @@ A model knows nothing of files: checkpoints are read by :mod:`srvp.training.chec
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from srvp.config import RunConfig
+from srvp.config import ModelConfig, RunConfig
 
 
-class VideoPredictor(nn.Module):
-    """Base class of SRVP and SVG-LP. Subclasses implement ``condition(x_cond)`` and
-    ``sample_futures(cond, horizon, n_samples, dt, use_mean, keep_intermediate)``."""
+class VideoPredictor(nn.Module, ABC):
+    """The contract of a video-prediction model (SRVP, SVG-LP), on which training, evaluation, comparison and the
+    Python API rely instead of inspecting the module: built from a :class:`ModelConfig` (``self.config``),
+    ``forward(x)`` + ``loss(x, out, kl_scale)`` for training, ``condition(x_cond)`` once then
+    ``sample_futures(cond, ...)`` for generation, and :attr:`supports_dt` for step sizes below 1."""
+
+    config: ModelConfig
+
+    @abstractmethod
+    def forward(self, x: torch.Tensor) -> Any:
+        """Infer everything from a clip ``(B, T, C, H, W)`` in [0, 1] and reconstruct it (the model's output
+        record, which :meth:`loss` takes)."""
+
+    @abstractmethod
+    def loss(self, x: torch.Tensor, out: Any, kl_scale: float = 1.0) -> dict[str, torch.Tensor]:
+        """The training objective on ``x`` given ``forward(x)``: a dict with ``total`` (minimised), ``elbo`` and
+        its terms, each averaged over the batch."""
+
+    @abstractmethod
+    def condition(self, x_cond: torch.Tensor) -> Any:
+        """Encode the conditioning frames ``(B, n_cond, C, H, W)`` once (the model's conditioning record)."""
+
+    @abstractmethod
+    def sample_futures(self, cond: Any, horizon: int, n_samples: int = 1, dt: float | None = None,
+                       use_mean: bool = False, keep_intermediate: bool = False, include_conditioning: bool = False,
+                       cond_dt: float | None = None) -> torch.Tensor:
+        """``n_samples`` futures of ``horizon`` frames per sequence: ``(B, n_samples, T', C, H, W)`` in [0, 1]
+        (``dt``: generation step, ``cond_dt``: step of the conditioning frames' states, both default the training
+        step; see the models for ``keep_intermediate`` and ``include_conditioning``)."""
 
     @property
     def supports_dt(self) -> bool:
