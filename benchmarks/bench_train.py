@@ -1,6 +1,6 @@
 """Training-step throughput of SRVP: plain fp32 eager versus the optimised configuration, in one run.
 
-The step is the trainer's own (:meth:`srvp.training.trainer.Trainer._train_step`: forward, loss, backward, Adam),
+The step is the trainer's own (:meth:`srvp.training.trainer.Trainer.train_step`: forward, loss, backward, Adam),
 on the paper's Stochastic Moving MNIST model (preset ``smmnist``: DCGAN, nf 64, ny = nz = 20, 15-frame clips) or
 the KTH model (``--preset kth``: VGG with skips, 20-frame clips). Variants (TrainConfig fields)::
 
@@ -93,8 +93,7 @@ def run_config(preset_name: str, batch: int, variant: str, device: str, out_dir:
 def build_trainer(cfg: RunConfig, variant: str = "") -> Trainer:
     torch.manual_seed(cfg.train.seed)
     trainer = Trainer(cfg, progress=False)
-    trainer._build()
-    return trainer
+    return trainer.setup()
 
 
 def make_batches(cfg: RunConfig, n: int) -> tuple[list[torch.Tensor], list[float]]:
@@ -116,7 +115,7 @@ def make_batches(cfg: RunConfig, n: int) -> tuple[list[torch.Tensor], list[float
 
 def step(trainer: Trainer, batch: torch.Tensor) -> dict:
     x = to_float(batch).to(trainer.device, non_blocking=True)
-    result = trainer._train_step(x)
+    result = trainer.train_step(x)
     if isinstance(result, str):
         raise RuntimeError(f"non-finite {result} in the benchmark step")
     return result

@@ -166,14 +166,14 @@ def test_sigkill_anywhere_then_resume_is_bit_identical(tmp_path):
 def test_skipped_non_finite_step_keeps_batches_a_function_of_the_step(tmp_path, monkeypatch):
     """A non-finite step consumes its batch and counts: the run reaches its last step (instead of the loader
     running out) and a resumed run sees the same batches as an uninterrupted one."""
-    original = Trainer._train_step
+    original = Trainer.train_step
 
     def nan_at_step_3(self, x):
         if self.step == 2:
-            return "kl_z"  # what _train_step returns for a non-finite term; nothing is updated
+            return "kl_z"  # what train_step returns for a non-finite term; nothing is updated
         return original(self, x)
 
-    monkeypatch.setattr(Trainer, "_train_step", nan_at_step_3)
+    monkeypatch.setattr(Trainer, "train_step", nan_at_step_3)
     reference = tiny_run(tmp_path / "a", steps=8)
     train(reference, progress=False)
     final = read_checkpoint(tmp_path / "a" / "checkpoints" / "step_00000008.pt")
@@ -186,10 +186,10 @@ def test_skipped_non_finite_step_keeps_batches_a_function_of_the_step(tmp_path, 
             os.kill(os.getpid(), signal.SIGTERM)
         return result
 
-    monkeypatch.setattr(Trainer, "_train_step", preempted)
+    monkeypatch.setattr(Trainer, "train_step", preempted)
     train(tiny_run(tmp_path / "b", steps=8), progress=False)
     assert CheckpointManager(tmp_path / "b" / "checkpoints").latest_good()[0]["step"] == 5
-    monkeypatch.setattr(Trainer, "_train_step", nan_at_step_3)
+    monkeypatch.setattr(Trainer, "train_step", nan_at_step_3)
     train(tiny_run(tmp_path / "b", steps=8), resume=True, progress=False)
     resumed = read_checkpoint(tmp_path / "b" / "checkpoints" / "step_00000008.pt")
     for k, v in final["model"].items():
@@ -237,15 +237,12 @@ def test_manifest_entries_outside_the_directory_are_ignored(tmp_path):
 def test_fp16_loss_scale_is_restored_on_resume(tmp_path):
     """The GradScaler's scale (fp16 on GPUs) travels in the checkpoint; a CPU scaler stands in for the CUDA one."""
     cfg = tiny_run(tmp_path / "run", steps=2)
-    trainer = Trainer(cfg, progress=False)
-    trainer._build()
+    cfg.train.precision = "fp16"  # the scaler is enabled (setup builds nothing that runs fp16 on the CPU)
+    trainer = Trainer(cfg, progress=False).setup()
+    assert trainer.scaler.is_enabled()
     trainer.scaler = torch.amp.GradScaler("cpu", init_scale=256.0, growth_interval=7)
-    trainer.out_dir.mkdir(parents=True)
     trainer._save()
-    resumed = Trainer(cfg, resume=True, progress=False)
-    resumed._build()
-    resumed.scaler = torch.amp.GradScaler("cpu")
-    resumed._restore()
+    resumed = Trainer(cfg, resume=True, progress=False).setup()
     assert resumed.scaler.get_scale() == 256.0 and resumed.scaler.get_growth_interval() == 7
 
 
@@ -259,7 +256,7 @@ def _ddp_worker(rank: int, world: int, port: int, jobs: list[tuple[str, int | No
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))  # a regression fails, not hangs
-    original = Trainer._train_step
+    original = Trainer.train_step
     for out_dir, signal_rank, resume in jobs:
 
         def preempted(self, x, signal_rank=signal_rank):
@@ -268,7 +265,7 @@ def _ddp_worker(rank: int, world: int, port: int, jobs: list[tuple[str, int | No
                 os.kill(os.getpid(), signal.SIGTERM)
             return result
 
-        Trainer._train_step = preempted
+        Trainer.train_step = preempted
         trainer = Trainer(tiny_run(out_dir, steps=6, checkpoint_interval=3), resume=resume, progress=False)
         trainer.fit()
         torch.save({"step": trainer.step, "model": trainer.model.state_dict(), "next_draw": torch.rand(8)},

@@ -21,9 +21,7 @@ from tests.conftest import tiny_model_config
 def tiny_trainer(tmp_path, **train) -> Trainer:
     cfg = RunConfig(model=tiny_model_config(), data=DataConfig(digits="embedded", seq_len=4, num_digits=1),
                     train=TrainConfig(steps=5, decay_steps=0, batch_size=3, seed=5, out_dir=str(tmp_path), **train))
-    trainer = Trainer(cfg, progress=False)
-    trainer._build()
-    return trainer
+    return Trainer(cfg, progress=False).setup()
 
 
 def batch(trainer: Trainer) -> torch.Tensor:
@@ -45,7 +43,7 @@ def test_step_returns_the_loss_of_its_forward_pass_and_the_gradient_norm(tmp_pat
     x = batch(trainer)
     reference = copy.deepcopy(trainer.model)
     rng = torch.get_rng_state()
-    terms = trainer._train_step(x)
+    terms = trainer.train_step(x)
     torch.set_rng_state(rng)
     reference.train()
     expected = reference.loss(x, reference(x))
@@ -72,9 +70,9 @@ def test_precision_and_channels_last_change_speed_not_results(tmp_path, settings
     init = torch.cat([p.detach().flatten() for p in plain.model.parameters()])
     for _ in range(2):  # two steps: the second uses weights updated by the first
         rng = torch.get_rng_state()
-        a = plain._train_step(x)
+        a = plain.train_step(x)
         torch.set_rng_state(rng)
-        b = fast._train_step(x_fast)
+        b = fast.train_step(x_fast)
         for k in ("total", "nll", "kl_y", "kl_z", "residual"):
             assert b[k] == pytest.approx(a[k], rel=rel, abs=rel), k
     # The two runs move the weights the same way (Adam's first steps are nearly sign(gradient) * lr, so weights

@@ -95,10 +95,9 @@ def test_recipe_options_train_resume_and_ship_the_average(tmp_path):
 
 
 def test_gradient_clipping_bounds_the_norm(tmp_path):
-    trainer = Trainer(tiny_run(tmp_path, grad_clip=1e-3), progress=False)
-    trainer._build()
+    trainer = Trainer(tiny_run(tmp_path, grad_clip=1e-3), progress=False).setup()
     torch.manual_seed(0)
-    trainer._train_step(torch.rand(2, 4, 1, 64, 64))
+    trainer.train_step(torch.rand(2, 4, 1, 64, 64))
     norm = torch.nn.utils.get_total_norm([p.grad for p in trainer.model.parameters() if p.grad is not None])
     assert float(norm) == pytest.approx(1e-3, rel=1e-3)
 

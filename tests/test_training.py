@@ -31,7 +31,7 @@ def test_learning_rate_schedule():
 def test_resume_after_sigterm_is_exact(tmp_path, monkeypatch):
     reference = load_checkpoint(train(tiny_run(tmp_path / "a"), progress=False) / "last.pt").model
 
-    original = Trainer._train_step
+    original = Trainer.train_step
 
     def preempted(self, x):
         result = original(self, x)
@@ -39,11 +39,11 @@ def test_resume_after_sigterm_is_exact(tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGTERM)
         return result
 
-    monkeypatch.setattr(Trainer, "_train_step", preempted)
+    monkeypatch.setattr(Trainer, "train_step", preempted)
     run_dir = train(tiny_run(tmp_path / "b"), progress=False)
     stopped = read_checkpoint(CheckpointManager(run_dir / "checkpoints").latest_good()[1])
     assert stopped["step"] == 3  # the signal finished the current step, saved, and stopped
-    monkeypatch.setattr(Trainer, "_train_step", original)
+    monkeypatch.setattr(Trainer, "train_step", original)
 
     with pytest.raises(Exception, match="--resume"):
         train(tiny_run(tmp_path / "b"), progress=False)  # refuses to overwrite an earlier run
@@ -61,7 +61,7 @@ def test_resume_after_sigterm_is_exact(tmp_path, monkeypatch):
 
 
 def test_non_finite_loss_skips_steps_then_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch):
-    original = Trainer._train_step
+    original = Trainer.train_step
     calls = {"n": 0}
 
     def poisoned(self, x):
@@ -77,7 +77,7 @@ def test_non_finite_loss_skips_steps_then_stops_with_the_last_good_checkpoint(tm
             self.model.loss = nan_loss
         return original(self, x)
 
-    monkeypatch.setattr(Trainer, "_train_step", poisoned)
+    monkeypatch.setattr(Trainer, "train_step", poisoned)
     with pytest.raises(TrainingError, match="kl_z"):
         train(tiny_run(tmp_path, steps=10, max_nonfinite=3), progress=False)
     state, path = CheckpointManager(tmp_path / "checkpoints").latest_good()

@@ -15,6 +15,7 @@ import numpy as np
 
 from srvp.config import DataConfig
 from srvp.data.base import ArrayDataset, ClipDataset, to_float
+from srvp.data.npz import load_sequences_npz
 from srvp.errors import ConfigError
 
 
@@ -51,14 +52,13 @@ def load_val_set(cfg: DataConfig, seed: int) -> np.ndarray:
 
 def load_test_set(cfg: DataConfig) -> np.ndarray:
     if cfg.test_set:
-        from srvp.data.npz import load_sequences_npz
-
         return load_sequences_npz(cfg.test_set)
     return _spec(cfg).test(cfg)
 
 
 def _load_builtin() -> None:
     """Import the modules that register the built-in datasets (lazily, so importing srvp stays cheap)."""
+    # Kept lazy (not top-level imports) so that importing srvp does not import every dataset: start-up time.
     import srvp.data.bair  # noqa: F401
     import srvp.data.kth  # noqa: F401
     import srvp.data.moving_mnist  # noqa: F401

@@ -11,7 +11,6 @@ conditioning); training uses random 12-frame windows.
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ from srvp.data.storage import (
     StoreWriter,
     VideoStore,
     fixed_clips,
-    format_report,
     is_complete,
     source_fingerprint,
     split_train_val,
@@ -115,6 +113,15 @@ def convert(source: str | Path, out: str | Path, force: bool = False, progress: 
     return [VideoStore(out, split).verify() for split in SPLITS]
 
 
+def verify_split(root: str | Path, split: str) -> dict[str, Any]:
+    """Check the converted ``split`` (:meth:`~srvp.data.storage.VideoStore.verify`) and that its frames are BAIR's
+    ``(3, 64, 64)``; returns the report."""
+    report = VideoStore(root, split).verify()
+    if report["frame_shape"] != (3, FRAME_SIZE, FRAME_SIZE):
+        raise DataError(f"{Path(root) / split}: frames are {report['frame_shape']}, not (3, 64, 64)")
+    return report
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Dataset
 # ----------------------------------------------------------------------------------------------------------------
@@ -140,40 +147,3 @@ def load_test(cfg: DataConfig) -> np.ndarray:
 
 
 register("bair", DatasetSpec(train=build_train, val=load_val, test=load_test))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# `srvp data bair ...`
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _add_convert_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="folder holding softmotion30_44k/ (or its train/ and test/ folders)")
-    p.add_argument("--out", required=True, help="directory of the converted dataset (use it as --data-dir)")
-    p.add_argument("--force", action="store_true", help="convert again even if finished splits exist")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _run_convert(args: argparse.Namespace) -> int:
-    for report in convert(args.source, args.out, args.force, not args.no_progress):
-        print(format_report(report))
-    return 0
-
-
-def _add_verify_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("store", help="directory of the converted dataset")
-
-
-def _run_verify(args: argparse.Namespace) -> int:
-    for split in SPLITS:
-        report = VideoStore(args.store, split).verify()
-        if report["frame_shape"] != (3, FRAME_SIZE, FRAME_SIZE):
-            raise DataError(f"{Path(args.store) / split}: frames are {report['frame_shape']}, not (3, 64, 64)")
-        print(format_report(report))
-    return 0
-
-
-DATA_COMMANDS = {
-    "convert": ("convert the softmotion30_44k TFRecord files", _add_convert_arguments, _run_convert),
-    "verify": ("check a converted BAIR dataset and report its contents", _add_verify_arguments, _run_verify),
-}

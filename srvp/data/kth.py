@@ -15,7 +15,6 @@ The fixed test set ``svg_test_set_40.npz`` is drawn exactly as the authors' ``ma
 
 from __future__ import annotations
 
-import argparse
 import io
 import re
 import shutil
@@ -35,12 +34,13 @@ from srvp.data.storage import (
     StoreWriter,
     VideoStore,
     fixed_clips,
-    format_report,
     is_complete,
     source_fingerprint,
     split_train_val,
 )
 from srvp.errors import DataError
+from srvp.files import atomic_write_bytes
+from srvp.io import decode_video
 
 ACTIONS = ("boxing", "handclapping", "handwaving", "jogging", "running", "walking")
 TRAIN_PERSONS = range(1, 21)
@@ -102,8 +102,6 @@ def _video(match: re.Match, path: Path, member: str | None) -> KthVideo:
 
 def decode(video: KthVideo) -> np.ndarray:
     """The video as uint8 ``(T, 1, 64, 64)``, preprocessed as the authors do."""
-    from srvp.io import decode_video
-
     def run(path: Path) -> np.ndarray:
         return decode_video(path, FRAME_SIZE, channels=1, crop=False, fps=FRAME_RATE, first_channel=True)
 
@@ -172,8 +170,6 @@ def make_test_set(root: str | Path, size: int = 1000, seq_len: int = 40, seed: i
                   ) -> Path:
     """Draw the test set (:func:`draw_test_set`) and save it atomically in the authors' ``.npz`` layout, unless a
     file with exactly these sequences is already there (and not ``force``); returns its path."""
-    from srvp.files import atomic_write_bytes
-
     sequences, persons, actions = draw_test_set(root, size, seq_len, seed)
     path = test_set_path(root, seq_len)
     if path.is_file() and not force:
@@ -219,6 +215,15 @@ def convert(source: str | Path, out: str | Path, test_size: int = 1000, test_seq
     return [VideoStore(out, split).verify() for split in ("train", "test")]
 
 
+def verify_split(root: str | Path, split: str) -> dict[str, Any]:
+    """Check the converted ``split`` (:meth:`~srvp.data.storage.VideoStore.verify`) and that its frames are KTH's
+    ``(1, 64, 64)``; returns the report."""
+    report = VideoStore(root, split).verify()
+    if report["frame_shape"] != (1, FRAME_SIZE, FRAME_SIZE):
+        raise DataError(f"{Path(root) / split}: frames are {report['frame_shape']}, not (1, 64, 64)")
+    return report
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Dataset
 # ----------------------------------------------------------------------------------------------------------------
@@ -243,53 +248,3 @@ def load_test(cfg: DataConfig) -> np.ndarray:
 
 
 register("kth", DatasetSpec(train=build_train, val=load_val, test=load_test))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# `srvp data kth ...`
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _add_convert_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="folder holding boxing.zip ... walking.zip and/or the extracted "
-                                  "personXX_<action>_dY_uncomp.avi files")
-    p.add_argument("--out", required=True, help="directory of the converted dataset (use it as --data-dir)")
-    p.add_argument("--test-size", type=int, default=1000, help="sequences in the fixed test set")
-    p.add_argument("--test-seq-len", type=int, default=40, help="frames per test sequence")
-    p.add_argument("--seed", type=int, default=42, help="seed of the test-set draw (the authors': 42)")
-    p.add_argument("--force", action="store_true", help="convert again even if finished parts exist")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _run_convert(args: argparse.Namespace) -> int:
-    for report in convert(args.source, args.out, args.test_size, args.test_seq_len, args.seed, args.force,
-                          not args.no_progress):
-        print(format_report(report))
-    sequences = load_test_npz(test_set_path(args.out, args.test_seq_len))
-    print(f"test set: {test_set_path(args.out, args.test_seq_len)}: {sequences.shape[0]} sequences of "
-          f"{sequences.shape[1]} frames")
-    return 0
-
-
-def _add_verify_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("store", help="directory of the converted dataset")
-    p.add_argument("--test-seq-len", type=int, default=40, help="frames per test sequence")
-
-
-def _run_verify(args: argparse.Namespace) -> int:
-    for split in ("train", "test"):
-        report = VideoStore(args.store, split).verify()
-        if report["frame_shape"] != (1, FRAME_SIZE, FRAME_SIZE):
-            raise DataError(f"{Path(args.store) / split}: frames are {report['frame_shape']}, not (1, 64, 64)")
-        print(format_report(report))
-    sequences = load_test_npz(test_set_path(args.store, args.test_seq_len))
-    print(f"test set: {sequences.shape[0]} sequences of {sequences.shape[1]} frames, pixels "
-          f"{sequences.min()}-{sequences.max()}")
-    return 0
-
-
-DATA_COMMANDS = {
-    "convert": ("convert the KTH archives or videos and draw the fixed test set", _add_convert_arguments,
-                _run_convert),
-    "verify": ("check a converted KTH dataset and report its contents", _add_verify_arguments, _run_verify),
-}

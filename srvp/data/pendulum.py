@@ -16,7 +16,6 @@ validation and test sets are generated from their own seeds.
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 from srvp.config import DataConfig
 from srvp.data import DatasetSpec, register
 from srvp.data.base import ClipDataset
+from srvp.data.npz import save_sequences_npz
 
 FRAME_SIZE = 16
 TEST_SEED = 2020
@@ -110,6 +110,12 @@ def generate(n_sequences: int, n_frames: int, seed: int) -> np.ndarray:
     return np.stack([dataset[i].numpy() for i in range(n_sequences)])
 
 
+def save_set(path: str | Path, sequences: np.ndarray) -> None:
+    """Write clips uint8 ``(N, T, 1, 16, 16)`` to an ``.npz`` in the official time-first layout ``(T, N, H, W)``
+    (usable as ``--test-set``), atomically."""
+    save_sequences_npz(path, {"sequences": np.ascontiguousarray(sequences[:, :, 0].transpose(1, 0, 2, 3))})
+
+
 def _train(cfg: DataConfig, seed: int) -> Pendulum:
     return Pendulum(cfg.seq_len, seed)
 
@@ -123,34 +129,3 @@ def _test(cfg: DataConfig) -> np.ndarray:
 
 
 register("pendulum", DatasetSpec(train=_train, val=_val, test=_test))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# `srvp data pendulum ...`
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _add_generate_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help=".npz file to write (official layout, usable as --test-set)")
-    p.add_argument("--sequences", type=int, default=5000, help="number of sequences")
-    p.add_argument("--seq-len", type=int, default=15, help="frames per sequence")
-    p.add_argument("--seed", type=int, default=TEST_SEED, help=f"seed (the built-in test set uses {TEST_SEED})")
-
-
-def _run_generate(args: argparse.Namespace) -> int:
-    from srvp.data.npz import save_sequences_npz
-    from srvp.errors import ConfigError
-
-    if args.sequences < 1 or args.seq_len < 1:
-        raise ConfigError(f"--sequences {args.sequences} and --seq-len {args.seq_len} must be positive")
-    sequences = generate(args.sequences, args.seq_len, args.seed)
-    # the official layout is time-first, (T, N, H, W)
-    save_sequences_npz(args.out, {"sequences": np.ascontiguousarray(sequences[:, :, 0].transpose(1, 0, 2, 3))})
-    print(f"{Path(args.out)}: {len(sequences)} sequences of {args.seq_len} frames of 16x16, pixels "
-          f"{sequences.min()}-{sequences.max()} (mean {sequences.mean() / 255:.3f})")
-    return 0
-
-
-DATA_COMMANDS = {
-    "generate": ("write a fixed pendulum set (.npz) from a seed", _add_generate_arguments, _run_generate),
-}

@@ -20,7 +20,6 @@ Decoding goes through the ffmpeg binary that ``imageio-ffmpeg`` ships, called di
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +34,11 @@ from srvp.data.storage import (
     StoreWriter,
     VideoStore,
     fixed_clips,
-    format_report,
     is_complete,
     source_fingerprint,
 )
 from srvp.errors import ConfigError, DataError
-from srvp.io import decode_video  # noqa: F401 (the one video decoder; re-exported for the dataset modules)
+from srvp.io import decode_video, read_image  # the one video and image decoders (decode_video re-exported)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".gif", ".webm", ".mov", ".mkv", ".m4v")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -59,8 +57,6 @@ def read_frame_folder(folder: str | Path, size: int, channels: int = 3, crop: bo
     have the same size (else :class:`DataError` naming the first odd file). Files are decoded by
     :func:`srvp.io.read_image`, the decoder ``srvp predict`` uses too (16-bit, alpha, palettes scaled alike)."""
     from PIL import Image
-
-    from srvp.io import read_image
 
     folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -207,52 +203,3 @@ def load_test(cfg: DataConfig) -> np.ndarray:
 
 
 register("videos", DatasetSpec(train=build_train, val=load_val, test=load_test))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# `srvp data videos ...`
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _add_convert_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="folder of video files and/or frame-image folders (optionally in train/, val/, "
-                                  "test/ sub-folders)")
-    p.add_argument("--out", required=True, help="directory of the converted store (use it as --data-dir)")
-    p.add_argument("--size", type=int, default=64, help="frame width and height after centre-crop and resize")
-    p.add_argument("--channels", type=int, choices=(1, 3), default=3, help="1: grey, 3: colour")
-    p.add_argument("--force", action="store_true", help="convert again even if finished splits exist")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _run_convert(args: argparse.Namespace) -> int:
-    if args.size < 1:
-        raise ConfigError(f"--size {args.size} must be positive")
-    for report in convert(args.source, args.out, args.size, args.channels, args.force, not args.no_progress):
-        print(format_report(report))
-    import shlex
-
-    # A command that finishes in minutes on a CPU (the quickstart's small model and recipe); the paper's settings
-    # (--preset smmnist: batch 128, 1.1 M steps) are for GPUs.
-    command = ["srvp", "train", "--preset", "quickstart", "--dataset", "videos", "--data-dir", str(args.out),
-               "--video-size", str(args.size), "--video-channels", str(args.channels), "--channels",
-               str(args.channels), "--out-dir", str(Path(args.out) / "run")]
-    if args.size != 64:
-        command += ["--architecture", "mlp", "--frame-size", str(args.size), "--filters", "256"]
-    print(f"train a small model on them in minutes on a CPU with:\n  {shlex.join(command)}")
-    return 0
-
-
-def _add_verify_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("store", help="directory of a converted store")
-
-
-def _run_verify(args: argparse.Namespace) -> int:
-    for split in SPLITS:
-        print(format_report(VideoStore(args.store, split).verify()))
-    return 0
-
-
-DATA_COMMANDS = {
-    "convert": ("convert a folder of videos to the fast on-disk format", _add_convert_arguments, _run_convert),
-    "verify": ("check a converted store and report its contents", _add_verify_arguments, _run_verify),
-}

@@ -194,7 +194,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, t.steps, t.decay_steps, t.warmup_steps, t.lr_schedule))
         self.ema = ema_model(self.model, t.ema_decay) if t.ema_decay > 0 else None
-        self.scaler = torch.amp.GradScaler("cuda") if (cfg.train.precision == "fp16") else None
+        # fp16 (GPUs) scales the loss; for bf16/fp32 the disabled scaler passes everything through unchanged
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
         self.forward_model: torch.nn.Module = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -251,7 +252,7 @@ class Trainer:
                 raise SrvpError(f"{path}: the checkpoint has no weight average; resume with the run's ema_decay "
                                 f"(see {self.out_dir / 'config.json'})")
             load_state_checked(self.ema, state["extra"]["ema"], path)
-        if self.scaler is not None and state.get("extra", {}).get("grad_scaler"):
+        if self.scaler.is_enabled() and state.get("extra", {}).get("grad_scaler"):
             self.scaler.load_state_dict(state["extra"]["grad_scaler"])
         if self.rank == 0:
             print(f"resumed from {path} at step {self.step}")
@@ -269,7 +270,7 @@ class Trainer:
         extra: dict[str, Any] = {"best_val": self.best_val, "train_seconds": self.train_seconds}
         if self.ema is not None:
             extra["ema"] = self.ema.state_dict()
-        if self.scaler is not None:  # fp16: without its scale a resumed run re-calibrates (skipped steps)
+        if self.scaler.is_enabled():  # fp16: without its scale a resumed run re-calibrates (skipped steps)
             extra["grad_scaler"] = self.scaler.state_dict()
         state = make_checkpoint(self.model, self.cfg, self.step, self.optimizer, self.scheduler, extra=extra)
         if per_rank is not None:
@@ -283,10 +284,29 @@ class Trainer:
         """The model to evaluate and ship: the weight average with ``ema_decay``, else the trained model."""
         return self.model if self.ema is None else self.ema.module
 
+    def setup(self) -> Trainer:
+        """Everything before the first step: the process group (under ``torchrun``), device, model, optimizer,
+        schedule and weight average; the run's state from its latest good checkpoint with ``resume`` (a run
+        directory that already holds checkpoints is refused without it); ``config.json``. Called by :meth:`fit`;
+        call it directly to drive :meth:`train_step` yourself (benchmarks, tests)."""
+        self._init_distributed()
+        self._build()
+        if self.resume:
+            self._restore()
+        elif self.rank == 0 and self.checkpoints.latest_good() is not None:
+            raise SrvpError(f"{self.out_dir}: holds checkpoints of an earlier run; pass --resume to continue it or "
+                            f"choose another --out-dir")
+        if self.rank == 0:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.out_dir / "config.json", _json(self.cfg.to_dict()))
+        return self
+
     # -- one step ---------------------------------------------------------------------------------------------------
 
-    def _train_step(self, x: torch.Tensor) -> dict[str, float] | str:
-        """One optimisation step; returns the loss terms, or the name of the non-finite term (step skipped)."""
+    def train_step(self, x: torch.Tensor) -> dict[str, float] | str:
+        """One optimisation step on clips ``x`` ``(B, T, C, H, W)`` in [0, 1] on the trainer's device (after
+        :meth:`setup`); returns the loss terms and the gradient norm, or the name of the non-finite term (then
+        nothing is updated). It does not advance :attr:`step`."""
         cfg = self.cfg.train
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
@@ -304,26 +324,20 @@ class Trainer:
                 bad = ["loss on another rank"]
         if bad:
             return bad[0]
-        if self.scaler is not None:
-            self.scaler.scale(losses["total"]).backward()
-            self.scaler.unscale_(self.optimizer)
-        else:
-            losses["total"].backward()
+        self.scaler.scale(losses["total"]).backward()
+        self.scaler.unscale_(self.optimizer)
         params = [p for p in self.model.parameters() if p.grad is not None]
         # The norm only (clip_grad_norm_ with an infinite bound would also multiply every gradient by 1).
         grad_norm = float(torch.nn.utils.get_total_norm([p.grad for p in params]))
         if cfg.grad_clip > 0 and math.isfinite(grad_norm):
             torch.nn.utils.clip_grads_with_norm_(params, cfg.grad_clip, torch.tensor(grad_norm))
         if not math.isfinite(grad_norm):
-            if self.scaler is not None:  # fp16 overflow: the scaler lowers its scale and skips the step
+            if self.scaler.is_enabled():  # fp16 overflow: the scaler lowers its scale and skips the step
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
             return "gradient"
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
@@ -359,17 +373,8 @@ class Trainer:
     def fit(self) -> Path:
         """Train to ``cfg.train.steps``; returns the run directory."""
         tune_glibc_malloc()
-        self._init_distributed()
-        self._build()
+        self.setup()
         cfg = self.cfg
-        if self.resume:
-            self._restore()
-        elif self.rank == 0 and self.checkpoints.latest_good() is not None:
-            raise SrvpError(f"{self.out_dir}: holds checkpoints of an earlier run; pass --resume to continue it or "
-                            f"choose another --out-dir")
-        if self.rank == 0:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.out_dir / "config.json", _json(cfg.to_dict()))
         dataset = build_train_dataset(cfg.data, cfg.train.seed)
         sampler = StepBatchSampler(self.step, cfg.train.steps, cfg.train.batch_size, self.rank, self.world)
         loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
@@ -392,8 +397,9 @@ class Trainer:
                 x = to_float(batch).to(self.device, non_blocking=True)
                 if cfg.train.channels_last:
                     x = frames_channels_last(x)
-                result = self._train_step(x)
-                if isinstance(result, str):
+                result = self.train_step(x)
+                skipped = isinstance(result, str)
+                if skipped:
                     failures += 1
                     msg = f"step {self.step + 1}: non-finite {result}; step skipped ({failures} in a row)"
                     bar.write(msg) if self.rank == 0 else None
@@ -402,25 +408,16 @@ class Trainer:
                                             f"with the last good checkpoint in {self.out_dir / 'checkpoints'}")
                     # The step's batch is used up, so the step still counts (without an update): batches stay a
                     # function of the step index (a resumed run sees the same ones) and the loader, which yields
-                    # exactly `steps` batches, does not run out. No periodic checkpoint of a skipped step.
-                    self.step += 1
+                    # exactly `steps` batches, does not run out. No logging, validation or periodic checkpoint.
                     with warnings.catch_warnings():  # stepping the schedule without an optimizer step is intended
                         warnings.simplefilter("ignore", UserWarning)
                         self.scheduler.step()
-                    bar.update(1)
-                    now = time.perf_counter()
-                    self.train_seconds += now - clock
-                    clock = now
-                    if self.step == cfg.train.steps:
-                        self._save()
-                    if self._should_stop():
-                        break
-                    continue
-                failures = 0
+                else:
+                    failures = 0
                 self.step += 1
                 bar.update(1)
                 self.train_seconds += time.perf_counter() - clock
-                if self.rank == 0:
+                if self.rank == 0 and not skipped:
                     if self.step % cfg.train.log_interval == 0 or self.step == cfg.train.steps:
                         now = time.perf_counter()
                         rate = (self.step - step_last) * cfg.train.batch_size * self.world / max(now - t_last, 1e-9)
@@ -440,7 +437,7 @@ class Trainer:
                     for callback in self.callbacks:
                         callback(self)
                 clock = time.perf_counter()  # validation, samples and callbacks are not training time
-                if self.step % cfg.train.checkpoint_interval == 0 or self.step == cfg.train.steps:
+                if (not skipped and self.step % cfg.train.checkpoint_interval == 0) or self.step == cfg.train.steps:
                     self._save()
                 if self._should_stop():
                     break
