@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import torch
+import torch.distributed as dist
 
 from srvp.config import PRECISIONS
 from srvp.errors import ConfigError
@@ -27,6 +28,19 @@ def resolve_device(name: str | torch.device, local_rank: int | None = None) -> t
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine (use cpu or auto)")
     return device
+
+
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """Join the process group that ``torchrun`` describes (``WORLD_SIZE`` > 1), once per process: NCCL with this
+    process's GPU made current for a CUDA ``device``, gloo otherwise. Returns ``(rank, world size)``; ``(0, 1)``
+    outside ``torchrun``."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def autocast_context(device: torch.device, precision: str):

@@ -24,12 +24,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 import torch.distributed as dist
 
 from srvp.config import PRECISIONS, dt_argument
 from srvp.errors import ConfigError, DataError, SrvpError
-from srvp.runtime import resolve_device, tune_glibc_malloc
+from srvp.runtime import init_distributed, resolve_device, tune_glibc_malloc
 
 NAME = "evaluate"
 HELP = "evaluate a checkpoint with the paper's protocol (best of N; PSNR, SSIM, LPIPS, FVD, ELBO; tables 1-3, 5-7)"
@@ -126,14 +125,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.precision == "fp16" and args.device == "cpu":
         raise ConfigError("--precision fp16 needs a GPU; use bf16 on CPU")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
     device = resolve_device(args.device)
     tune_glibc_malloc()  # the sampling passes allocate the same large buffers again and again, as training does
-    if world > 1 and not dist.is_initialized():
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    rank = dist.get_rank() if dist.is_initialized() else 0
+    rank, world = init_distributed(device)
     try:
         loaded = load_pretrained(args.checkpoint)
         model, cfg = loaded.model.to(device), loaded.config

@@ -13,9 +13,10 @@ data, which the converter reports). Training clips are random ``seq_len``-frame 
 the validation and test sets are ``val_sequences`` / ``test_sequences`` random ``test_seq_len``-frame clips of the
 held-out videos, drawn from fixed seeds.
 
-Decoding goes through the ffmpeg binary that ``imageio-ffmpeg`` ships, called directly rather than through
+Files are decoded by :mod:`srvp.io`, the one reader of user media (``srvp predict`` uses it too): video files by
+:func:`~srvp.io.decode_video` (the ffmpeg binary that ``imageio-ffmpeg`` ships, called directly rather than through
 ``imageio_ffmpeg.read_frames`` because we need its exit status and error output to reject truncated or corrupt files
-(``-xerror``), which ``read_frames`` does not report.
+(``-xerror``), which ``read_frames`` does not report), frame images by :func:`~srvp.io.read_image`.
 """
 
 from __future__ import annotations

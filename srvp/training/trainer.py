@@ -43,7 +43,14 @@ from srvp.data import build_train_dataset, load_val_set, to_float
 from srvp.errors import SrvpError
 from srvp.files import atomic_write_text, load_state_checked, remove_stale_temporaries
 from srvp.models import build_model
-from srvp.runtime import autocast_context, require_memory, resolve_device, training_bytes, tune_glibc_malloc
+from srvp.runtime import (
+    autocast_context,
+    init_distributed,
+    require_memory,
+    resolve_device,
+    training_bytes,
+    tune_glibc_malloc,
+)
 from srvp.training.checkpoint import CheckpointManager, atomic_torch_save, config_of, make_checkpoint
 
 
@@ -161,20 +168,8 @@ class Trainer:
 
     # -- setup ------------------------------------------------------------------------------------------------------
 
-    def _init_distributed(self) -> None:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world > 1 and not dist.is_initialized():
-            backend = "nccl" if torch.cuda.is_available() and self.cfg.train.device != "cpu" else "gloo"
-            dist.init_process_group(backend=backend)
-        if dist.is_initialized():
-            self.rank, self.world = dist.get_rank(), dist.get_world_size()
-            self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-
     def _build(self) -> None:
         cfg = self.cfg
-        self.device = resolve_device(cfg.train.device, self.local_rank)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg.model).to(self.device)
         # refuse a batch that cannot fit before the first step allocates it (one line saying what to lower)
@@ -289,7 +284,9 @@ class Trainer:
         schedule and weight average; the run's state from its latest good checkpoint with ``resume`` (a run
         directory that already holds checkpoints is refused without it); ``config.json``. Called by :meth:`fit`;
         call it directly to drive :meth:`train_step` yourself (benchmarks, tests)."""
-        self._init_distributed()
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = resolve_device(self.cfg.train.device, self.local_rank)
+        self.rank, self.world = init_distributed(self.device)
         self._build()
         if self.resume:
             self._restore()
