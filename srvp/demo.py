@@ -29,7 +29,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from srvp.api import Predictor
+from srvp.cli import predict
+from srvp.cli.predict import predict_files, select_window
+from srvp.config import parse_dt
+from srvp.data import load_test_set
 from srvp.errors import ConfigError, DataError, SrvpError
+from srvp.io import read_clip
+from srvp.pretrained import available
+from srvp.visualization import save_grid_png
 
 MAX_UPLOAD_BYTES = 50 * 2**20
 MAX_ZIP_FILES = 2000
@@ -48,8 +56,6 @@ class DemoState:
     loaded: dict[str, Any] = field(default_factory=dict)
 
     def predictor(self, label: str):
-        from srvp.api import Predictor
-
         if label not in self.choices:
             raise ConfigError(f"unknown model {label!r}; choose one of {', '.join(self.choices)}")
         if label not in self.loaded:
@@ -62,8 +68,6 @@ class DemoState:
 
 def model_choices(extra: list[str] | None = None) -> dict[str, str]:
     """The shipped models that are installed, then the checkpoints given on the command line."""
-    from srvp.pretrained import available
-
     choices = {m.name: m.name for m in available()}
     for path in extra or []:
         choices[str(path)] = str(path)
@@ -121,8 +125,6 @@ def clip_input(state: DemoState, upload: str | Path | None, what: str = "clip") 
 
 def test_clip(state: DemoState, model: str, index: int) -> Path:
     """Test clip ``index`` of the model's dataset (generated Moving MNIST for SM-MNIST models), saved as ``.npy``."""
-    from srvp.data import load_test_set
-
     predictor = state.predictor(model)
     cfg = predictor.config.data
     if cfg.dataset not in ("smmnist", "mmnist"):
@@ -139,8 +141,6 @@ def test_clip(state: DemoState, model: str, index: int) -> Path:
 
 def _args(**values: Any) -> argparse.Namespace:
     """``srvp predict``'s options with its own defaults (from its parser), then the page's values."""
-    from srvp.cli import predict
-
     parser = argparse.ArgumentParser()
     predict.add_arguments(parser)
     args = parser.parse_args(["--checkpoint", "", "--input", ""])
@@ -150,8 +150,6 @@ def _args(**values: Any) -> argparse.Namespace:
 
 
 def _dt(text: str) -> float | None:
-    from srvp.config import parse_dt
-
     return None if text in (None, "", "training step") else parse_dt(str(text))
 
 
@@ -166,8 +164,6 @@ def predict_clip(state: DemoState, model: str, clip: Path, cond_frames: int, hor
     """``srvp predict`` on ``clip`` with the page's settings: the side-by-side animation (conditioning | truth, then
     every sample), the grid (best, worst and a random sample by ``metric``; intermediate frames marked), the
     per-step plot when the clip holds a ground truth, and ``summary.json``."""
-    from srvp.cli.predict import predict_files
-
     if not 1 <= int(samples) <= MAX_DEMO_SAMPLES:
         raise ConfigError(f"--samples {int(samples)} must be between 1 and {MAX_DEMO_SAMPLES} on the demo page")
     predictor = state.predictor(model)
@@ -181,8 +177,6 @@ def predict_clip(state: DemoState, model: str, clip: Path, cond_frames: int, hor
 def swap_clips(state: DemoState, model: str, dynamics: Path, content: Path, cond_frames: int, horizon: int,
                seed: int) -> dict[str, Any]:
     """Figure 8: the dynamics of one clip drawn with the content of another (``srvp predict --swap-content``)."""
-    from srvp.cli.predict import predict_files
-
     out = state.new_folder("swap-") / "out"
     args = _args(checkpoint=model, input=str(dynamics), swap_content=str(content), cond_frames=int(cond_frames),
                  horizon=int(horizon), samples=1, seed=int(seed), out=str(out))
@@ -193,8 +187,6 @@ def swap_clips(state: DemoState, model: str, dynamics: Path, content: Path, cond
 def interpolate_clips(state: DemoState, model: str, clip_a: Path, clip_b: Path, cond_frames: int, horizon: int,
                       steps: int) -> dict[str, Any]:
     """Figure 9: trajectories from initial states interpolated between two clips (``--interpolate``)."""
-    from srvp.cli.predict import predict_files
-
     if not 2 <= int(steps) <= 20:
         raise ConfigError(f"--steps {int(steps)} must be between 2 and 20")
     out = state.new_folder("interpolate-") / "out"
@@ -206,10 +198,6 @@ def interpolate_clips(state: DemoState, model: str, clip_a: Path, clip_b: Path, 
 
 def conditioning_preview(state: DemoState, model: str, clip: Path, cond_frames: int, horizon: int) -> str:
     """PNG of the conditioning frames as the model sees them (after crop and resize)."""
-    from srvp.cli.predict import select_window
-    from srvp.io import read_clip
-    from srvp.visualization import save_grid_png
-
     predictor = state.predictor(model)
     frames = predictor.prepare(read_clip(clip), str(clip.name))[0].cpu()
     cond, truth, start = select_window(frames, int(cond_frames), int(horizon), None, clip.name)

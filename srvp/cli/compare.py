@@ -8,7 +8,9 @@ import math
 import shlex
 import sys
 
+from srvp.compare import DEFAULT_MODELS, run_comparison
 from srvp.config import PRESETS, dt_argument
+from srvp.errors import ConfigError
 
 NAME = "compare"
 HELP = "compare SRVP, its ablations and SVG-LP on one dataset with equal training budgets"
@@ -24,8 +26,6 @@ SHOW_DEFAULTS = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from srvp.compare import DEFAULT_MODELS
-
     parser.add_argument("--preset", default="cpu", choices=sorted(p for p in PRESETS if not p.startswith("svg-")),
                         help="base preset: dataset, clip lengths, batch size and SRVP hyperparameters")
     parser.add_argument("--out-dir", default="runs/compare", help="directory of the runs and of the comparison")
@@ -57,8 +57,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_checkpoints(items: list[str]) -> dict[str, str]:
-    from srvp.errors import ConfigError
-
     out = {}
     for item in items:
         name, sep, path = item.partition("=")
@@ -74,9 +72,6 @@ def _command_line() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srvp.compare import run_comparison
-    from srvp.errors import ConfigError
-
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
         raise ConfigError(f"--seconds {args.seconds:g} must be a positive finite number")

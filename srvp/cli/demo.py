@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import argparse
 
+from srvp.demo import DemoState, launch, model_choices
+from srvp.errors import ConfigError
+from srvp.pretrained import load_pretrained
+
 NAME = "demo"
 HELP = "a web page to predict futures of a clip, swap content and interpolate (Gradio; pip install 'srvp[demo]')"
 DESCRIPTION = __doc__
@@ -21,17 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srvp.errors import ConfigError
-
     try:
         import gradio  # noqa: F401
     except ImportError:
         raise ConfigError("the demo needs Gradio: pip install 'srvp[demo]'") from None
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port} must be between 1 and 65535")
-    from srvp.demo import DemoState, launch, model_choices
-    from srvp.pretrained import load_pretrained
-
     choices = model_choices(args.checkpoint)
     for label in list(choices)[len(choices) - len(args.checkpoint):]:
         load_pretrained(choices[label])  # a bad --checkpoint is a one-line error now, not on the page later

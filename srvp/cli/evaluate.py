@@ -27,7 +27,15 @@ import numpy as np
 import torch.distributed as dist
 
 from srvp.config import PRECISIONS, dt_argument
+from srvp.data import load_test_set
+from srvp.data.npz import load_sequences_npz
+from srvp.data.videos import open_split
 from srvp.errors import ConfigError, DataError, SrvpError
+from srvp.evaluation import evaluate_model, write_report
+from srvp.evaluation.protocol import load_metric_networks
+from srvp.evaluation.report import markdown_table
+from srvp.files import staged_output_dir
+from srvp.pretrained import load_pretrained
 from srvp.runtime import init_distributed, resolve_device, tune_glibc_malloc
 
 NAME = "evaluate"
@@ -91,14 +99,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_sequences(args: argparse.Namespace, cfg) -> tuple[np.ndarray, str]:
-    from srvp.data import load_test_set
-
     data_cfg = cfg.data
     if args.data_dir is not None:
         data_cfg.data_dir = args.data_dir
     if args.test_set is not None:
-        from srvp.data.npz import load_sequences_npz
-
         return load_sequences_npz(args.test_set), str(args.test_set)
     return load_test_set(data_cfg), data_cfg.test_set or f"{data_cfg.dataset} test set"
 
@@ -118,11 +122,6 @@ def _check_output_dir(out_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srvp.evaluation import evaluate_model, write_report
-    from srvp.evaluation.protocol import load_metric_networks
-    from srvp.evaluation.report import markdown_table
-    from srvp.pretrained import load_pretrained
-
     if args.precision == "fp16" and args.device == "cpu":
         raise ConfigError("--precision fp16 needs a GPU; use bf16 on CPU")
     device = resolve_device(args.device)
@@ -167,8 +166,6 @@ def run(args: argparse.Namespace) -> int:
         meta = {"checkpoint": str(args.checkpoint), "checkpoint_step": loaded.step,
                 "test_set": source, "dataset": cfg.data.dataset, "model": m.model, "world_size": world}
         if cfg.data.dataset == "videos" and not args.test_set:
-            from srvp.data.videos import open_split
-
             meta["test_videos"] = sum(1 for n in open_split(cfg.data, "test").lengths if n >= cond_frames + horizon)
         result = evaluate_model(model, sequences, cond_frames, n_samples=args.samples, dts=args.dt, metrics=metrics,
                                 horizon=horizon, batch_size=args.batch_size, precision=args.precision, device=device,
@@ -176,8 +173,6 @@ def run(args: argparse.Namespace) -> int:
                                 networks=networks, fvd_batch_size=args.fvd_batch_size, meta=meta)
         result.skipped.update(skipped)
         if rank == 0:
-            from srvp.files import staged_output_dir
-
             try:  # every file to a staging folder that replaces out_dir at the end: a report whole or absent
                 with staged_output_dir(out_dir, "results.json") as stage:
                     paths = write_report(result, stage, train_seq_len=cfg.data.seq_len)

@@ -15,9 +15,12 @@ from pathlib import Path
 
 import torch
 
-from srvp.errors import CheckpointError, SrvpError
+from srvp.errors import CheckpointError, ConfigError, SrvpError
 from srvp.files import load_state_checked
-from srvp.pretrained import read_official_options, read_official_state_dict
+from srvp.models import build_model
+from srvp.models.official import config_from_official, convert_state_dict
+from srvp.pretrained import read_official_files, read_official_options, read_official_state_dict, save_pretrained
+from srvp.training.checkpoint import atomic_torch_save, load_checkpoint, make_checkpoint, read_checkpoint
 
 NAME = "import-official"
 HELP = "convert a checkpoint of the authors' official SRVP code (state_dict + config.json) to an srvp checkpoint"
@@ -27,10 +30,6 @@ DESCRIPTION = (HELP + ". The weights are loaded without executing code (weights_
 
 def import_official(state_dict_path: str | Path, config_path: str | Path, out_path: str | Path) -> Path:
     """Convert the official files to an srvp checkpoint at ``out_path`` and check that it loads back."""
-    from srvp.models import build_model
-    from srvp.models.official import config_from_official, convert_state_dict
-    from srvp.training.checkpoint import atomic_torch_save, load_checkpoint, make_checkpoint
-
     options = read_official_options(config_path)
     cfg = config_from_official(options, str(config_path))
     official = read_official_state_dict(state_dict_path)
@@ -67,8 +66,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srvp.errors import ConfigError
-
     if args.folder is not None:
         if args.state_dict or args.config:
             raise ConfigError("give either FOLDER or --state-dict and --config, not both")
@@ -80,8 +77,6 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give the authors' FOLDER, or both --state-dict and --config")
     out = Path(args.out)
     if out.suffix != ".pt":
-        from srvp.pretrained import read_official_files, save_pretrained
-
         if out.exists():
             raise ConfigError(f"--out {out}: already exists; choose a new folder")
         loaded = read_official_files(args.state_dict, args.config)
@@ -90,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out} (Hub layout): {m.architecture} SRVP, state {m.state_dim}, noise {m.noise_dim}")
         return 0
     out = import_official(args.state_dict, args.config, args.out)
-    from srvp.training.checkpoint import read_checkpoint
 
     m = read_checkpoint(out)["config"]["model"]
     print(f"wrote {out}: {m['architecture']} SRVP, {m['channels']} channel(s) {m['frame_size']}x{m['frame_size']}, "

@@ -12,6 +12,8 @@ import importlib
 import sys
 import warnings
 
+from srvp.errors import SrvpError
+
 SUBCOMMANDS = [
     "srvp.cli.train",
     "srvp.cli.quickstart",
@@ -30,12 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="srvp", description="Stochastic Latent Residual Video Prediction: train, evaluate, predict.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:  # a subcommand listed before its module landed: leave it out
-            if e.name != module_name:
-                raise
-            continue
+        module = importlib.import_module(module_name)
         p = sub.add_parser(module.NAME, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter
                            if getattr(module, "SHOW_DEFAULTS", False) else argparse.HelpFormatter)
@@ -45,8 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from srvp.errors import SrvpError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "_run"):

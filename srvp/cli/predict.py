@@ -28,8 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from srvp.api import Predictor
 from srvp.config import dt_argument, euler_steps
 from srvp.errors import ConfigError, DataError, SrvpError
+from srvp.evaluation import metrics
+from srvp.files import atomic_write_bytes, atomic_write_text, staged_output_dir
+from srvp.io import read_clip
+from srvp.visualization import save_grid_png, write_video
 
 NAME = "predict"
 # Bounds on work that would run for hours by mistake (a typo of a zero): far above any figure of the paper.
@@ -105,8 +110,6 @@ def select_window(clip: torch.Tensor, cond: int, horizon: int, start: int | None
 def score_samples(samples: torch.Tensor, truth: torch.Tensor, steps_per_frame: int, metric: str) -> np.ndarray:
     """Mean ``metric`` over the known ground-truth frames ``(Tg, C, H, W)`` of every sample ``(N, T', C, H, W)``
     (only the integer-time frames of samples that carry intermediate states)."""
-    from srvp.evaluation import metrics
-
     frames = samples[:, steps_per_frame - 1::steps_per_frame][:, :truth.shape[0]]
     target = truth.unsqueeze(0).expand_as(frames)
     per_frame = metrics.psnr(frames, target) if metric == "psnr" else metrics.ssim(frames, target)
@@ -123,9 +126,6 @@ def per_step_plot(samples: torch.Tensor, truth: torch.Tensor, steps_per_frame: i
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from srvp.evaluation import metrics
-    from srvp.files import atomic_write_bytes
 
     frames = samples[:, steps_per_frame - 1::steps_per_frame][:, :truth.shape[0]]
     target = truth.unsqueeze(0).expand_as(frames)
@@ -174,8 +174,6 @@ def _check_common(args: argparse.Namespace, predictor) -> tuple[int, int, float,
 
 
 def _write(path: Path, frames, args: argparse.Namespace, fps: float, ncols: int = 1) -> str:
-    from srvp.visualization import write_video
-
     write_video(path, frames, fps=fps, scale=args.scale, ncols=ncols)
     return path.name
 
@@ -194,8 +192,6 @@ def _samples(args, default: int) -> int:
 
 
 def _predict(args, predictor, clip, out: Path) -> dict:
-    from srvp.visualization import save_grid_png
-
     cond, horizon, dt, n = _check_common(args, predictor)
     n_samples = _samples(args, default=10)
     x_cond, truth, start = select_window(clip, cond, horizon, args.start, args.input)
@@ -253,9 +249,6 @@ def _predict(args, predictor, clip, out: Path) -> dict:
 
 
 def _swap(args, predictor, clip, out: Path) -> dict:
-    from srvp.io import read_clip
-    from srvp.visualization import save_grid_png
-
     cond, horizon, dt, n = _check_common(args, predictor)
     n_samples = _samples(args, default=1)
     x_dyn, truth, start = select_window(clip, cond, horizon, args.start, args.input)
@@ -285,9 +278,6 @@ def _swap(args, predictor, clip, out: Path) -> dict:
 
 
 def _interpolate(args, predictor, clip, out: Path) -> dict:
-    from srvp.io import read_clip
-    from srvp.visualization import save_grid_png
-
     if args.dt is not None:
         raise ConfigError("--dt is not used by --interpolate (trajectories are generated at the training step)")
     cond, horizon, _, _ = _check_common(args, predictor)
@@ -314,8 +304,6 @@ def _interpolate(args, predictor, clip, out: Path) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srvp.api import Predictor
-
     predictor = Predictor.from_pretrained(args.checkpoint, device=args.device)
     summary, out = predict_files(args, predictor)
     print(f"wrote {', '.join(summary['files'])} and summary.json to {out}")
@@ -326,9 +314,6 @@ def predict_files(args: argparse.Namespace, predictor) -> tuple[dict, Path]:
     """Everything ``srvp predict`` does once the model is loaded (the web demo calls it too): read ``args.input``
     with the safe readers, check the options, write the outputs into ``args.out`` whole or not at all. Returns the
     summary and the output folder."""
-    from srvp.files import atomic_write_text, staged_output_dir
-    from srvp.io import read_clip
-
     clip = predictor.prepare(read_clip(args.input), args.input)[0].cpu()  # (T, C, S, S)
     out = Path(args.out) if args.out else Path("predictions") / Path(args.input).stem
     torch.manual_seed(args.seed)

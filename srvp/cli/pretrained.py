@@ -12,6 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from srvp.errors import ConfigError
+from srvp.pretrained import SHIPPED, WEIGHTS_FILE, load_pretrained, save_pretrained
+from srvp.training.checkpoint import atomic_torch_save, make_checkpoint
+
 NAME = "pretrained"
 HELP = "list the shipped models; convert between training checkpoints and the Hub layout"
 
@@ -30,15 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srvp.errors import ConfigError
-    from srvp.pretrained import SHIPPED, WEIGHTS_FILE, load_pretrained, save_pretrained
-
     if args.action == "list":
         for m in SHIPPED.values():
             state = "installed" if (m.path / WEIGHTS_FILE).is_file() else "missing from this installation"
             print(f"{m.name}\n    {m.description}\n    {m.path} ({state})")
         return 0
-    from srvp.training.checkpoint import atomic_torch_save, make_checkpoint
 
     if args.out.exists() and not args.overwrite:
         raise ConfigError(f"{args.out}: already exists (pass --overwrite to replace it)")

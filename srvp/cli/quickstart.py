@@ -17,6 +17,16 @@ from pathlib import Path
 
 import torch
 
+from srvp.config import preset
+from srvp.data import load_test_set, to_float
+from srvp.errors import ConfigError
+from srvp.evaluation.metrics import psnr
+from srvp.evaluation.protocol import evaluate_model
+from srvp.evaluation.report import write_report
+from srvp.training.checkpoint import CheckpointManager, load_checkpoint
+from srvp.training.trainer import train
+from srvp.visualization.video import save_grid_png, write_gif
+
 NAME = "quickstart"
 HELP = "train, evaluate and animate a small model on the embedded Moving MNIST digits (about 10 min on CPU)"
 SHOW_DEFAULTS = True
@@ -31,14 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srvp.config import preset
-    from srvp.data import load_test_set
-    from srvp.errors import ConfigError
-    from srvp.evaluation.protocol import evaluate_model
-    from srvp.evaluation.report import write_report
-    from srvp.training.checkpoint import CheckpointManager, load_checkpoint
-    from srvp.training.trainer import train
-
     cfg = preset("quickstart")
     cfg.train.out_dir = str(args.out_dir)
     if args.steps is not None:
@@ -96,10 +98,6 @@ def write_samples_png(model: torch.nn.Module, sequences, cond_frames: int, n_sam
                       seed: int = 0) -> Path:
     """Labelled picture: per test sequence a row of its frames (the first ``cond_frames`` are the conditioning
     frames), then the best of ``n_samples`` samples (by PSNR) and one random sample under the predicted frames."""
-    from srvp.data import to_float
-    from srvp.evaluation.metrics import psnr
-    from srvp.visualization.video import save_grid_png
-
     torch.manual_seed(seed)
     x = to_float(torch.as_tensor(sequences))
     with torch.inference_mode():
@@ -118,10 +116,6 @@ def write_samples_gif(model: torch.nn.Module, sequences, cond_frames: int, n_sam
     """Labelled GIF, one column per test sequence and three rows: the ground truth, the best of ``n_samples``
     samples (by PSNR) and one random sample. Every row shows the conditioning frames, then the ground truth or the
     predicted frames; a caption above says which frames are conditioning and which predicted."""
-    from srvp.data import to_float
-    from srvp.evaluation.metrics import psnr
-    from srvp.visualization.video import write_gif
-
     torch.manual_seed(seed)
     x = to_float(torch.as_tensor(sequences))
     with torch.inference_mode():

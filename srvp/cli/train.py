@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from srvp.config import PRESETS, RunConfig, add_config_arguments, apply_overrides, preset, read_config_json
+from srvp.training.trainer import train
 
 NAME = "train"
 HELP = "train a model (SRVP or SVG-LP) on a dataset"
@@ -79,8 +80,6 @@ def run(args: argparse.Namespace) -> int:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc_per_node}",
                "-m", "srvp.cli.main", *argv]
         return subprocess.call(cmd)
-    from srvp.training.trainer import train
-
     out = train(cfg, resume=args.resume, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"run directory: {out} (best model: {out / 'best.pt'}, config: {out / 'config.json'})")

@@ -34,6 +34,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from srvp.data.base import to_float
+from srvp.evaluation.i3d import i3d_embeddings, load_i3d
+from srvp.evaluation.lpips import load_lpips
 from srvp.evaluation.metrics import confidence_interval, frechet_distance_of_features, psnr, ssim
 from srvp.evaluation.weights import MissingWeightsError
 from srvp.models.base import VideoPredictor
@@ -147,12 +149,8 @@ def load_metric_networks(metrics: Sequence[str], weights: dict[str, str | None] 
     for metric in metrics:
         try:
             if metric == "lpips":
-                from srvp.evaluation.lpips import load_lpips
-
                 nets["lpips"] = load_lpips(weights.get("alexnet"), weights.get("lpips"), device)
             elif metric == "fvd":
-                from srvp.evaluation.i3d import load_i3d
-
                 nets["fvd"] = load_i3d(weights.get("i3d"), device)
         except MissingWeightsError as e:
             if missing_weights == "error":
@@ -366,8 +364,6 @@ def evaluate_model(model: VideoPredictor, sequences: np.ndarray | torch.Tensor, 
 
 def _flush_embeddings(i3d: torch.nn.Module | None, pending: dict[str, list[torch.Tensor]],
                       embeddings: dict[str, list[torch.Tensor]], key: str, batch_size: int) -> None:
-    from srvp.evaluation.i3d import i3d_embeddings
-
     if i3d is None or not pending.get(key):
         return
     videos = torch.stack(pending.pop(key)).float().div_(255)

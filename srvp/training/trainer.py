@@ -23,6 +23,7 @@ Design points:
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import signal
@@ -41,8 +42,10 @@ from tqdm import tqdm
 from srvp.config import RunConfig
 from srvp.data import build_train_dataset, load_val_set, to_float
 from srvp.errors import SrvpError
+from srvp.evaluation.metrics import psnr
 from srvp.files import atomic_write_text, load_state_checked, remove_stale_temporaries
 from srvp.models import build_model
+from srvp.models.inference import inference_layers
 from srvp.runtime import (
     autocast_context,
     init_distributed,
@@ -126,9 +129,6 @@ def best_of_n_psnr(model: torch.nn.Module, sequences: np.ndarray, cond_frames: i
     predicted frames (the authors' model-selection criterion). With ``inference_layout`` the futures are drawn
     inside :func:`srvp.models.inference.inference_layers` (same function, faster; not for compiled networks,
     which would recompile for the swapped layers)."""
-    from srvp.evaluation.metrics import psnr
-    from srvp.models.inference import inference_layers
-
     model.eval()
     scores = []
     generator_state = torch.get_rng_state()
@@ -502,8 +502,6 @@ class Trainer:
 
 
 def _json(data: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
