@@ -1,5 +1,6 @@
-"""Data sources. Each dataset registers a builder of training clips and a loader of its fixed test set here:
-one place to add a dataset.
+"""Data sources. Each dataset module defines a :class:`DatasetSpec` (builder of training clips, loaders of its
+validation and fixed test sets), registered by name below: one place to add a dataset, as models in
+:mod:`srvp.models`.
 
 - ``build_train_dataset(cfg, seed)``: a :class:`~srvp.data.base.ClipDataset` of ``cfg.seq_len``-frame clips.
 - ``load_test_set(cfg)``: uint8 array ``(N, T, C, H, W)`` (``cfg.test_set`` if given, else the dataset's default).
@@ -8,35 +9,35 @@ one place to add a dataset.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import numpy as np
 
 from srvp.config import DataConfig
-from srvp.data.base import ArrayDataset, ClipDataset, to_float
+from srvp.data import bair, kth, moving_mnist, pendulum, videos
+from srvp.data.base import ArrayDataset, ClipDataset, DatasetSpec, to_float
 from srvp.data.npz import load_sequences_npz
 from srvp.errors import ConfigError
 
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """How to get a dataset's training clips, validation set and test set."""
-
-    train: Callable[[DataConfig, int], ClipDataset]
-    val: Callable[[DataConfig, int], np.ndarray]
-    test: Callable[[DataConfig], np.ndarray]
-
-
+#: dataset name (``DataConfig.dataset``) -> its :class:`DatasetSpec`
 DATASETS: dict[str, DatasetSpec] = {}
 
 
-def register(name: str, spec: DatasetSpec) -> None:
+def register_dataset(name: str, spec: DatasetSpec) -> DatasetSpec:
+    """Make ``spec`` the dataset ``name`` (training clips, validation and test sets of a :class:`DataConfig`)."""
+    if not isinstance(spec, DatasetSpec):
+        raise TypeError(f"register_dataset({name!r}): {spec!r} is not a DatasetSpec")
     DATASETS[name] = spec
+    return spec
+
+
+register_dataset("smmnist", moving_mnist.SPEC)
+register_dataset("mmnist", moving_mnist.SPEC)
+register_dataset("kth", kth.SPEC)
+register_dataset("bair", bair.SPEC)
+register_dataset("pendulum", pendulum.SPEC)
+register_dataset("videos", videos.SPEC)
 
 
 def _spec(cfg: DataConfig) -> DatasetSpec:
-    _load_builtin()
     if cfg.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {cfg.dataset!r}; choose one of {', '.join(sorted(DATASETS))}")
     return DATASETS[cfg.dataset]
@@ -56,15 +57,5 @@ def load_test_set(cfg: DataConfig) -> np.ndarray:
     return _spec(cfg).test(cfg)
 
 
-def _load_builtin() -> None:
-    """Import the modules that register the built-in datasets (lazily, so importing srvp stays cheap)."""
-    # Kept lazy (not top-level imports) so that importing srvp does not import every dataset: start-up time.
-    import srvp.data.bair  # noqa: F401
-    import srvp.data.kth  # noqa: F401
-    import srvp.data.moving_mnist  # noqa: F401
-    import srvp.data.pendulum  # noqa: F401
-    import srvp.data.videos  # noqa: F401
-
-
 __all__ = ["DATASETS", "ArrayDataset", "ClipDataset", "DatasetSpec", "build_train_dataset", "load_test_set",
-           "load_val_set", "register", "to_float"]
+           "load_val_set", "register_dataset", "to_float"]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from srvp.config import DataConfig
-from srvp.data import DatasetSpec, register
+from srvp.data.base import DatasetSpec
 from srvp.data.storage import (
     StoreClipDataset,
     StoreWriter,
@@ -146,4 +146,4 @@ def load_test(cfg: DataConfig) -> np.ndarray:
     return np.stack([store.clip(i, 0, cfg.test_seq_len) for i in range(len(store))])
 
 
-register("bair", DatasetSpec(train=build_train, val=load_val, test=load_test))
+SPEC = DatasetSpec(train=build_train, val=load_val, test=load_test)

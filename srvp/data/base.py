@@ -10,9 +10,14 @@ Test sets are uint8 arrays ``(N, T, C, H, W)``; models receive float tensors in 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from srvp.config import DataConfig
 
 
 class ClipDataset(Dataset):
@@ -60,3 +65,12 @@ def to_float(clips: torch.Tensor) -> torch.Tensor:
     if clips.dtype == torch.uint8:
         return clips.float().div_(255.0)
     return clips.float()
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How to get a dataset's training clips, validation set and test set (registered in :mod:`srvp.data`)."""
+
+    train: Callable[[DataConfig, int], ClipDataset]
+    val: Callable[[DataConfig, int], np.ndarray]
+    test: Callable[[DataConfig], np.ndarray]

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from srvp.config import DataConfig
-from srvp.data import DatasetSpec, register
+from srvp.data.base import DatasetSpec
 from srvp.data.npz import load_sequences_npz
 from srvp.data.storage import (
     StoreClipDataset,
@@ -247,4 +247,4 @@ def load_test(cfg: DataConfig) -> np.ndarray:
     return load_test_npz(test_set_path(cfg.data_dir, cfg.test_seq_len))
 
 
-register("kth", DatasetSpec(train=build_train, val=load_val, test=load_test))
+SPEC = DatasetSpec(train=build_train, val=load_val, test=load_test)

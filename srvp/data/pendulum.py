@@ -23,8 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from srvp.config import DataConfig
-from srvp.data import DatasetSpec, register
-from srvp.data.base import ClipDataset
+from srvp.data.base import ClipDataset, DatasetSpec
 from srvp.data.npz import save_sequences_npz
 
 FRAME_SIZE = 16
@@ -128,4 +127,4 @@ def _test(cfg: DataConfig) -> np.ndarray:
     return generate(cfg.test_sequences, cfg.test_seq_len, TEST_SEED)
 
 
-register("pendulum", DatasetSpec(train=_train, val=_val, test=_test))
+SPEC = DatasetSpec(train=_train, val=_val, test=_test)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from srvp.config import DataConfig
-from srvp.data import DatasetSpec, register
+from srvp.data.base import DatasetSpec
 from srvp.data.storage import (
     FrameTable,
     MemoryStore,
@@ -203,4 +203,4 @@ def load_test(cfg: DataConfig) -> np.ndarray:
     return fixed_clips(store, range(len(store)), cfg.test_sequences, cfg.test_seq_len, TEST_SEED, "test")
 
 
-register("videos", DatasetSpec(train=build_train, val=load_val, test=load_test))
+SPEC = DatasetSpec(train=build_train, val=load_val, test=load_test)

@@ -7,6 +7,8 @@ output) so that the authors' checkpoints map onto them by renaming keys only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -323,25 +325,30 @@ class MLPDecoder(FrameDecoder):
         )])
 
 
+#: architecture name (``ModelConfig.architecture``) -> (encoder, decoder) factories
+#: ``encoder(channels, frame_size, out_dim, nf)`` and ``decoder(channels, frame_size, in_dim, nf, skip)``
+FRAME_NETWORKS: dict[str, tuple[Callable[..., FrameEncoder], Callable[..., FrameDecoder]]] = {
+    "dcgan": (lambda c, size, d, nf: DCGANEncoder(c, d, nf), lambda c, size, d, nf, skip: DCGANDecoder(c, d, nf, skip)),
+    "vgg": (lambda c, size, d, nf: VGGEncoder(c, d, nf), lambda c, size, d, nf, skip: VGGDecoder(c, d, nf, skip)),
+    "mlp": (lambda c, size, d, nf: MLPEncoder(c, size, d, nf), lambda c, size, d, nf, skip: MLPDecoder(c, size, d, nf)),
+}
+
+
+def _frame_networks(architecture: str) -> tuple[Callable[..., FrameEncoder], Callable[..., FrameDecoder]]:
+    if architecture not in FRAME_NETWORKS:
+        raise ValueError(f"unknown architecture {architecture!r}; registered: {', '.join(FRAME_NETWORKS)}")
+    return FRAME_NETWORKS[architecture]
+
+
 def build_frame_encoder(architecture: str, channels: int, frame_size: int, out_dim: int, nf: int) -> FrameEncoder:
-    if architecture == "dcgan":
-        return DCGANEncoder(channels, out_dim, nf)
-    if architecture == "vgg":
-        return VGGEncoder(channels, out_dim, nf)
-    if architecture == "mlp":
-        return MLPEncoder(channels, frame_size, out_dim, nf)
-    raise ValueError(f"unknown architecture {architecture!r}")
+    """The frame encoder of ``architecture``: frames ``(N, channels, frame_size, frame_size)`` -> ``(N, out_dim)``."""
+    return _frame_networks(architecture)[0](channels, frame_size, out_dim, nf)
 
 
 def build_frame_decoder(architecture: str, channels: int, frame_size: int, in_dim: int, nf: int,
                         skip: bool) -> FrameDecoder:
-    if architecture == "dcgan":
-        return DCGANDecoder(channels, in_dim, nf, skip)
-    if architecture == "vgg":
-        return VGGDecoder(channels, in_dim, nf, skip)
-    if architecture == "mlp":
-        return MLPDecoder(channels, frame_size, in_dim, nf)
-    raise ValueError(f"unknown architecture {architecture!r}")
+    """The frame decoder of ``architecture``: ``(N, in_dim)`` (+ skips) -> frames in [0, 1]."""
+    return _frame_networks(architecture)[1](channels, frame_size, in_dim, nf, skip)
 
 
 def init_conv_weights(module: nn.Module, std: float = 0.02) -> None:
