@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from srvp.cli.main import main
-from srvp.compare import VARIANTS, apply_budget, comparison_markdown, paired_differences, variant_config
 from srvp.config import preset
 from srvp.errors import ConfigError
+from srvp.training.compare import VARIANTS, apply_budget, comparison_markdown, paired_differences, variant_config
 
 
 def test_variants_share_data_and_schedule_and_differ_as_in_the_paper(tmp_path):
@@ -120,8 +120,8 @@ def test_wall_clock_budget_stops_training(tmp_path):
 
 
 def test_seed_interval_adds_the_spread_between_seeds():
-    from srvp.compare import seed_interval
     from srvp.evaluation.metrics import confidence_interval
+    from srvp.training.compare import seed_interval
 
     rng = np.random.default_rng(1)
     one = rng.normal(15, 2, 40)

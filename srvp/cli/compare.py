@@ -1,5 +1,5 @@
 """``srvp compare``: train (or load) several models with equal budgets, evaluate them identically, and write one
-table and one per-step plot (:mod:`srvp.compare`)."""
+table and one per-step plot (:mod:`srvp.training.compare`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import math
 import shlex
 import sys
 
-from srvp.compare import DEFAULT_MODELS, run_comparison
 from srvp.config import PRESETS, dt_argument
 from srvp.errors import ConfigError
+from srvp.training.compare import DEFAULT_MODELS, run_comparison
 
 NAME = "compare"
 HELP = "compare SRVP, its ablations and SVG-LP on one dataset with equal training budgets"

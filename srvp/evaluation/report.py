@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -86,25 +87,47 @@ def _per_sequence_csv(result: EvalResult) -> str:
     return buf.getvalue()
 
 
-def per_step_table(result: EvalResult) -> list[tuple[str, str, int, float, float]]:
-    """Rows ``(setting, metric, t, mean, ci95)`` of the best samples' per-frame scores, ``t`` the frame number in
-    the whole sequence (1-based, so the first predicted frame is ``cond_frames + 1``)."""
+@dataclass
+class Curve:
+    """Per-frame scores of one way of predicting, for per-step tables and plots: ``scores[m]`` ``(N, horizon)``
+    (one row per test sequence: the best sample's scores, or a baseline's)."""
+
+    label: str
+    scores: dict[str, np.ndarray]
+    baseline: bool = False
+
+
+def result_curves(result: EvalResult, legend: bool = False) -> list[Curve]:
+    """The curves of every setting of ``result`` (the model at each test ``dt``, then the baselines), labelled by
+    setting (``legend=False``, the CSV's names) or with the plot's legend (:func:`curve_label`)."""
+    return [Curve(curve_label(s, result.n_samples) if legend else s.label,
+                  {m: s.best_curves[m] for m in result.frame_metrics}, s.dt is None) for s in result.settings]
+
+
+def per_step_rows(curves: list[Curve], cond_frames: int) -> list[tuple[str, str, int, float, float]]:
+    """Rows ``(label, metric, t, mean, ci95)``, ``t`` the frame number in the whole sequence (1-based, so the first
+    predicted frame is ``cond_frames + 1``), mean and 95% interval over sequences."""
     rows = []
-    for s in result.settings:
-        for m in result.frame_metrics:
-            mean, ci = confidence_interval(s.best_curves[m])
-            for k in range(result.horizon):
-                rows.append((s.label, m, result.cond_frames + 1 + k, float(mean[k]), float(ci[k])))
+    for c in curves:
+        for m, values in c.scores.items():
+            mean, ci = confidence_interval(values)
+            rows.extend((c.label, m, cond_frames + 1 + k, float(mean[k]), float(ci[k])) for k in range(len(mean)))
     return rows
 
 
-def _per_step_csv(result: EvalResult) -> str:
+def per_step_csv(curves: list[Curve], cond_frames: int, first_column: str = "setting") -> str:
+    """:func:`per_step_rows` as CSV with columns ``<first_column>, metric, t, mean, ci95``."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["setting", "metric", "t", "mean", "ci95"])
-    for label, m, t, mean, ci in per_step_table(result):
+    w.writerow([first_column, "metric", "t", "mean", "ci95"])
+    for label, m, t, mean, ci in per_step_rows(curves, cond_frames):
         w.writerow([label, m, t, f"{mean:.6g}", f"{ci:.6g}"])
     return buf.getvalue()
+
+
+def per_step_table(result: EvalResult) -> list[tuple[str, str, int, float, float]]:
+    """Rows ``(setting, metric, t, mean, ci95)`` of the best samples' per-frame scores of every setting."""
+    return per_step_rows(result_curves(result), result.cond_frames)
 
 
 BASELINE_LEGENDS = {"last frame": "last conditioning frame repeated", "blank": "blank (black) frame"}
@@ -118,27 +141,31 @@ def curve_label(setting, n_samples: int) -> str:
     return f"{setting.name}, {best}, dt = {dt_label(setting.dt)} (95% band)"
 
 
-def per_step_figure(result: EvalResult, train_seq_len: int | None = None) -> bytes:
-    """PNG: one panel per frame metric, mean score of the best samples against t with its 95% band; a vertical
-    line marks the training clip length (as in the paper's figures). The legend names every curve and the line."""
+def curves_figure(curves: list[Curve], cond_frames: int, train_seq_len: int | None = None) -> bytes:
+    """PNG: one panel per metric, the mean score against t with its 95% band (the paper's figures 2, 4 and 6);
+    baselines in grey (blank dotted, others dash-dotted); a vertical line marks the training clip length. The
+    legend names every curve and the line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = result.frame_metrics
-    fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(4.2 * max(1, len(metrics)), 3.4), squeeze=False)
-    t = np.arange(result.cond_frames + 1, result.cond_frames + result.horizon + 1)
+    metrics = list(dict.fromkeys(m for c in curves for m in c.scores))
+    fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(4.8 * max(1, len(metrics)), 3.8), squeeze=False)
     for ax, m in zip(axes[0], metrics):
-        for s in result.settings:
-            mean, ci = confidence_interval(s.best_curves[m])
-            style = "--" if s.dt is None else "-"
-            (line,) = ax.plot(t, mean, style, label=curve_label(s, result.n_samples), linewidth=1.5)
-            ax.fill_between(t, mean - ci, mean + ci, color=line.get_color(), alpha=0.25, linewidth=0)
-        if train_seq_len is not None and t[0] <= train_seq_len <= t[-1]:
-            ax.axvline(train_seq_len, color="grey", linewidth=1,
+        t = None
+        for c in curves:
+            if m not in c.scores:
+                continue
+            mean, ci = confidence_interval(c.scores[m])
+            t = np.arange(cond_frames + 1, cond_frames + len(mean) + 1)
+            style = (":" if "blank" in c.label else "-.") if c.baseline else "-"
+            (line,) = ax.plot(t, mean, style, label=c.label, linewidth=1.5, color="grey" if c.baseline else None)
+            ax.fill_between(t, mean - ci, mean + ci, color=line.get_color(), alpha=0.2, linewidth=0)
+        if train_seq_len is not None and t is not None and t[0] <= train_seq_len <= t[-1]:
+            ax.axvline(train_seq_len, color="black", linewidth=0.8,
                        label=f"t = {train_seq_len}: end of the training clips (later frames: extrapolation)")
-        ax.set_xlabel(f"t (frame index; {result.cond_frames} conditioning frames before)")
+        ax.set_xlabel(f"t (frame index; {cond_frames} conditioning frames before)")
         ax.set_title(METRIC_TITLES[m])
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
@@ -147,6 +174,11 @@ def per_step_figure(result: EvalResult, train_seq_len: int | None = None) -> byt
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
     return buf.getvalue()
+
+
+def per_step_figure(result: EvalResult, train_seq_len: int | None = None) -> bytes:
+    """PNG of the best samples' per-step scores of every setting of ``result`` (:func:`curves_figure`)."""
+    return curves_figure(result_curves(result, legend=True), result.cond_frames, train_seq_len)
 
 
 SCORES_FORMAT = "srvp-eval-scores/1"
@@ -212,7 +244,7 @@ def write_report(result: EvalResult, out_dir: str | Path, train_seq_len: int | N
     atomic_write_text(paths["markdown"], markdown_table(result))
     atomic_write_text(paths["per_sequence"], _per_sequence_csv(result))
     if result.frame_metrics:
-        atomic_write_text(paths["per_step"], _per_step_csv(result))
+        atomic_write_text(paths["per_step"], per_step_csv(result_curves(result), result.cond_frames))
         paths["plot"] = out / "per_step.png"
         atomic_write_bytes(paths["plot"], per_step_figure(result, train_seq_len))
     else:

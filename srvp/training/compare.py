@@ -14,10 +14,8 @@ report), ``comparison.md``, ``comparison.json``, ``per_step.csv`` and ``per_step
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import io
 import json
 import os
 import platform
@@ -36,8 +34,9 @@ from srvp.config import PRESETS, ModelConfig, RunConfig, preset
 from srvp.data import load_test_set, to_float
 from srvp.errors import ConfigError, DataError
 from srvp.evaluation import EvalResult, evaluate_model, read_scores, write_report
-from srvp.evaluation.metrics import confidence_interval, psnr
+from srvp.evaluation.metrics import psnr
 from srvp.evaluation.protocol import dt_label
+from srvp.evaluation.report import Curve, curves_figure, per_step_csv
 from srvp.files import atomic_write_bytes, atomic_write_text, sha256_file
 from srvp.training.checkpoint import CheckpointManager, load_checkpoint
 from srvp.training.trainer import Trainer
@@ -302,11 +301,11 @@ def run_comparison(base_name: str, out_dir: str | Path, models: Sequence[str] = 
         "models": records, "baselines": baselines, "paired_reference": reference,
         "paired": paired_differences({m: group_scores(runs, results) for m, runs in groups.items()}, reference),
     }
-    curves = list(model_curves(groups, results))
+    curves = model_curves(groups, results)
     atomic_write_text(out / "comparison.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(out / "comparison.md", comparison_markdown(summary))
-    atomic_write_text(out / "per_step.csv", per_step_csv(curves, cond))
-    atomic_write_bytes(out / "per_step.png", per_step_figure(curves, cond, base.data.seq_len))
+    atomic_write_text(out / "per_step.csv", per_step_csv(curves, cond, first_column="model"))
+    atomic_write_bytes(out / "per_step.png", curves_figure(curves, cond, base.data.seq_len))
     save_samples_figure(out / "samples.png", {groups[m][0].label: first_of_model[m] for m in groups}, test, cond,
                         n_samples=min(n_samples, 100), seed=seed, device=device)
     return summary
@@ -547,57 +546,17 @@ def _paired_table(summary: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def model_curves(groups: dict[str, list[TrainedModel]], results: dict[str, EvalResult]):
-    """``(label, {metric: (N, horizon)}, is_baseline)`` per model (the best samples' per-frame scores at the training
-    step, averaged over the model's runs), then per baseline (from the first model's evaluation)."""
-    first = None
+def model_curves(groups: dict[str, list[TrainedModel]], results: dict[str, EvalResult]) -> list[Curve]:
+    """One :class:`Curve` per model (the best samples' per-frame scores at the training step, averaged over the
+    model's runs), then one per baseline (from the first model's evaluation)."""
+    curves, first = [], None
     for runs in groups.values():
         per_run = [results[tm.name].settings[0].best_curves for tm in runs]
         first = first or results[runs[0].name]
-        yield runs[0].label, {m: np.mean([c[m] for c in per_run], axis=0) for m in ("psnr", "ssim")}, False
-    for s in first.settings:
-        if s.dt is None:
-            yield f"baseline: {s.name}", {m: s.best_curves[m] for m in ("psnr", "ssim")}, True
-
-
-def per_step_csv(curves: list, cond_frames: int) -> str:
-    """Rows ``model, metric, t, mean, ci95`` of :func:`model_curves` (intervals over test sequences)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["model", "metric", "t", "mean", "ci95"])
-    for label, per_metric, _ in curves:
-        for m in ("psnr", "ssim"):
-            mean, ci = confidence_interval(per_metric[m])
-            for k in range(len(mean)):
-                w.writerow([label, m, cond_frames + 1 + k, f"{mean[k]:.6g}", f"{ci[k]:.6g}"])
-    return buf.getvalue()
-
-
-def per_step_figure(curves: list, cond_frames: int, train_seq_len: int) -> bytes:
-    """PNG: PSNR and SSIM of the best samples against t, one line per model with its 95% band (figure 2)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, m, title in zip(axes, ("psnr", "ssim"), ("PSNR (best sample) ↑", "SSIM (best sample) ↑")):
-        for label, per_metric, baseline in curves:
-            mean, ci = confidence_interval(per_metric[m])
-            t = np.arange(cond_frames + 1, cond_frames + len(mean) + 1)
-            style = (":" if label.endswith("blank") else "-.") if baseline else "-"
-            (line,) = ax.plot(t, mean, style, label=label, linewidth=1.6, color="grey" if baseline else None)
-            ax.fill_between(t, mean - ci, mean + ci, color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.axvline(train_seq_len, color="black", linewidth=0.8, label=f"t = {train_seq_len}: training clip length")
-        ax.set_xlabel("t")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    return buf.getvalue()
+        curves.append(Curve(runs[0].label, {m: np.mean([c[m] for c in per_run], axis=0) for m in ("psnr", "ssim")}))
+    curves += [Curve(f"baseline: {s.name}", {m: s.best_curves[m] for m in ("psnr", "ssim")}, baseline=True)
+               for s in first.settings if s.dt is None]
+    return curves
 
 
 def save_samples_figure(path: Path, models: dict[str, torch.nn.Module], test: np.ndarray, cond_frames: int,
