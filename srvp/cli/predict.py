@@ -32,6 +32,7 @@ from srvp.api import Predictor
 from srvp.config import dt_argument, euler_steps
 from srvp.errors import ConfigError, DataError, SrvpError
 from srvp.evaluation import metrics
+from srvp.evaluation.report import Curve, curves_figure
 from srvp.files import atomic_write_bytes, atomic_write_text, staged_output_dir
 from srvp.io import read_clip
 from srvp.visualization import save_grid_png, write_video
@@ -117,36 +118,19 @@ def score_samples(samples: torch.Tensor, truth: torch.Tensor, steps_per_frame: i
 
 
 def per_step_plot(samples: torch.Tensor, truth: torch.Tensor, steps_per_frame: int, chosen: dict[str, int],
-                  path: Path) -> str:
-    """PNG of PSNR and SSIM against the predicted frame: the chosen samples (best, worst, random), the mean over all
-    samples and a blank frame, on the known ground-truth frames. Returns the file name."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+                  path: Path, cond_frames: int) -> str:
+    """PNG of PSNR and SSIM against the frame index (the evaluation report's :func:`curves_figure`): the chosen
+    samples (best, worst, random), the mean over all samples with its 95% band, and a blank frame, on the known
+    ground-truth frames. Returns the file name."""
     frames = samples[:, steps_per_frame - 1::steps_per_frame][:, :truth.shape[0]]
     target = truth.unsqueeze(0).expand_as(frames)
-    t = np.arange(1, frames.shape[1] + 1)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for ax, (title, fn) in zip(axes, (("PSNR (dB) ↑", metrics.psnr), ("SSIM ↑", metrics.ssim))):
-        per_frame = fn(frames, target).double().numpy()  # (N, T)
-        for name, i in chosen.items():
-            ax.plot(t, per_frame[i], "-o", markersize=3, label=f"{name} sample (#{i})")
-        ax.plot(t, per_frame.mean(0), "--", color="grey", label=f"mean of {len(per_frame)} samples")
-        blank = fn(torch.zeros_like(truth), truth).double().numpy()
-        ax.plot(t, blank, ":", color="k", label="blank (black) frame")
-        ax.set_xlabel("predicted frame (after the conditioning frames)")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    per_frame = {m: fn(frames, target).double().numpy() for m, fn in (("psnr", metrics.psnr), ("ssim", metrics.ssim))}
+    blank = {m: fn(torch.zeros_like(truth), truth).double().numpy()[None]
+             for m, fn in (("psnr", metrics.psnr), ("ssim", metrics.ssim))}
+    curves = [Curve(f"{name} sample (#{i})", {m: v[i][None] for m, v in per_frame.items()})
+              for name, i in chosen.items()]
+    curves += [Curve(f"mean of {len(frames)} samples", per_frame), Curve("blank (black) frame", blank, baseline=True)]
+    atomic_write_bytes(path, curves_figure(curves, cond_frames))
     return path.name
 
 
@@ -244,7 +228,7 @@ def _predict(args, predictor, clip, out: Path) -> dict:
                   scale=args.scale)
     summary["files"].append("grid.png")
     if truth is not None:
-        summary["files"].append(per_step_plot(samples, truth, n, dict(chosen), out / "per_step.png"))
+        summary["files"].append(per_step_plot(samples, truth, n, dict(chosen), out / "per_step.png", cond))
     return summary
 
 
