@@ -26,11 +26,26 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 LR_SCHEDULES = ("linear-decay", "cosine")
 
 
-def _opt(default: Any, help: str, choices: tuple | None = None) -> Any:
-    """A dataclass field carrying its help text (and allowed values) for ``--help`` and validation."""
-    meta = {"help": help}
+#: numeric bounds a field can carry in its metadata (``bound``), checked by :meth:`RunConfig.validate`
+BOUNDS: dict[str, tuple[Any, str]] = {
+    "positive": (lambda v: v > 0, "must be positive"),
+    "non-negative": (lambda v: v >= 0, "must be >= 0"),
+    "unit": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+}
+
+
+def _opt(default: Any, help: str, choices: tuple | None = None, bound: str | None = None,
+         family: str | None = None) -> Any:
+    """A dataclass field carrying its help text, its allowed values (``choices``) or numeric range (``bound``, a
+    key of :data:`BOUNDS`), and the one model family that uses it (``family``; a model of another family refuses
+    a value other than the default), for ``--help`` and validation."""
+    meta: dict[str, Any] = {"help": help}
+    if family is not None:
+        meta["family"] = family
     if choices is not None:
         meta["choices"] = choices
+    if bound is not None:
+        meta["bound"] = bound
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -43,32 +58,41 @@ class ModelConfig:
     model: str = _opt("srvp", "model family", ("srvp", "svg"))
     architecture: str = _opt("dcgan", "frame encoder/decoder family: DCGAN (64x64), VGG16 (64x64) or MLP",
                              ARCHITECTURES)
-    frame_size: int = _opt(64, "frame width and height in pixels (64 for dcgan/vgg)")
-    channels: int = _opt(1, "frame channels (1 grey, 3 colour)")
-    filters: int = _opt(64, "filters of the first encoder convolution, nf (hidden units for the mlp architecture)")
-    frame_dim: int = _opt(128, "size of a frame encoding h(x), nhx")
-    state_dim: int = _opt(20, "size of the latent state y, ny")
-    noise_dim: int = _opt(20, "size of the auxiliary variable z, nz")
+    frame_size: int = _opt(64, "frame width and height in pixels (64 for dcgan/vgg)", bound="positive")
+    channels: int = _opt(1, "frame channels (1 grey, 3 colour)", bound="positive")
+    filters: int = _opt(64, "filters of the first encoder convolution, nf (hidden units for the mlp architecture)",
+                        bound="positive")
+    frame_dim: int = _opt(128, "size of a frame encoding h(x), nhx", bound="positive")
+    state_dim: int = _opt(20, "size of the latent state y, ny", bound="positive", family="srvp")
+    noise_dim: int = _opt(20, "size of the auxiliary variable z, nz", bound="positive")
     transition: str = _opt("residual", "latent dynamics: residual y+dt*f(y,z) (the paper), mlp y'=f(y,z), "
-                           "gru y'=GRU(z, y), deterministic y+dt*f(y) (no z)", TRANSITIONS)
-    content: bool = _opt(True, "use the static content variable w (false: a plain deep state-space model)")
+                           "gru y'=GRU(z, y), deterministic y+dt*f(y) (no z)", TRANSITIONS, family="srvp")
+    content: bool = _opt(True, "use the static content variable w (false: a plain deep state-space model)",
+                         family="srvp")
     content_frames: int = _opt(5, "k: frames used for w (random during training, last conditioning at test) "
-                               "and for q(y_1|x_1:k)")
-    skip_connections: bool = _opt(False, "skip connections from the encoder to the decoder (needs content)")
-    inference_hidden: int = _opt(256, "hidden size of the inference MLPs, of the z-posterior LSTM and size of w")
-    inference_layers: int = _opt(3, "linear layers of the inference MLPs")
-    forward_hidden: int = _opt(512, "hidden size of the forward MLPs (transition f and prior on z)")
-    forward_layers: int = _opt(4, "linear layers of the forward MLPs")
-    activation: str = _opt("relu", "activation of the MLPs (the authors' code uses relu)", ("relu", "leaky_relu"))
+                               "and for q(y_1|x_1:k)", bound="positive")
+    skip_connections: bool = _opt(False, "skip connections from the encoder to the decoder (needs content)",
+                                  family="srvp")
+    inference_hidden: int = _opt(256, "hidden size of the inference MLPs, of the z-posterior LSTM and size of w",
+                                 bound="positive", family="srvp")
+    inference_layers: int = _opt(3, "linear layers of the inference MLPs", bound="positive", family="srvp")
+    forward_hidden: int = _opt(512, "hidden size of the forward MLPs (transition f and prior on z)",
+                               bound="positive", family="srvp")
+    forward_layers: int = _opt(4, "linear layers of the forward MLPs", bound="positive", family="srvp")
+    activation: str = _opt("relu", "activation of the MLPs (the authors' code uses relu)", ("relu", "leaky_relu"),
+                           family="srvp")
     dt: float = _opt(1.0, "Euler step size in training; must be 1/n for an integer n")
-    residual_gain: float = _opt(1.41, "orthogonal initialisation gain of the transition f")
-    obs_scale: float = _opt(1.0, "standard deviation of the Gaussian observation model, sqrt(nu)")
-    beta_y: float = _opt(1.0, "weight of KL(q(y_1) || N(0, I))")
-    beta_z: float = _opt(1.0, "weight of the KL terms on z")
-    residual_penalty: float = _opt(1.0, "lambda: weight of the l2 norm of the residuals")
-    svg_rnn_hidden: int = _opt(256, "SVG-LP only: hidden size of its predictor, prior and posterior LSTMs")
-    svg_predictor_layers: int = _opt(2, "SVG-LP only: layers of the predictor LSTM")
-    svg_latent_layers: int = _opt(1, "SVG-LP only: layers of the prior and posterior LSTMs")
+    residual_gain: float = _opt(1.41, "orthogonal initialisation gain of the transition f", family="srvp")
+    obs_scale: float = _opt(1.0, "standard deviation of the Gaussian observation model, sqrt(nu)", bound="positive")
+    beta_y: float = _opt(1.0, "weight of KL(q(y_1) || N(0, I))", bound="non-negative", family="srvp")
+    beta_z: float = _opt(1.0, "weight of the KL terms on z", bound="non-negative")
+    residual_penalty: float = _opt(1.0, "lambda: weight of the l2 norm of the residuals",
+                                   bound="non-negative", family="srvp")
+    svg_rnn_hidden: int = _opt(256, "SVG-LP only: hidden size of its predictor, prior and posterior LSTMs",
+                               bound="positive", family="svg")
+    svg_predictor_layers: int = _opt(2, "SVG-LP only: layers of the predictor LSTM", bound="positive", family="svg")
+    svg_latent_layers: int = _opt(1, "SVG-LP only: layers of the prior and posterior LSTMs", bound="positive",
+                                  family="svg")
 
     @property
     def euler_steps(self) -> int:
@@ -90,15 +114,15 @@ class DataConfig:
     data_dir: str = _opt("data", "directory of the dataset files (MNIST IDX files, converted datasets)")
     digits: str = _opt("auto", "Moving MNIST digits: 'auto' (IDX files in data_dir if present, else the "
                        "embedded 5,000 digits), 'embedded', or a directory of MNIST IDX files")
-    num_digits: int = _opt(2, "Moving MNIST: digits per clip")
-    max_speed: int = _opt(4, "Moving MNIST: maximum absolute integer speed per axis")
-    seq_len: int = _opt(15, "frames per training clip")
-    cond_frames: int = _opt(5, "conditioning frames at test time")
-    test_seq_len: int = _opt(25, "frames per test clip (conditioning + predicted)")
+    num_digits: int = _opt(2, "Moving MNIST: digits per clip", bound="positive")
+    max_speed: int = _opt(4, "Moving MNIST: maximum absolute integer speed per axis", bound="non-negative")
+    seq_len: int = _opt(15, "frames per training clip", bound="positive")
+    cond_frames: int = _opt(5, "conditioning frames at test time", bound="positive")
+    test_seq_len: int = _opt(25, "frames per test clip (conditioning + predicted)", bound="positive")
     test_set: str = _opt("", "test set .npz in the official SRVP layout (empty: generated or converted default)")
-    test_sequences: int = _opt(5000, "sequences in a generated test set")
-    val_sequences: int = _opt(256, "held-out validation sequences used for model selection")
-    num_workers: int = _opt(0, "data loader worker processes (0: load in the training process)")
+    test_sequences: int = _opt(5000, "sequences in a generated test set", bound="positive")
+    val_sequences: int = _opt(256, "held-out validation sequences used for model selection", bound="non-negative")
+    num_workers: int = _opt(0, "data loader worker processes (0: load in the training process)", bound="non-negative")
     video_size: int = _opt(64, "user videos (dataset videos): frame width and height after centre-crop and resize")
     video_channels: int = _opt(3, "user videos (dataset videos): 1 grey, 3 colour")
 
@@ -107,35 +131,39 @@ class DataConfig:
 class TrainConfig:
     """Optimisation, precision, checkpoints and logging."""
 
-    steps: int = _opt(1_100_000, "total optimisation steps")
+    steps: int = _opt(1_100_000, "total optimisation steps", bound="positive")
     lr_schedule: str = _opt("linear-decay", "learning rate after the warm-up: linear-decay (the paper: constant, "
                             "then linear to 0 over the last decay_steps) or cosine (from lr to 0 at the last step)",
                             LR_SCHEDULES)
     decay_steps: int = _opt(100_000, "linear-decay schedule: final steps over which the learning rate decays "
-                            "linearly to 0 (must be 0 with the cosine schedule)")
-    warmup_steps: int = _opt(0, "first steps over which the learning rate rises linearly from 0 to lr")
-    lr: float = _opt(3e-4, "Adam learning rate (per process; the global batch is batch_size x world size)")
-    adam_beta1: float = _opt(0.9, "Adam's beta1 (first-moment decay)")
-    adam_beta2: float = _opt(0.999, "Adam's beta2 (second-moment decay)")
-    adam_eps: float = _opt(1e-8, "Adam's epsilon")
-    grad_clip: float = _opt(0.0, "clip the global gradient norm to this value; 0: no clipping")
+                            "linearly to 0 (must be 0 with the cosine schedule)", bound="non-negative")
+    warmup_steps: int = _opt(0, "first steps over which the learning rate rises linearly from 0 to lr",
+                             bound="non-negative")
+    lr: float = _opt(3e-4, "Adam learning rate (per process; the global batch is batch_size x world size)",
+                     bound="positive")
+    adam_beta1: float = _opt(0.9, "Adam's beta1 (first-moment decay)", bound="unit")
+    adam_beta2: float = _opt(0.999, "Adam's beta2 (second-moment decay)", bound="unit")
+    adam_eps: float = _opt(1e-8, "Adam's epsilon", bound="positive")
+    grad_clip: float = _opt(0.0, "clip the global gradient norm to this value; 0: no clipping", bound="non-negative")
     kl_warmup_steps: int = _opt(0, "KL annealing: the weights of the KL terms (beta_y, beta_z) rise linearly from 0 "
-                                "to their values over these first steps; 0: the paper's objective from step 1")
+                                "to their values over these first steps; 0: the paper's objective from step 1",
+                                bound="non-negative")
     ema_decay: float = _opt(0.0, "exponential moving average of the weights (e.g. 0.999), used for validation and "
-                            "saved as the model of best.pt and last.pt; 0: no average")
-    batch_size: int = _opt(128, "clips per optimisation step and per process")
+                            "saved as the model of best.pt and last.pt; 0: no average", bound="unit")
+    batch_size: int = _opt(128, "clips per optimisation step and per process", bound="positive")
     seed: int = _opt(1, "random seed; batches are a pure function of (seed, step), so runs resume exactly")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
     precision: str = _opt("fp32", "autocast precision of the forward pass", PRECISIONS)
     channels_last: bool = _opt(False, "use channels-last memory format for convolutions")
     compile: bool = _opt(False, "torch.compile the frame encoder and decoder")
-    val_interval: int = _opt(5000, "steps between validations (best-of-N PSNR, keeps the best model); 0: never")
-    val_samples: int = _opt(20, "samples per validation sequence (best of N)")
-    checkpoint_interval: int = _opt(1000, "steps between checkpoints")
-    keep_checkpoints: int = _opt(3, "number of periodic checkpoints kept")
-    log_interval: int = _opt(50, "steps between TensorBoard scalar logs")
-    sample_interval: int = _opt(5000, "steps between TensorBoard sample videos; 0: never")
-    max_nonfinite: int = _opt(10, "consecutive non-finite steps tolerated before the run stops")
+    val_interval: int = _opt(5000, "steps between validations (best-of-N PSNR, keeps the best model); 0: never",
+                             bound="non-negative")
+    val_samples: int = _opt(20, "samples per validation sequence (best of N)", bound="positive")
+    checkpoint_interval: int = _opt(1000, "steps between checkpoints", bound="positive")
+    keep_checkpoints: int = _opt(3, "number of periodic checkpoints kept", bound="positive")
+    log_interval: int = _opt(50, "steps between TensorBoard scalar logs", bound="positive")
+    sample_interval: int = _opt(5000, "steps between TensorBoard sample videos; 0: never", bound="non-negative")
+    max_nonfinite: int = _opt(10, "consecutive non-finite steps tolerated before the run stops", bound="positive")
     out_dir: str = _opt("runs/srvp", "output directory of the run (checkpoints, config, logs)")
 
 
@@ -184,32 +212,19 @@ class RunConfig:
                     raise ConfigError(f"{source}: {f.name}={value!r} is not one of {', '.join(choices)}")
                 if isinstance(value, float) and not math.isfinite(value):  # e.g. residual_gain, which has no range
                     raise ConfigError(f"{source}: {f.name}={value!r} must be a finite number")
+                family = f.metadata.get("family")
+                if section is m and family is not None and family != m.model and value != f.default:
+                    raise ConfigError(f"{source}: {f.name}={value!r} is an option of the {family} model; the "
+                                      f"{m.model} model does not use it (leave it at {f.default!r})")
+                bound = f.metadata.get("bound")
+                if bound is not None:
+                    holds, rule = BOUNDS[bound]
+                    if not (isinstance(value, (int, float)) and holds(value)):
+                        raise ConfigError(f"{source}: {f.name}={value!r} {rule}")
         try:
             n = m.euler_steps
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None
-        positive = {
-            "frame_size": m.frame_size, "channels": m.channels, "filters": m.filters, "frame_dim": m.frame_dim,
-            "state_dim": m.state_dim, "noise_dim": m.noise_dim, "content_frames": m.content_frames,
-            "inference_hidden": m.inference_hidden, "inference_layers": m.inference_layers,
-            "forward_hidden": m.forward_hidden, "forward_layers": m.forward_layers, "obs_scale": m.obs_scale,
-            "seq_len": d.seq_len, "cond_frames": d.cond_frames, "test_seq_len": d.test_seq_len,
-            "num_digits": d.num_digits, "batch_size": t.batch_size, "steps": t.steps, "lr": t.lr,
-            "val_samples": t.val_samples, "checkpoint_interval": t.checkpoint_interval,
-            "keep_checkpoints": t.keep_checkpoints, "log_interval": t.log_interval,
-            "max_nonfinite": t.max_nonfinite, "test_sequences": d.test_sequences, "adam_eps": t.adam_eps,
-        }
-        for name, value in positive.items():
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ConfigError(f"{source}: {name}={value!r} must be positive")
-        non_negative = {"beta_y": m.beta_y, "beta_z": m.beta_z, "residual_penalty": m.residual_penalty,
-                        "decay_steps": t.decay_steps, "warmup_steps": t.warmup_steps, "grad_clip": t.grad_clip,
-                        "kl_warmup_steps": t.kl_warmup_steps, "val_interval": t.val_interval,
-                        "sample_interval": t.sample_interval, "max_speed": d.max_speed,
-                        "num_workers": d.num_workers, "val_sequences": d.val_sequences}
-        for name, value in non_negative.items():
-            if not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"{source}: {name}={value!r} must be >= 0")
         if m.architecture in ("dcgan", "vgg") and m.frame_size != 64:
             raise ConfigError(f"{source}: the {m.architecture} architecture needs frame_size=64, got {m.frame_size}")
         if m.skip_connections and not m.content:
@@ -236,11 +251,6 @@ class RunConfig:
         if t.warmup_steps + t.decay_steps > t.steps:
             raise ConfigError(f"{source}: warmup_steps={t.warmup_steps} + decay_steps={t.decay_steps} exceed "
                               f"steps={t.steps}")
-        for name in ("adam_beta1", "adam_beta2"):
-            if not 0 <= getattr(t, name) < 1:
-                raise ConfigError(f"{source}: {name}={getattr(t, name)!r} must be in [0, 1)")
-        if not 0 <= t.ema_decay < 1:
-            raise ConfigError(f"{source}: ema_decay={t.ema_decay!r} must be in [0, 1) (0: no average)")
 
 
 class _DuplicateKeyError(ValueError):

@@ -1,6 +1,7 @@
 """Configs: presets, JSON round trip, command-line overrides and one-line errors for impossible values."""
 
 import argparse
+import dataclasses
 import json
 
 import pytest
@@ -113,3 +114,37 @@ def test_saved_data_paths_resolve_from_any_folder(tmp_path, monkeypatch):
     absolute_data_paths(cfg)
     assert cfg.data.data_dir == str(tmp_path / "data") and cfg.data.test_set == str(tmp_path / "sets/test.npz")
     assert cfg.data.digits == "auto"
+
+
+def _bounded_fields():
+    from srvp.config import DataConfig, ModelConfig, TrainConfig
+
+    for section, cls in (("model", ModelConfig), ("data", DataConfig), ("train", TrainConfig)):
+        for f in dataclasses.fields(cls):
+            if "bound" in f.metadata:
+                yield section, f.name, f.metadata["bound"]
+
+
+@pytest.mark.parametrize("section,name,bound", list(_bounded_fields()))
+def test_numeric_bounds_come_from_field_metadata(section, name, bound):
+    """Every field with a ``bound`` in its metadata refuses a value just outside it, naming the field."""
+    bad = {"positive": 0, "non-negative": -1, "unit": 1.0}[bound]
+    data = preset("svg-cpu" if name.startswith("svg_") else "cpu").to_dict()  # a model that uses the option
+    data[section][name] = type(data[section][name])(bad)
+    with pytest.raises(ConfigError, match=rf"{name}=.* must be"):
+        RunConfig.from_dict(data, "test")
+
+
+def test_an_option_of_another_model_family_is_refused():
+    """SVG-LP has no content variable, transition or state size; SRVP has no SVG LSTMs: setting one is an error,
+    not a silently ignored value."""
+    svg = preset("svg-cpu").to_dict()
+    svg["model"]["content"] = False
+    with pytest.raises(ConfigError, match="content=False is an option of the srvp model; the svg model does not"):
+        RunConfig.from_dict(svg, "test")
+    srvp = preset("cpu").to_dict()
+    srvp["model"]["svg_rnn_hidden"] = 128
+    with pytest.raises(ConfigError, match="svg_rnn_hidden=128 is an option of the svg model; the srvp model"):
+        RunConfig.from_dict(srvp, "test")
+    for name in PRESETS:  # every preset uses only its own family's options
+        preset(name).validate(name)

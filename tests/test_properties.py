@@ -210,6 +210,8 @@ def config_dicts(draw):
     data = preset(draw(st.sampled_from(sorted(PRESETS)))).to_dict()
     for section, instance in SECTIONS.items():
         for field in dataclasses.fields(instance):
+            if field.metadata.get("family") not in (None, data["model"]["model"]):
+                continue  # an option of the other model family is refused whatever its value
             if draw(st.integers(0, 4)) == 0:
                 data[section][field.name] = draw(_value_strategy(field, getattr(instance, field.name)))
     return data
