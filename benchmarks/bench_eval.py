@@ -35,12 +35,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import use_stock_layers  # noqa: E402
 
 from srvp.config import preset  # noqa: E402
 from srvp.evaluation import evaluate_model  # noqa: E402
 from srvp.evaluation.metrics import psnr, ssim  # noqa: E402
 from srvp.models import build_model  # noqa: E402
+from srvp.models.cpu_layers import use_cpu_layers  # noqa: E402
 from srvp.runtime import tune_glibc_malloc  # noqa: E402
 
 COND, HORIZON = 5, 20
@@ -106,7 +106,8 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = build_model(preset("smmnist").model).to(device).eval()
-    plain_model = use_stock_layers(copy.deepcopy(model))
+    plain_model = copy.deepcopy(model)  # stock layers (the architecture as built)
+    use_cpu_layers(model)
     seqs = sequences(args.sequences)
     frames = args.sequences * args.samples * HORIZON
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, device {device}, "

@@ -1,7 +1,7 @@
 """Per-layer cost of the SM-MNIST frame networks: forward and backward time and GFLOP/s of every convolution.
 
 Shows which layers run far from the machine's matrix-multiply peak, the measurement behind the model's projection
-layers (``srvp.models.nets.ProjectionConv2d`` / ``ProjectionConvTranspose2d``: the encoders' last and the decoders'
+layers (``srvp.models.cpu_layers.ProjectionConv2d`` / ``ProjectionConvTranspose2d``: the encoders' last and the decoders'
 first layer as one matrix product) and behind the inference layout (``srvp.models.inference.inference_layers``: batch
 norm folded into the convolutions). For each layer of the DCGAN encoder and decoder (preset ``smmnist``, ``--frames``
 frames at once, 240 = a training batch of 16 clips of 15 frames), in the chosen precision and memory format:
@@ -31,10 +31,11 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load_report, machine_summary, matmul_peak, median, timed, use_stock_layers  # noqa: E402
+from common import load_report, machine_summary, matmul_peak, median, timed  # noqa: E402
 
 from srvp.config import preset  # noqa: E402
 from srvp.models import build_model  # noqa: E402
+from srvp.models.cpu_layers import use_cpu_layers  # noqa: E402
 from srvp.models.inference import ThinConvTranspose2d, inference_layers  # noqa: E402
 
 
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{'channels-last' if args.channels_last else 'contiguous'}\n")
     torch.manual_seed(0)
     model = build_model(preset("smmnist").model)
-    stock = use_stock_layers(copy.deepcopy(model))
+    stock = copy.deepcopy(model)
+    use_cpu_layers(model)
     shapes = input_shapes(model, args.frames)
     first = conv_layers(model)[0][1]
     print(f"  {'layer':34s} {'input':>18s} {'GFLOP':>6s}   {'stock fwd ms':>12s} {'bwd ms':>7s} {'fwd GF/s':>8s} "

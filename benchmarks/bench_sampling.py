@@ -51,13 +51,13 @@ from common import (  # noqa: E402
     median,
     peak_rss_mb,
     timed,
-    use_stock_layers,
 )
 
 from srvp.config import preset  # noqa: E402
 from srvp.evaluation import evaluate_model  # noqa: E402
 from srvp.evaluation.metrics import psnr  # noqa: E402
 from srvp.models import build_model  # noqa: E402
+from srvp.models.cpu_layers import use_cpu_layers  # noqa: E402
 from srvp.models.inference import inference_layers  # noqa: E402
 from srvp.runtime import tune_glibc_malloc  # noqa: E402
 
@@ -100,8 +100,8 @@ def once_best(model, x: torch.Tensor, n_samples: int, chunk: int, bf16: bool, fa
 def build(approach: str, device: torch.device):
     torch.manual_seed(0)
     model = build_model(preset("smmnist").model).to(device).eval()
-    if "+fast" not in approach:
-        use_stock_layers(model)
+    if "+fast" in approach:
+        use_cpu_layers(model)
     if "+cl" in approach:
         model = model.to(memory_format=torch.channels_last)
     if approach.endswith("+comp"):

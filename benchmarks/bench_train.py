@@ -57,12 +57,12 @@ from common import (  # noqa: E402
     peak_rss_mb,
     sync,
     timed,
-    use_stock_layers,
 )
 
 from srvp.config import RunConfig, preset  # noqa: E402
 from srvp.data import build_train_dataset, to_float  # noqa: E402
 from srvp.errors import DataError  # noqa: E402
+from srvp.models.cpu_layers import use_stock_layers  # noqa: E402
 from srvp.runtime import tune_glibc_malloc  # noqa: E402
 from srvp.training.trainer import StepBatchSampler, Trainer  # noqa: E402
 

@@ -100,17 +100,3 @@ def peak_rss_mb() -> float:
         pass
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kib / 1024 if sys.platform != "darwin" else kib / 2**20
-
-
-def use_stock_layers(model: torch.nn.Module) -> torch.nn.Module:
-    """Turn the model's own layers (:class:`srvp.models.nets.ProjectionConv2d`, ``ProjectionConvTranspose2d``:
-    matrix products; ``StridedConv2d``, ``StridedConvTranspose2d``: weight gradients as matrix products) back into
-    the stock PyTorch layers they subclass, in place: the *plain* model of a benchmark, with the same parameters."""
-    from srvp.models import nets
-
-    for m in model.modules():
-        if isinstance(m, (nets.ProjectionConv2d, nets.StridedConv2d)):
-            m.__class__ = torch.nn.Conv2d
-        elif isinstance(m, (nets.ProjectionConvTranspose2d, nets.StridedConvTranspose2d)):
-            m.__class__ = torch.nn.ConvTranspose2d
-    return model

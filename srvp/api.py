@@ -23,6 +23,7 @@ from srvp.config import RunConfig, euler_steps
 from srvp.errors import ConfigError, DataError
 from srvp.io import fit_frames
 from srvp.models import gaussian
+from srvp.models.cpu_layers import use_cpu_layers
 from srvp.models.srvp import SRVP, Conditioning
 from srvp.pretrained import load_pretrained, push_to_hub, save_pretrained
 from srvp.runtime import generation_bytes, require_memory, resolve_device
@@ -37,6 +38,7 @@ class Predictor:
     def __init__(self, model: SRVP, config: RunConfig | None = None, device: str | torch.device = "cpu"):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        use_cpu_layers(self.model)  # the same function, faster (srvp.models.cpu_layers)
         self.config: RunConfig = config if config is not None else RunConfig(model=model.config)
 
     @classmethod

@@ -7,14 +7,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from srvp.models import build_model
-from srvp.models.inference import ThinConvTranspose2d, inference_layers
-from srvp.models.nets import (
+from srvp.models.cpu_layers import (
     ProjectionConv2d,
     ProjectionConvTranspose2d,
     StridedConv2d,
     StridedConvTranspose2d,
     _StridedConvGemmWeightGrad,
+    cpu_layers,
+    use_cpu_layers,
 )
+from srvp.models.inference import ThinConvTranspose2d, inference_layers
 from tests.conftest import tiny_model_config
 
 CL = torch.channels_last
@@ -81,7 +83,7 @@ def test_matrix_product_weight_gradient_equals_the_convolution_gradient(channels
 
 def test_strided_layers_take_the_stock_path_outside_bf16_training():
     torch.manual_seed(9)
-    layer = StridedConv2d(6, 5, gemm_weight_grad=True)
+    layer = StridedConv2d(6, 5, 4, 2, 1, bias=False)
     x = torch.randn(2, 6, 8, 8)
     calls = []
     original = _StridedConvGemmWeightGrad.apply
@@ -102,7 +104,7 @@ def test_strided_layers_take_the_stock_path_outside_bf16_training():
 def test_strided_layers_under_bf16_autocast_match_the_stock_bf16_gradient(transposed):
     torch.manual_seed(8)
     cls, stock_cls = ((StridedConvTranspose2d, nn.ConvTranspose2d) if transposed else (StridedConv2d, nn.Conv2d))
-    ours = cls(64, 32, gemm_weight_grad=True).to(memory_format=CL)
+    ours = cls(64, 32, 4, 2, 1, bias=False).to(memory_format=CL)
     stock = stock_cls(64, 32, 4, 2, 1, bias=False).to(memory_format=CL)
     stock.weight.data.copy_(ours.weight.data)
     x = torch.randn(8, 64, 4, 4).contiguous(memory_format=CL)
@@ -122,11 +124,40 @@ def test_strided_layers_under_bf16_autocast_match_the_stock_bf16_gradient(transp
 
 def test_dcgan_computes_the_weight_gradient_by_matrix_product_for_the_small_map_layers():
     model = model_with_trained_batch_norm("dcgan", False)
-    flagged = [(type(m).__name__, m.in_channels, m.out_channels) for m in model.modules()
-               if getattr(m, "gemm_weight_grad", False)]
+    assert not any(getattr(m, "gemm_weight_grad", False) for m in model.modules())  # the architecture: stock layers
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with cpu_layers(model):
+        flagged = [(type(m).__name__, m.in_channels, m.out_channels) for m in model.modules()
+                   if getattr(m, "gemm_weight_grad", False)]
+        projections = [type(m).__name__ for m in model.modules() if "Projection" in type(m).__name__]
+        assert model.state_dict().keys() == before.keys()  # same parameters and keys: checkpoints unaffected
     nf = model.config.filters
     assert flagged == [("StridedConv2d", nf * 2, nf * 4), ("StridedConv2d", nf * 4, nf * 8),
                        ("StridedConvTranspose2d", nf * 8, nf * 4), ("StridedConvTranspose2d", nf * 4, nf * 2)]
+    assert projections == ["ProjectionConv2d", "ProjectionConvTranspose2d"]
+    assert {type(m) for m in model.modules()}.isdisjoint({StridedConv2d, ProjectionConv2d})  # restored on exit
+
+
+def test_cpu_layers_change_the_speed_not_the_training_step():
+    """A training step of the model with the CPU speed layers equals the stock model's (fp32: the speed layers take
+    the same path or an exact matrix product), and the swap is undone by the returned call."""
+    torch.manual_seed(3)
+    stock = build_model(tiny_model_config()).train()
+    fast = build_model(tiny_model_config()).train()
+    fast.load_state_dict(stock.state_dict())
+    restore = use_cpu_layers(fast)
+    x = torch.rand(2, 4, 1, 64, 64)
+    losses = []
+    for model in (stock, fast):
+        torch.manual_seed(4)
+        loss = model.loss(x, model(x))["total"]
+        loss.backward()
+        losses.append(loss)
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-3)
+    for (name, a), b in zip(stock.named_parameters(), fast.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5, msg=name)
+    restore()
+    assert {type(m) for m in fast.modules()} == {type(m) for m in stock.modules()}
 
 
 def test_projection_layers_fall_back_to_the_stock_layer_for_other_shapes():

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from srvp.models.cpu_layers import use_cpu_layers
 from srvp.runtime import compute_dtype
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
@@ -116,6 +117,7 @@ def inference_layers(model: nn.Module, channels_last: bool = False) -> Iterator[
         raise ValueError("inference_layers needs a model in eval mode (batch norm with running statistics)")
     swapped: list[tuple[nn.Module, str | int, nn.Module]] = []
     in_place: list[nn.Module] = []
+    restore_classes = use_cpu_layers(model)
     try:
         with torch.no_grad():
             for parent in list(model.modules()):
@@ -143,3 +145,4 @@ def inference_layers(model: nn.Module, channels_last: bool = False) -> Iterator[
             _set(parent, key, original)
         for activation in in_place:
             activation.inplace = False
+        restore_classes()

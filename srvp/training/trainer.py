@@ -45,6 +45,7 @@ from srvp.errors import SrvpError
 from srvp.evaluation.metrics import psnr
 from srvp.files import atomic_write_text, load_state_checked, remove_stale_temporaries
 from srvp.models import build_model
+from srvp.models.cpu_layers import use_cpu_layers
 from srvp.models.inference import inference_layers
 from srvp.runtime import (
     autocast_context,
@@ -172,6 +173,8 @@ class Trainer:
         cfg = self.cfg
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg.model).to(self.device)
+        if self.device.type == "cpu":  # the CPU speed layers: the same function, faster (models/cpu_layers.py)
+            use_cpu_layers(self.model)
         # refuse a batch that cannot fit before the first step allocates it (one line saying what to lower)
         require_memory(training_bytes(self.model, cfg.train.batch_size, cfg.data.seq_len), self.device,
                        f"a training step of {cfg.train.batch_size} clips x {cfg.data.seq_len} frames",
