@@ -3,8 +3,9 @@
 Shows which layers run far from the machine's matrix-multiply peak, the measurement behind the CPU projection
 layers (``srvp.models.cpu_layers.ProjectionConv2d`` / ``ProjectionConvTranspose2d``: the encoders' last and the
 decoders' first layer as one matrix product) and behind the inference layout
-(``srvp.models.inference.inference_layers``: batch norm folded into the convolutions). For each layer of the DCGAN encoder and decoder (preset ``smmnist``, ``--frames``
-frames at once, 240 = a training batch of 16 clips of 15 frames), in the chosen precision and memory format:
+(``srvp.models.inference.inference_layers``: batch norm folded into the convolutions). For each layer of the DCGAN
+encoder and decoder (preset ``smmnist``, ``--frames`` frames at once, 240 = a training batch of 16 clips of 15
+frames), in the chosen precision and memory format:
 
 - forward and backward time of the stock PyTorch layer and of the model's own layer (they differ only for the
   projection layers), the backward covering the weight gradient and, except for the first layer, the input gradient;
