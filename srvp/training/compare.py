@@ -178,11 +178,13 @@ def train_with_budget(cfg: RunConfig, seconds: float | None, progress: bool) -> 
 
 def _same_config(saved: Any, cfg: RunConfig) -> bool:
     """Whether a run's saved configuration is ``cfg``, compared as configurations (read by the current code, so
-    that a field added with its default since the run does not make a finished run unusable)."""
+    that a field added with its default since the run does not make a finished run unusable) and wherever the run
+    folder is now (moved, or reached through a link from another comparison's folder)."""
     try:
-        return RunConfig.from_dict(saved, "compare_train.json") == cfg
+        run = RunConfig.from_dict(saved, "compare_train.json")
     except (ConfigError, TypeError, ValueError):
         return False
+    return dataclasses.replace(run, train=dataclasses.replace(run.train, out_dir=cfg.train.out_dir)) == cfg
 
 
 def _checkpoint_of(run_dir: Path) -> Path:
