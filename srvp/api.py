@@ -277,5 +277,6 @@ class Predictor:
         if dt is None:
             return self.dt
         if euler_steps(dt) > 1 and not self.model.supports_dt:
-            raise ConfigError(f"dt={dt:g} needs a residual transition, not {self.model.config.transition}")
+            raise ConfigError(f"dt={dt:g} needs a residual or deterministic transition, not "
+                              f"{self.model.config.transition}")
         return dt

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from srvp.config import ModelConfig, euler_steps
+from srvp.errors import ConfigError
 from srvp.models import gaussian
 from srvp.models.base import VideoPredictor
 from srvp.models.nets import MLP, build_frame_decoder, build_frame_encoder, init_conv_weights, init_orthogonal
@@ -193,7 +194,8 @@ class SRVP(VideoPredictor):
         ``keep_intermediate``)."""
         n = euler_steps(dt)
         if n > 1 and not self.supports_dt:
-            raise ValueError(f"dt={dt} needs a residual or deterministic transition, not {self.config.transition}")
+            raise ConfigError(f"dt={dt:g} needs a residual or deterministic transition, not "
+                              f"{self.config.transition}")
         n_post = 0 if posterior_z_params is None else posterior_z_params.shape[1]
         y = y1
         states, zs, priors, residuals = [y1], [], [], []
