@@ -2,7 +2,7 @@
 
 The command line lives here, the work in the dataset modules: each action is ``(help, add_arguments(parser),
 run(args) -> int)`` in :data:`COMMANDS`, and ``run`` calls the module's plain functions (``convert``,
-``verify_split``, ``generate`` ...) with explicit parameters. A dataset's help is the first line of its module's
+``generate`` ...) with explicit parameters. A dataset's help is the first line of its module's
 docstring.
 """
 
@@ -62,7 +62,7 @@ def _kth_verify_arguments(p: argparse.ArgumentParser) -> None:
 
 def _kth_verify(args: argparse.Namespace) -> int:
     for split in ("train", "test"):
-        print(format_report(kth.verify_split(args.store, split)))
+        print(format_report(VideoStore(args.store, split).verify(frame_shape=(1, kth.FRAME_SIZE, kth.FRAME_SIZE))))
     sequences = kth.load_test_npz(kth.test_set_path(args.store, args.test_seq_len))
     print(f"test set: {sequences.shape[0]} sequences of {sequences.shape[1]} frames, pixels "
           f"{sequences.min()}-{sequences.max()}")
@@ -93,7 +93,8 @@ def _bair_verify_arguments(p: argparse.ArgumentParser) -> None:
 
 def _bair_verify(args: argparse.Namespace) -> int:
     for split in bair.SPLITS:
-        print(format_report(bair.verify_split(args.store, split)))
+        store = VideoStore(args.store, split)
+        print(format_report(store.verify(frame_shape=(3, bair.FRAME_SIZE, bair.FRAME_SIZE))))
     return 0
 
 

@@ -113,15 +113,6 @@ def convert(source: str | Path, out: str | Path, force: bool = False, progress: 
     return [VideoStore(out, split).verify() for split in SPLITS]
 
 
-def verify_split(root: str | Path, split: str) -> dict[str, Any]:
-    """Check the converted ``split`` (:meth:`~srvp.data.storage.VideoStore.verify`) and that its frames are BAIR's
-    ``(3, 64, 64)``; returns the report."""
-    report = VideoStore(root, split).verify()
-    if report["frame_shape"] != (3, FRAME_SIZE, FRAME_SIZE):
-        raise DataError(f"{Path(root) / split}: frames are {report['frame_shape']}, not (3, 64, 64)")
-    return report
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Dataset
 # ----------------------------------------------------------------------------------------------------------------

@@ -215,15 +215,6 @@ def convert(source: str | Path, out: str | Path, test_size: int = 1000, test_seq
     return [VideoStore(out, split).verify() for split in ("train", "test")]
 
 
-def verify_split(root: str | Path, split: str) -> dict[str, Any]:
-    """Check the converted ``split`` (:meth:`~srvp.data.storage.VideoStore.verify`) and that its frames are KTH's
-    ``(1, 64, 64)``; returns the report."""
-    report = VideoStore(root, split).verify()
-    if report["frame_shape"] != (1, FRAME_SIZE, FRAME_SIZE):
-        raise DataError(f"{Path(root) / split}: frames are {report['frame_shape']}, not (1, 64, 64)")
-    return report
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Dataset
 # ----------------------------------------------------------------------------------------------------------------

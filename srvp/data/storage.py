@@ -177,9 +177,12 @@ class FrameTable:
         s = self.starts[i] + start
         return np.array(self.frames[s:s + length])
 
-    def verify(self, sample_frames: int = 20000) -> dict[str, Any]:
-        """Check the index against the frames and report counts, shapes and pixel statistics (on at most
-        ``sample_frames`` evenly spaced frames). Raises :class:`DataError` on an inconsistent store."""
+    def verify(self, sample_frames: int = 20000, frame_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
+        """Check the index against the frames (and the frames' ``(C, H, W)`` against ``frame_shape`` if given) and
+        report counts, shapes and pixel statistics (on at most ``sample_frames`` evenly spaced frames). Raises
+        :class:`DataError` on an inconsistent store."""
+        if frame_shape is not None and tuple(self.frame_shape) != tuple(frame_shape):
+            raise DataError(f"{self.dir}: frames are {tuple(self.frame_shape)}, not {tuple(frame_shape)}")
         ends = self.starts + self.lengths
         if len(self) and (self.starts[0] != 0 or np.any(self.starts[1:] != ends[:-1])
                           or ends[-1] != len(self.frames) or np.any(self.lengths <= 0)):
