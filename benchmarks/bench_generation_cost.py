@@ -27,6 +27,7 @@ import torch
 
 from srvp.config import preset
 from srvp.models import build_model
+from srvp.models.cpu_layers import use_cpu_layers
 
 
 def time_predict(model: torch.nn.Module, x_cond: torch.Tensor, horizon: int, samples: int,
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     models = {"SRVP": build_model(preset(args.srvp_preset).model).eval(),
               "SVG-LP": build_model(preset(args.svg_preset).model).eval()}
+    for model in models.values():  # both with the CPU speed layers, as Predictor and the evaluation run them
+        use_cpu_layers(model)
     x_cond = torch.rand(args.batch, args.cond, 1, 64, 64)
     times: dict[str, list[float]] = {name: [] for name in models}
     for model in models.values():  # warm-up
