@@ -29,6 +29,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from srvp.config import preset  # noqa: E402
-from srvp.evaluation import evaluate_model  # noqa: E402
+from srvp.evaluation import EvalSettings, evaluate_model  # noqa: E402
 from srvp.evaluation.metrics import psnr, ssim  # noqa: E402
 from srvp.models import build_model  # noqa: E402
 from srvp.models.cpu_layers import use_cpu_layers  # noqa: E402
@@ -115,14 +116,15 @@ def main() -> None:
     print(f"started {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; load average before: {os.getloadavg()[0]:.2f}")
     print(f"{args.sequences} sequences x {args.samples} samples x {HORIZON} predicted frames = {frames} frames, "
           f"model {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")
-    kw = dict(n_samples=args.samples, metrics=("psnr", "ssim"), batch_size=args.batch_size, device=device,
-              progress=False, elbo=False)
+    settings = EvalSettings(n_samples=args.samples, metrics=("psnr", "ssim"), batch_size=args.batch_size, elbo=False)
     for precision in ("fp32", "bf16"):  # warm-up (kernel selection, allocator)
-        evaluate_model(model, seqs[:1], COND, precision=precision, **{**kw, "n_samples": min(args.samples, 10)})
+        evaluate_model(model, seqs[:1], COND, replace(settings, precision=precision, n_samples=min(args.samples, 10)),
+                       device=device, progress=False)
     rates = {}
     results = {}
     for precision in ("fp32", "bf16"):
-        results[precision], seconds = timed(lambda p=precision: evaluate_model(model, seqs, COND, precision=p, **kw))
+        results[precision], seconds = timed(lambda p=precision: evaluate_model(
+            model, seqs, COND, replace(settings, precision=p), device=device, progress=False))
         rates[f"protocol {precision}"] = frames / seconds
         print(f"protocol {precision}: {seconds:7.1f} s  {frames / seconds:8.1f} predicted frames/s  "
               f"best-of-{args.samples} PSNR {results[precision].settings[0].best['psnr'].mean():.3f}")

@@ -14,9 +14,9 @@ each, every future scored (PSNR against the truth) and only the best score per s
     once bf16+cl             and channels-last weights
     once bf16+cl+fast        and the model's own layers (the 1x1 <-> 4x4 projections as matrix products) with batch
                              norm folded into the convolutions (srvp.models.inference.inference_layers): what
-                             srvp.evaluation.evaluate_model(precision="bf16") runs
+                             srvp.evaluation.evaluate_model(..., EvalSettings(precision="bf16")) runs
     once bf16+cl+fast+comp   and the frame decoder compiled (torch.compile, in place; not in the default list)
-    once fp32+cl+fast        the fast layers in fp32 (evaluate_model's default precision)
+    once fp32+cl+fast        the fast layers in fp32 (EvalSettings' default precision)
 
 The timed runs are interleaved (one run of each approach, then again) and the figure is the median, so that a
 change of load on a shared machine hits all of them. Also printed: the FLOPs of each approach
@@ -54,7 +54,7 @@ from common import (  # noqa: E402
 )
 
 from srvp.config import preset  # noqa: E402
-from srvp.evaluation import evaluate_model  # noqa: E402
+from srvp.evaluation import EvalSettings, evaluate_model  # noqa: E402
 from srvp.evaluation.metrics import psnr  # noqa: E402
 from srvp.models import build_model  # noqa: E402
 from srvp.models.cpu_layers import use_cpu_layers  # noqa: E402
@@ -151,13 +151,13 @@ def protocol_chunking(device: torch.device, n_samples: int = 100) -> str:
         return out
 
     model.sample_futures = recording
-    evaluate_model(model, sequences(1), COND, n_samples=n_samples, metrics=("psnr", "ssim"), device=device,
-                   progress=False, elbo=False)
+    evaluate_model(model, sequences(1), COND, EvalSettings(n_samples=n_samples, metrics=("psnr", "ssim"), elbo=False),
+                   device=device, progress=False)
     largest = max(sizes)
     all_bytes = n_samples * HORIZON * 64 * 64 * 4
-    return (f"evaluate_model(n_samples={n_samples}) called sample_futures {len(sizes)} times, at most {largest[0]} "
-            f"futures ({largest[1] / 2**20:.1f} MB) at once, never all {n_samples} ({all_bytes / 2**20:.1f} MB); "
-            f"only the scores of each chunk are kept")
+    return (f"evaluate_model(..., EvalSettings(n_samples={n_samples})) called sample_futures {len(sizes)} times, "
+            f"at most {largest[0]} futures ({largest[1] / 2**20:.1f} MB) at once, never all {n_samples} "
+            f"({all_bytes / 2**20:.1f} MB); only the scores of each chunk are kept")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -44,7 +44,7 @@ from common import load_report, machine_summary  # noqa: E402
 from srvp.config import SECTIONS, RunConfig, apply_overrides, preset  # noqa: E402
 from srvp.data import load_test_set  # noqa: E402
 from srvp.errors import ConfigError, SrvpError  # noqa: E402
-from srvp.evaluation.protocol import evaluate_model  # noqa: E402
+from srvp.evaluation.protocol import EvalSettings, evaluate_model  # noqa: E402
 from srvp.files import atomic_write_bytes, atomic_write_text  # noqa: E402
 from srvp.training.checkpoint import atomic_torch_save, make_checkpoint  # noqa: E402
 from srvp.training.trainer import Trainer  # noqa: E402
@@ -114,9 +114,10 @@ def run_recipe(name: str, cfg: RunConfig, spec: str, snapshots: list[float], tes
         minutes = todo.pop(0)
         model = trainer.eval_model()
         start = time.perf_counter()
-        result = evaluate_model(model, test, cfg.data.cond_frames, n_samples=args.samples, horizon=horizon,
-                                precision=args.eval_precision, device=next(model.parameters()).device, seed=0,
-                                progress=False, elbo=False)
+        settings = EvalSettings(n_samples=args.samples, horizon=horizon, precision=args.eval_precision, seed=0,
+                                elbo=False)
+        result = evaluate_model(model, test, cfg.data.cond_frames, settings, device=next(model.parameters()).device,
+                                progress=False)
         model.train()
         row = scores_row(result, name, minutes, trainer.train_seconds, trainer.step)
         record["rows"].append(row)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from srvp.evaluation import evaluate_model, write_report
+from srvp.evaluation import EvalSettings, evaluate_model, write_report
 from srvp.evaluation.lpips import LPIPS
 from srvp.evaluation.metrics import frechet_distance_of_features
 from srvp.evaluation.weights import MissingWeightsError
@@ -51,8 +51,9 @@ def test_best_worst_and_random_samples_are_consistent():
     lpips = LPIPS()
     for p in lpips.parameters():
         p.copy_(torch.rand(p.shape, generator=g) * 0.1)
-    result = evaluate_model(tiny_model(), tiny_sequences(), COND, n_samples=5, metrics=("psnr", "ssim", "lpips"),
-                            batch_size=2, progress=False, elbo=False, networks={"lpips": lpips})
+    result = evaluate_model(tiny_model(), tiny_sequences(), COND,
+                            EvalSettings(n_samples=5, metrics=("psnr", "ssim", "lpips"), batch_size=2, elbo=False),
+                            progress=False, networks={"lpips": lpips})
     model = result.settings[0]
     assert model.label == "model dt=1" and [s.name for s in result.settings[1:]] == ["last frame", "blank"]
     for m, higher in (("psnr", True), ("ssim", True), ("lpips", False)):
@@ -72,7 +73,7 @@ def test_best_worst_and_random_samples_are_consistent():
 
 def test_baselines_scored_by_hand():
     seq = tiny_sequences(n=3, seed=1)
-    result = evaluate_model(tiny_model(), seq, COND, n_samples=2, progress=False, elbo=False)
+    result = evaluate_model(tiny_model(), seq, COND, EvalSettings(n_samples=2, elbo=False), progress=False)
     last, blank = result.settings[1], result.settings[2]
     x = seq.astype(np.float64) / 255
     for i in range(3):
@@ -92,17 +93,27 @@ def test_baselines_scored_by_hand():
 
 def test_reproducible_seeded_and_independent_of_other_sequences():
     seq = tiny_sequences()
-    kw = dict(n_samples=3, progress=False, batch_size=2)
-    a = evaluate_model(tiny_model(), seq, COND, **kw)
+    settings = EvalSettings(n_samples=3, batch_size=2)
+    a = evaluate_model(tiny_model(), seq, COND, settings, progress=False)
     torch.manual_seed(123)  # the global RNG state does not matter
-    b = evaluate_model(tiny_model(), seq, COND, **kw)
-    c = evaluate_model(tiny_model(), seq, COND, seed=1, **kw)
+    b = evaluate_model(tiny_model(), seq, COND, settings, progress=False)
+    c = evaluate_model(tiny_model(), seq, COND, EvalSettings(n_samples=3, batch_size=2, seed=1), progress=False)
     np.testing.assert_array_equal(a.settings[0].best["psnr"], b.settings[0].best["psnr"])
     np.testing.assert_array_equal(a.elbo, b.elbo)
     assert not np.array_equal(a.settings[0].random["psnr"], c.settings[0].random["psnr"])
     state = torch.get_rng_state()
-    evaluate_model(tiny_model(), seq[:1], COND, **kw)
+    evaluate_model(tiny_model(), seq[:1], COND, settings, progress=False)
     assert torch.equal(state, torch.get_rng_state())  # the caller's RNG is left untouched
+
+
+def test_settings_validate_and_normalise():
+    with pytest.raises(ValueError, match=r"unknown metric\(s\) \['psnrr'\]; choose among psnr, ssim, lpips, fvd"):
+        EvalSettings(metrics=("psnr", "psnrr"))
+    with pytest.raises(ValueError, match="n_samples must be positive, got 0"):
+        EvalSettings(n_samples=0)
+    assert EvalSettings(dts=[1.0, 0.5]) == EvalSettings(dts=(1.0, 0.5))
+    assert EvalSettings(dts=[1.0, 0.5]).dts == (1.0, 0.5)
+    assert EvalSettings(metrics=["psnr"]).metrics == ("psnr",)
 
 
 class SpyModel(SRVP):
@@ -127,8 +138,8 @@ def test_chunked_sampling_encoder_once_and_step_sizes():
     torch.manual_seed(0)
     model = SpyModel(tiny_model_config(dt=0.5)).eval()
     dts = [1.0, 0.5, 0.25]
-    result = evaluate_model(model, tiny_sequences(n=2), COND, n_samples=7, dts=dts, batch_size=3, progress=False,
-                            elbo=False)
+    result = evaluate_model(model, tiny_sequences(n=2), COND,
+                            EvalSettings(n_samples=7, dts=dts, batch_size=3, elbo=False), progress=False)
     conditions = [c for c in model.calls if c[0] == "condition"]
     samples = [c for c in model.calls if c[0] == "sample"]
     assert len(conditions) == 2  # the encoder runs once per sequence, for every dt and sample
@@ -138,8 +149,8 @@ def test_chunked_sampling_encoder_once_and_step_sizes():
     assert {kw["cond_dt"] for _, _, kw in samples} == {0.5}  # conditioning inferred with the training step
     assert [s.label for s in result.settings[:3]] == ["model dt=1", "model dt=1/2", "model dt=1/4"]
     # common random numbers: every dt sees the same draws, so a deterministic model gives identical scores
-    det = evaluate_model(tiny_model(transition="deterministic"), tiny_sequences(n=2), COND, n_samples=2,
-                         dts=[1.0, 1.0], progress=False, elbo=False)
+    det = evaluate_model(tiny_model(transition="deterministic"), tiny_sequences(n=2), COND,
+                         EvalSettings(n_samples=2, dts=[1.0, 1.0], elbo=False), progress=False)
     np.testing.assert_array_equal(det.settings[0].random["psnr"], det.settings[1].random["psnr"])
 
 
@@ -148,7 +159,7 @@ def test_elbo_is_per_sequence():
 
     model = tiny_model()
     seq = tiny_sequences(n=3)
-    result = evaluate_model(model, seq, COND, n_samples=1, progress=False)
+    result = evaluate_model(model, seq, COND, EvalSettings(n_samples=1), progress=False)
     x = torch.from_numpy(seq[1:2]).float() / 255
     torch.manual_seed(_seed_for(0, 1, _ELBO_CHUNK))
     with torch.inference_mode():
@@ -172,8 +183,9 @@ class TinyVideoNet(torch.nn.Module):
 def test_fvd_is_computed_on_the_whole_set():
     seq = tiny_sequences(n=7)
     net = TinyVideoNet(COND + HORIZON)
-    result = evaluate_model(tiny_model(), seq, COND, n_samples=2, metrics=("psnr", "fvd"), progress=False,
-                            elbo=False, networks={"fvd": net}, fvd_batch_size=3)
+    result = evaluate_model(tiny_model(), seq, COND,
+                            EvalSettings(n_samples=2, metrics=("psnr", "fvd"), elbo=False, fvd_batch_size=3),
+                            progress=False, networks={"fvd": net})
     from srvp.evaluation.i3d import i3d_embeddings
 
     videos = torch.from_numpy(seq).float() / 255
@@ -200,18 +212,19 @@ def write_report_text(result) -> str:
 def test_missing_weights_skip_or_error(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     seq = tiny_sequences(n=2)
-    result = evaluate_model(tiny_model(), seq, COND, n_samples=1, metrics=("psnr", "lpips", "fvd"), progress=False,
-                            elbo=False, missing_weights="skip")
+    result = evaluate_model(tiny_model(), seq, COND,
+                            EvalSettings(n_samples=1, metrics=("psnr", "lpips", "fvd"), elbo=False), progress=False,
+                            missing_weights="skip")
     assert result.metrics == ("psnr",) and set(result.skipped) == {"lpips", "fvd"}
     assert "alexnet-owt-7be5be79.pth" in result.skipped["lpips"] and "i3d_pretrained_400.pt" in result.skipped["fvd"]
     assert all(s.fvd is None and "lpips" not in s.best for s in result.settings)
     with pytest.raises(MissingWeightsError, match="alexnet-owt-7be5be79.pth"):
-        evaluate_model(tiny_model(), seq, COND, n_samples=1, metrics=("psnr", "lpips"), progress=False)
+        evaluate_model(tiny_model(), seq, COND, EvalSettings(n_samples=1, metrics=("psnr", "lpips")), progress=False)
 
 
 def test_report_files(tmp_path):
     seq = tiny_sequences(n=4)
-    result = evaluate_model(tiny_model(), seq, COND, n_samples=3, dts=[1.0, 0.5], progress=False)
+    result = evaluate_model(tiny_model(), seq, COND, EvalSettings(n_samples=3, dts=[1.0, 0.5]), progress=False)
     paths = write_report(result, tmp_path / "out", train_seq_len=5)
     summary = json.loads(paths["json"].read_text())
     assert [s["label"] for s in summary["settings"]] == ["model dt=1", "model dt=1/2", "last frame", "blank"]
@@ -235,7 +248,7 @@ def test_svg_model_with_the_same_interface():
     torch.manual_seed(0)
     model = build_model(ModelConfig(model="svg", filters=4, frame_dim=16, noise_dim=3, svg_rnn_hidden=16,
                                     content_frames=2))
-    result = evaluate_model(model, tiny_sequences(n=2), COND, n_samples=2, progress=False)
+    result = evaluate_model(model, tiny_sequences(n=2), COND, EvalSettings(n_samples=2), progress=False)
     assert result.settings[0].best["psnr"].shape == (2,) and np.isfinite(result.elbo).all()
 
 
@@ -244,12 +257,12 @@ _SHARD_SCRIPT = textwrap.dedent("""
     import numpy as np, torch, torch.distributed as dist
     sys.path.insert(0, {repo!r})
     from tests.test_protocol import COND, tiny_model, tiny_sequences
-    from srvp.evaluation import evaluate_model
+    from srvp.evaluation import EvalSettings, evaluate_model
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
         dist.init_process_group("gloo")
-    result = evaluate_model(tiny_model(), tiny_sequences(n=5), COND, n_samples=4, dts=[1.0, 0.5], batch_size=3,
-                            progress=False)
+    result = evaluate_model(tiny_model(), tiny_sequences(n=5), COND,
+                            EvalSettings(n_samples=4, dts=[1.0, 0.5], batch_size=3), progress=False)
     if int(os.environ.get("RANK", "0")) == 0:
         arrays = {{"indices": result.indices, "elbo": result.elbo}}
         for s in result.settings:
@@ -304,7 +317,7 @@ def test_cli_evaluate(tmp_path, monkeypatch, capsys):
     assert [s["dt"] for s in summary["settings"][:2]] == ["1", "1/2"]
     assert "model dt=1/2 (best of 2)" in capsys.readouterr().out
     # the same numbers as the Python API with the same options
-    api = evaluate_model(tiny_model(), tiny_sequences(n=3), COND, n_samples=2, dts=[1.0, 0.5], seed=1,
+    api = evaluate_model(tiny_model(), tiny_sequences(n=3), COND, EvalSettings(n_samples=2, dts=[1.0, 0.5], seed=1),
                          progress=False)
     assert summary["settings"][1]["metrics"]["psnr"]["best"]["mean"] == pytest.approx(
         api.settings[1].best["psnr"].mean(), rel=1e-6)

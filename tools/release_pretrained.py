@@ -26,15 +26,15 @@ sys.path.insert(0, str(ROOT))
 
 from srvp.data import load_test_set, to_float  # noqa: E402
 from srvp.evaluation.metrics import psnr  # noqa: E402
-from srvp.evaluation.protocol import evaluate_model  # noqa: E402
+from srvp.evaluation.protocol import EvalSettings, evaluate_model  # noqa: E402
 from srvp.pretrained import load_pretrained, save_pretrained  # noqa: E402
 from srvp.visualization.video import save_grid_png  # noqa: E402
 
 
 def scores(model, test, cfg, samples: int) -> dict[str, dict[str, tuple[float, float]]]:
     horizon = cfg.data.test_seq_len - cfg.data.cond_frames
-    result = evaluate_model(model, test, cfg.data.cond_frames, n_samples=samples, horizon=horizon, seed=0,
-                            progress=False, elbo=False)
+    result = evaluate_model(model, test, cfg.data.cond_frames,
+                            EvalSettings(n_samples=samples, horizon=horizon, seed=0, elbo=False), progress=False)
     out = {}
     for s in result.summary()["settings"]:
         out[s["label"]] = {f"{m}_{kind}": (s["metrics"][m][kind]["mean"], s["metrics"][m][kind]["ci95"])

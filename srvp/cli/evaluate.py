@@ -31,7 +31,7 @@ from srvp.data import load_test_set
 from srvp.data.npz import load_sequences_npz
 from srvp.data.videos import open_split
 from srvp.errors import ConfigError, DataError, SrvpError
-from srvp.evaluation import evaluate_model, write_report
+from srvp.evaluation import EvalSettings, evaluate_model, write_report
 from srvp.evaluation.protocol import load_metric_networks
 from srvp.evaluation.report import markdown_table
 from srvp.files import staged_output_dir
@@ -167,10 +167,11 @@ def run(args: argparse.Namespace) -> int:
                 "test_set": source, "dataset": cfg.data.dataset, "model": m.model, "world_size": world}
         if cfg.data.dataset == "videos" and not args.test_set:
             meta["test_videos"] = sum(1 for n in open_split(cfg.data, "test").lengths if n >= cond_frames + horizon)
-        result = evaluate_model(model, sequences, cond_frames, n_samples=args.samples, dts=args.dt, metrics=metrics,
-                                horizon=horizon, batch_size=args.batch_size, precision=args.precision, device=device,
-                                seed=args.seed, progress=not args.no_progress, elbo=not args.no_elbo,
-                                networks=networks, fvd_batch_size=args.fvd_batch_size, meta=meta)
+        settings = EvalSettings(n_samples=args.samples, dts=args.dt, metrics=metrics, horizon=horizon,
+                                batch_size=args.batch_size, precision=args.precision, seed=args.seed,
+                                elbo=not args.no_elbo, fvd_batch_size=args.fvd_batch_size)
+        result = evaluate_model(model, sequences, cond_frames, settings, device=device,
+                                progress=not args.no_progress, networks=networks, meta=meta)
         result.skipped.update(skipped)
         if rank == 0:
             try:  # every file to a staging folder that replaces out_dir at the end: a report whole or absent

@@ -21,7 +21,7 @@ from srvp.config import preset
 from srvp.data import load_test_set, to_float
 from srvp.errors import ConfigError
 from srvp.evaluation.metrics import psnr
-from srvp.evaluation.protocol import evaluate_model
+from srvp.evaluation.protocol import EvalSettings, evaluate_model
 from srvp.evaluation.report import write_report
 from srvp.training.checkpoint import CheckpointManager, load_checkpoint
 from srvp.training.trainer import train
@@ -65,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
           f"predicted frames)")
     model = load_checkpoint(run_dir / "best.pt").model
     test = load_test_set(cfg.data)
-    result = evaluate_model(model, test, cfg.data.cond_frames, n_samples=args.samples, precision="fp32",
-                            seed=cfg.train.seed, progress=progress,
+    result = evaluate_model(model, test, cfg.data.cond_frames,
+                            EvalSettings(n_samples=args.samples, precision="fp32", seed=cfg.train.seed),
+                            progress=progress,
                             meta={"checkpoint": str(run_dir / "best.pt"), "dataset": "smmnist (embedded digits)"})
     paths = write_report(result, run_dir / "evaluation", train_seq_len=cfg.data.seq_len)
 

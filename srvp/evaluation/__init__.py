@@ -3,8 +3,8 @@ from user-provided weight files (:mod:`~srvp.evaluation.lpips`, :mod:`~srvp.eval
 :mod:`~srvp.evaluation.weights`), best-of-N evaluation (:mod:`~srvp.evaluation.protocol`) and its report files
 (:mod:`~srvp.evaluation.report`)."""
 
-from srvp.evaluation.protocol import EvalResult, SettingScores, evaluate_model, load_metric_networks
+from srvp.evaluation.protocol import EvalResult, EvalSettings, SettingScores, evaluate_model, load_metric_networks
 from srvp.evaluation.report import read_scores, write_report, write_scores
 
-__all__ = ["EvalResult", "SettingScores", "evaluate_model", "load_metric_networks", "read_scores", "write_report",
-           "write_scores"]
+__all__ = ["EvalResult", "EvalSettings", "SettingScores", "evaluate_model", "load_metric_networks", "read_scores",
+           "write_report", "write_scores"]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,50 @@ def dt_label(dt: float) -> str:
     """``1``, ``1/2``, ``1/3`` ... for step sizes 1/n."""
     n = round(1.0 / dt)
     return "1" if n == 1 else f"1/{n}"
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What defines an evaluation with the protocol and its numbers (everything but where and how it runs).
+
+    ``dts`` and ``metrics`` given as lists are stored as tuples; an unknown metric or ``n_samples < 1`` is refused
+    here, before any work.
+    """
+
+    n_samples: int = 100
+    """Futures drawn per sequence (the paper: 100; 1 for deterministic Moving MNIST)."""
+    dts: tuple[float, ...] | None = None
+    """Test step sizes (None: the model's training ``config.dt``)."""
+    metrics: tuple[str, ...] = ("psnr", "ssim")
+    """Among ``psnr``, ``ssim``, ``lpips``, ``fvd``."""
+    horizon: int | None = None
+    """Predicted frames after the conditioning ones (None: all the remaining ones)."""
+    batch_size: int | None = None
+    """Samples drawn per forward pass (None: as many as fit 512 predicted frames); it bounds memory and, through the
+    seeding, is part of what determines the draws."""
+    precision: str = "fp32"
+    """``fp32``, ``bf16`` or ``fp16`` autocast of the model (metrics are computed in fp32)."""
+    seed: int = 0
+    """Base of the per-sequence seeds."""
+    elbo: bool = True
+    """Also compute the test-set ELBO (models with ``loss``; at the training step size)."""
+    fvd_batch_size: int = 8
+    """Videos per I3D forward pass for FVD."""
+    inference_layout: bool = True
+    """Sample inside :func:`srvp.models.inference.inference_layers` with channels-last weights (batch norm folded,
+    the thin output layer as a product, in-place activations: the same function up to rounding, faster); the model
+    is left as it was."""
+
+    def __post_init__(self) -> None:
+        if self.dts is not None and not isinstance(self.dts, tuple):
+            object.__setattr__(self, "dts", tuple(self.dts))
+        if not isinstance(self.metrics, tuple):
+            object.__setattr__(self, "metrics", tuple(self.metrics))
+        unknown = [m for m in self.metrics if m not in ALL_METRICS]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; choose among {', '.join(ALL_METRICS)}")
+        if self.n_samples < 1:
+            raise ValueError(f"n_samples must be positive, got {self.n_samples}")
 
 
 @dataclass
@@ -216,11 +260,14 @@ def _select(per_frame: dict[str, torch.Tensor]) -> dict[str, dict[str, np.ndarra
 
 
 @torch.inference_mode()
-def _evaluate_sequence(model: VideoPredictor, clip: torch.Tensor, index: int, *, cond_frames: int, horizon: int,
-                       n_samples: int, batch_size: int, dts: Sequence[float], train_dt: float, scorer: _Scorer,
-                       seed: int, precision: str, device: torch.device, elbo: bool, keep_video: bool,
+def _evaluate_sequence(model: VideoPredictor, clip: torch.Tensor, index: int, settings: EvalSettings, *,
+                       cond_frames: int, train_dt: float, scorer: _Scorer, device: torch.device, keep_video: bool,
                        ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Scores of one sequence ``(T, C, H, W)`` uint8 and, with ``keep_video``, its videos for FVD (uint8)."""
+    """Scores of one sequence ``(T, C, H, W)`` uint8 and, with ``keep_video``, its videos for FVD (uint8).
+
+    ``settings`` is resolved: ``dts``, ``horizon`` and ``batch_size`` are set."""
+    horizon, n_samples, batch_size = settings.horizon, settings.n_samples, settings.batch_size
+    seed, precision = settings.seed, settings.precision
     x = to_float(clip[: cond_frames + horizon]).to(device).unsqueeze(0)
     x_cond, target = x[:, :cond_frames], x[0, cond_frames:]
     scorer.set_target(target)
@@ -228,7 +275,7 @@ def _evaluate_sequence(model: VideoPredictor, clip: torch.Tensor, index: int, *,
     record: dict[str, Any] = {"index": index, "model": {}, "baselines": {}}
     with autocast_context(device, precision):
         cond = model.condition(x_cond)
-    for dt in dts:
+    for dt in settings.dts:
         chunks: dict[str, list[torch.Tensor]] = {}
         for c, start in enumerate(range(0, n_samples, batch_size)):
             n = min(batch_size, n_samples - start)
@@ -248,7 +295,7 @@ def _evaluate_sequence(model: VideoPredictor, clip: torch.Tensor, index: int, *,
             videos[name] = _to_uint8(torch.cat([x_cond[0], pred]))
     if keep_video:
         videos["ground truth"] = _to_uint8(x[0])
-    if elbo:
+    if settings.elbo:
         torch.manual_seed(_seed_for(seed, index, _ELBO_CHUNK))
         out = model(x)
         record["elbo"] = float(model.loss(x, out)["elbo"])
@@ -259,59 +306,51 @@ def _to_uint8(frames: torch.Tensor) -> torch.Tensor:
     return frames.mul(255).round_().to(torch.uint8).cpu()
 
 
-def evaluate_model(model: VideoPredictor, sequences: np.ndarray | torch.Tensor, cond_frames: int, n_samples: int = 100,
-                   dts: Sequence[float] | None = None, metrics: Sequence[str] = ("psnr", "ssim"),
-                   horizon: int | None = None, batch_size: int | None = None, precision: str = "fp32",
-                   device: str | torch.device = "cpu", seed: int = 0, progress: bool = True, elbo: bool = True,
+def evaluate_model(model: VideoPredictor, sequences: np.ndarray | torch.Tensor, cond_frames: int,
+                   settings: EvalSettings | None = None, *, device: str | torch.device = "cpu", progress: bool = True,
                    weights: dict[str, str | None] | None = None, missing_weights: str = "error",
-                   networks: dict[str, torch.nn.Module] | None = None, fvd_batch_size: int = 8,
-                   meta: dict[str, Any] | None = None, inference_layout: bool = True) -> EvalResult:
+                   networks: dict[str, torch.nn.Module] | None = None, meta: dict[str, Any] | None = None,
+                   ) -> EvalResult:
     """Evaluate ``model`` on test ``sequences`` ``(N, T, C, H, W)`` uint8 with the paper's protocol.
 
     Args:
         model: a :class:`~srvp.models.base.VideoPredictor` (SRVP, SVG-LP): ``condition`` once per sequence, then
             ``sample_futures``; the ELBO from ``model(x)`` and ``model.loss(x, out)["elbo"]``.
-        cond_frames: conditioning frames; ``horizon`` predicted frames follow (default: all the remaining ones).
-        n_samples: futures drawn per sequence (the paper: 100; 1 for deterministic Moving MNIST).
-        dts: test step sizes (default: the model's training ``config.dt``).
-        metrics: among ``psnr``, ``ssim``, ``lpips``, ``fvd``.
-        batch_size: samples drawn per forward pass (default: as many as fit 512 predicted frames); it bounds memory
-            and, through the seeding, is part of what determines the draws.
-        precision: ``fp32``, ``bf16`` or ``fp16`` autocast of the model (metrics are computed in fp32).
-        seed: base of the per-sequence seeds.
-        elbo: also compute the test-set ELBO (models with ``loss``; at the training step size).
+        cond_frames: conditioning frames; ``settings.horizon`` predicted frames follow.
+        settings: the protocol's :class:`EvalSettings` (samples, step sizes, metrics, horizon, batch size,
+            precision, seed, ELBO, FVD batch, inference layout); None: ``EvalSettings()``.
+        device: where the model and the metric networks run.
+        progress: show a progress bar (on rank 0).
         weights, missing_weights, networks: pretrained files / policy for LPIPS and FVD (see
             :func:`load_metric_networks`), or networks already loaded.
         meta: free-form information stored with the result (checkpoint, dataset ...).
-        inference_layout: sample inside :func:`srvp.models.inference.inference_layers` with channels-last weights
-            (batch norm folded, the thin output layer as a product, in-place activations: the same function up to
-            rounding, faster); the model is left as it was.
 
     Under an initialised ``torch.distributed`` process group each process evaluates its shard and every process
     returns the full gathered result.
     """
-    unknown = [m for m in metrics if m not in ALL_METRICS]
-    if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}; choose among {', '.join(ALL_METRICS)}")
+    settings = EvalSettings() if settings is None else settings
+    if not isinstance(settings, EvalSettings):
+        raise TypeError(f"settings must be an EvalSettings, got {type(settings).__name__}; "
+                        f"e.g. evaluate_model(model, sequences, cond_frames, EvalSettings(n_samples=100))")
     sequences = torch.as_tensor(np.asarray(sequences)) if not isinstance(sequences, torch.Tensor) else sequences
     if sequences.dim() != 5 or sequences.dtype != torch.uint8:
         raise ValueError(f"expected uint8 sequences (N, T, C, H, W), got {sequences.dtype} {tuple(sequences.shape)}")
     N, T = sequences.shape[:2]
-    horizon = T - cond_frames if horizon is None else horizon
+    horizon = T - cond_frames if settings.horizon is None else settings.horizon
     if cond_frames < 1 or horizon < 1 or cond_frames + horizon > T:
         raise ValueError(f"cond_frames={cond_frames} + horizon={horizon} do not fit sequences of {T} frames")
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be positive, got {n_samples}")
+    n_samples = settings.n_samples
     device = torch.device(device)
     train_dt = float(model.config.dt)
-    dts = [train_dt] if not dts else [float(d) for d in dts]
-    batch_size = batch_size or max(1, min(n_samples, 512 // horizon))
-    metrics = tuple(dict.fromkeys(metrics))
+    dts = (train_dt,) if not settings.dts else tuple(float(d) for d in settings.dts)
+    batch_size = settings.batch_size or max(1, min(n_samples, 512 // horizon))
+    metrics = tuple(dict.fromkeys(settings.metrics))
     nets = dict(networks or {})
     wanted = [m for m in ("lpips", "fvd") if m in metrics and m not in nets]
     loaded, skipped = load_metric_networks(wanted, weights, missing_weights, device)
     nets.update(loaded)
     metrics = tuple(m for m in metrics if m not in skipped)
+    resolved = replace(settings, dts=dts, metrics=metrics, horizon=horizon, batch_size=batch_size)
     frame_metrics = tuple(m for m in metrics if m in FRAME_METRICS)
     i3d = nets.get("fvd") if "fvd" in metrics else None
     lpips_net = nets.get("lpips") if "lpips" in metrics else None
@@ -324,7 +363,7 @@ def evaluate_model(model: VideoPredictor, sequences: np.ndarray | torch.Tensor, 
 
     was_training = model.training
     model.eval()
-    layout = inference_layers(model, channels_last=True) if inference_layout else contextlib.nullcontext()
+    layout = inference_layers(model, channels_last=True) if settings.inference_layout else contextlib.nullcontext()
     scorer = _Scorer(frame_metrics, lpips_net)
     records: list[dict[str, Any]] = []
     embeddings: dict[str, list[torch.Tensor]] = {}
@@ -336,18 +375,17 @@ def evaluate_model(model: VideoPredictor, sequences: np.ndarray | torch.Tensor, 
                 tqdm(total=len(shard), desc="evaluate", unit="seq", disable=not progress or rank != 0,
                      file=sys.stderr, dynamic_ncols=True) as bar:
             for i in shard:
-                record, videos = _evaluate_sequence(
-                    model, sequences[i], i, cond_frames=cond_frames, horizon=horizon, n_samples=n_samples,
-                    batch_size=batch_size, dts=dts, train_dt=train_dt, scorer=scorer, seed=seed,
-                    precision=precision, device=device, elbo=elbo, keep_video=i3d is not None)
+                record, videos = _evaluate_sequence(model, sequences[i], i, resolved, cond_frames=cond_frames,
+                                                    train_dt=train_dt, scorer=scorer, device=device,
+                                                    keep_video=i3d is not None)
                 records.append(record)
                 for key, video in videos.items():
                     pending.setdefault(key, []).append(video)
-                    if len(pending[key]) >= fvd_batch_size:
-                        _flush_embeddings(i3d, pending, embeddings, key, fvd_batch_size)
+                    if len(pending[key]) >= settings.fvd_batch_size:
+                        _flush_embeddings(i3d, pending, embeddings, key, settings.fvd_batch_size)
                 bar.update(1)
             for key in list(pending):
-                _flush_embeddings(i3d, pending, embeddings, key, fvd_batch_size)
+                _flush_embeddings(i3d, pending, embeddings, key, settings.fvd_batch_size)
     finally:
         model.train(was_training)
     local_embeddings = {k: torch.cat(v).numpy() for k, v in embeddings.items()}
@@ -358,8 +396,7 @@ def evaluate_model(model: VideoPredictor, sequences: np.ndarray | torch.Tensor, 
         local_embeddings = {k: np.concatenate([emb[k] for _, emb in gathered if k in emb])
                             for k in gathered[0][1]}
     records.sort(key=lambda r: r["index"])
-    return _assemble(records, local_embeddings, metrics, frame_metrics, dts, train_dt, cond_frames, horizon,
-                     n_samples, batch_size, seed, precision, skipped, meta or {})
+    return _assemble(records, local_embeddings, resolved, frame_metrics, train_dt, cond_frames, skipped, meta or {})
 
 
 def _flush_embeddings(i3d: torch.nn.Module | None, pending: dict[str, list[torch.Tensor]],
@@ -370,12 +407,15 @@ def _flush_embeddings(i3d: torch.nn.Module | None, pending: dict[str, list[torch
     embeddings.setdefault(key, []).append(i3d_embeddings(i3d, videos, batch_size))
 
 
-def _assemble(records: list[dict[str, Any]], embeddings: dict[str, np.ndarray], metrics: tuple[str, ...],
-              frame_metrics: tuple[str, ...], dts: list[float], train_dt: float, cond_frames: int, horizon: int,
-              n_samples: int, batch_size: int, seed: int, precision: str, skipped: dict[str, str],
+def _assemble(records: list[dict[str, Any]], embeddings: dict[str, np.ndarray], resolved: EvalSettings,
+              frame_metrics: tuple[str, ...], train_dt: float, cond_frames: int, skipped: dict[str, str],
               meta: dict[str, Any]) -> EvalResult:
+    """The :class:`EvalResult` of the gathered per-sequence ``records`` (``resolved``: settings with ``dts``,
+    ``horizon``, ``batch_size`` set and the skipped metrics removed)."""
+    metrics = resolved.metrics
     settings: list[SettingScores] = []
-    entries = [("model", dt, "model", dt_label(dt)) for dt in dts] + [(b, None, "baselines", b) for b in BASELINES]
+    entries = [("model", dt, "model", dt_label(dt)) for dt in resolved.dts] + \
+        [(b, None, "baselines", b) for b in BASELINES]
     for name, dt, group, key in entries:
         s = SettingScores(name=name, dt=dt)
         for m in frame_metrics:
@@ -389,8 +429,9 @@ def _assemble(records: list[dict[str, Any]], embeddings: dict[str, np.ndarray], 
             s.fvd = frechet_distance_of_features(embeddings[key], embeddings["ground truth"])
         settings.append(s)
     elbo = np.array([r["elbo"] for r in records]) if records and "elbo" in records[0] else None
-    return EvalResult(metrics=metrics, cond_frames=cond_frames, horizon=horizon, n_samples=n_samples,
-                      batch_size=batch_size, seed=seed, precision=precision, train_dt=train_dt,
+    return EvalResult(metrics=metrics, cond_frames=cond_frames, horizon=resolved.horizon,
+                      n_samples=resolved.n_samples, batch_size=resolved.batch_size, seed=resolved.seed,
+                      precision=resolved.precision, train_dt=train_dt,
                       indices=np.array([r["index"] for r in records]), settings=settings, elbo=elbo,
                       skipped=skipped, meta=meta)
 

@@ -33,7 +33,7 @@ import torch
 from srvp.config import PRESETS, ModelConfig, RunConfig, preset
 from srvp.data import load_test_set, to_float
 from srvp.errors import ConfigError, DataError
-from srvp.evaluation import EvalResult, evaluate_model, read_scores, write_report
+from srvp.evaluation import EvalResult, EvalSettings, evaluate_model, read_scores, write_report
 from srvp.evaluation.metrics import psnr
 from srvp.evaluation.protocol import dt_label
 from srvp.evaluation.report import Curve, curves_figure, per_step_csv
@@ -328,10 +328,10 @@ def evaluate_once(model: torch.nn.Module, tm: TrainedModel, test: np.ndarray, se
             pass  # unreadable: evaluated again and overwritten
     print(f"compare: evaluating {tm.label} ({tm.name}) on {len(test)} test sequences, best of "
           f"{settings['n_samples']}, dt {', '.join(dt_label(d) for d in settings['dts'])}")
-    result = evaluate_model(model, test, settings["cond_frames"], n_samples=settings["n_samples"],
-                            dts=settings["dts"], metrics=("psnr", "ssim"), precision=settings["precision"],
-                            device=settings["device"], seed=settings["seed"], progress=progress, elbo=False,
-                            meta={"model": tm.name, "checkpoint": str(tm.checkpoint)})
+    protocol = EvalSettings(n_samples=settings["n_samples"], dts=settings["dts"], metrics=("psnr", "ssim"),
+                            precision=settings["precision"], seed=settings["seed"], elbo=False)
+    result = evaluate_model(model, test, settings["cond_frames"], protocol, device=settings["device"],
+                            progress=progress, meta={"model": tm.name, "checkpoint": str(tm.checkpoint)})
     key_file.unlink(missing_ok=True)
     write_report(result, out_dir, train_seq_len=train_seq_len)
     atomic_write_text(key_file, json.dumps(settings, indent=2) + "\n")
