@@ -262,3 +262,17 @@ def test_validation_score_is_the_same_with_the_inference_layers():
     plain = best_of_n_psnr(model, seqs, inference_layout=False, **kw)
     assert fast == pytest.approx(plain, abs=1e-4)
     assert model.training and list(model.modules()) == modules
+
+
+def test_the_trainer_and_the_predictor_use_the_cpu_layers(tmp_path):
+    """The speed figures of docs/benchmarks.md are those of the trainer's and Predictor's models: both run with the
+    CPU speed layers, which the architecture itself (stock layers) does not contain."""
+    from srvp.api import Predictor
+    from srvp.training.trainer import Trainer
+    from tests.test_training import tiny_run
+
+    trainer = Trainer(tiny_run(tmp_path / "run", steps=1), progress=False).setup()
+    kinds = {type(m) for m in trainer.model.modules()}
+    assert {StridedConv2d, StridedConvTranspose2d, ProjectionConv2d, ProjectionConvTranspose2d} <= kinds
+    predictor = Predictor(build_model(tiny_model_config()), device="cpu")
+    assert {ProjectionConv2d, ProjectionConvTranspose2d} <= {type(m) for m in predictor.model.modules()}
