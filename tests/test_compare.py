@@ -194,3 +194,10 @@ def test_seeds_test_dts_samples_and_reused_evaluations(tmp_path, capsys):
     assert json.loads((out / "comparison.json").read_text())["models"][0]["psnr"] == srvp["psnr"]
     assert main([*args[:-1], "--samples", "3", "--no-progress"]) == 0  # other settings: evaluated again
     assert "reusing the evaluation" not in capsys.readouterr().out
+    # another comparison reaching the same runs through a link reuses them (a run's folder is not its identity)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "runs").symlink_to(out / "runs")
+    assert main([*args[:args.index("--out-dir") + 1], str(other), *args[args.index("--out-dir") + 2:],
+                 "--train-only"]) == 0
+    assert capsys.readouterr().out.count("reusing the finished run") == 4
