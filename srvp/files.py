@@ -12,29 +12,34 @@ layer shares (this module imports nothing of the package but :mod:`srvp.errors`)
 :func:`staged_output_dir` gives a command a hidden staging folder next to its ``--out`` folder; when the command
 finishes, the staging folder replaces the output folder in one rename, so an interruption (Ctrl-C, a full disk, a
 crash, SIGKILL) leaves either the previous outputs or the new ones, never a mix, and no stale file of an earlier run
-stays beside the new summary. An existing output folder is only replaced if it holds the ``marker`` file of an
-earlier run of the same command (or is empty): a folder of the user's own files is never deleted.
+stays beside the new summary. An existing output folder is only replaced if it is empty or holds nothing but the
+files an earlier run of the same command wrote (its ``marker`` file and the files that lists): a folder with
+anything else in it is refused and left as it was (:func:`replaceable_names`). When ``--out`` is the current
+directory, its files are replaced one by one instead (a rename would leave the process in a deleted folder).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import pickle
 import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from srvp.errors import CheckpointError, ConfigError
+from srvp.errors import CheckpointError, ConfigError, SrvpError
 
 STAGING_PREFIX = ".partial-"
+#: staging folders inside an output folder that is replaced in place (see :func:`staged_output_dir`)
+INNER_STAGING_PREFIX = ".srvp-staging-"
 
 
 def _umask_mode(directory: bool) -> int:
@@ -190,7 +195,8 @@ def safe_torch_load(path: str | Path, what: str = "checkpoint", map_location: st
             raise CheckpointError(f"{path}: refused to load: the file holds more than plain tensors and numbers "
                                   f"(possible code payload; {reason[:160]})") from None
         raise CheckpointError(f"{path}: not a readable {what} (truncated or corrupt: {reason[:160]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, AttributeError) as e:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, AttributeError, IndexError,
+            TypeError) as e:  # the unpickler of torch raises IndexError on some foreign bytes
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable {what} (truncated or corrupt: {msg[:160]})") from None
 
@@ -242,31 +248,123 @@ def remove_stale_staging(parent: Path, name: str) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def staged_output_dir(out: str | Path, marker: str, option: str = "--out") -> Iterator[Path]:
-    """Yield a staging folder to write every output into; on success it becomes ``out`` (see the module doc)."""
+def _remove_inner_staging(folder: Path) -> None:
+    """Staging folders that an in-place replacement (see :func:`staged_output_dir`) killed inside ``folder`` left,
+    and the empty ``..partial-*`` folders that earlier versions left inside an ``--out .``."""
+    for stale in folder.glob(f"{INNER_STAGING_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for legacy in folder.glob(f"..{STAGING_PREFIX[1:]}*"):
+        with contextlib.suppress(OSError):
+            legacy.rmdir()  # only when empty: such a folder never held anything but a failed rename
+
+
+def _regular_file(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
+
+
+def replaceable_names(out: str | Path, marker: str, option: str = "--out",
+                      earlier: Callable[[Path], Iterable[str] | None] | None = None) -> set[str]:
+    """The names in the folder ``out`` that a new output of a command may replace: none if ``out`` is absent or
+    empty; else every entry must be a plain file that an earlier run of the same command wrote there, recognised
+    by its ``marker`` file and ``earlier(out)``, the names of the other files that run wrote (read from the marker;
+    None, or a :class:`SrvpError`, when the marker is not one of this project). Anything else (a user's file, a
+    folder, a link) is refused with a one-line :class:`ConfigError`, and nothing is changed."""
     out = Path(out)
-    if out.exists():
-        if not out.is_dir():
-            raise ConfigError(f"{out}: exists and is not a directory ({option})")
-        if any(out.iterdir()) and not (out / marker).exists():
-            raise ConfigError(f"{out}: the folder holds other files (no {marker} of an earlier run); choose a new "
-                              f"or empty folder for {option}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(out.parent, out.name)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}{STAGING_PREFIX}"))
+    if not out.exists():
+        if out.is_symlink():
+            raise ConfigError(f"{out}: a broken symbolic link ({option})")
+        return set()
+    if not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a directory ({option})")
+    names = {entry.name for entry in os.scandir(out) if not entry.name.startswith(INNER_STAGING_PREFIX)}
+    names -= {p.name for p in out.glob(f"..{STAGING_PREFIX[1:]}*") if p.is_dir() and not any(p.iterdir())}
+    if not names:
+        return set()
+    advice = f"choose a new or empty folder for {option}; nothing was changed"
+    if not _regular_file(out / marker):
+        raise ConfigError(f"{out}: the folder holds other files (no {marker} of an earlier run); {advice}")
+    try:
+        listed = earlier(out) if earlier is not None else ()
+    except SrvpError:
+        listed = None
+    if listed is None:
+        raise ConfigError(f"{out}: the folder holds other files (its {marker} was not written by srvp); {advice}")
+    owned = {marker, *listed}
+    foreign = sorted(n for n in names if n not in owned or not _regular_file(out / n))
+    if foreign:
+        raise ConfigError(f"{out}: the folder holds other files ({foreign[0]!r} is not an output of an earlier run); "
+                          f"{advice}")
+    return names
+
+
+def read_json_marker(path: str | Path, limit: int = 1 << 24) -> dict[str, Any] | None:
+    """The JSON object in the marker file ``path`` of an earlier output (see :func:`replaceable_names`), or None if
+    the file is not one (unreadable, not JSON, not an object, larger than ``limit`` bytes)."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > limit:
+            return None
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _in_place(target: Path) -> bool:
+    """Whether a new output replaces the files inside ``target`` rather than the folder itself: when ``target`` is
+    (or holds) the current directory, which a rename would leave this process, and the user's shell, in a deleted
+    folder; when it is a file system's root; or when its parent cannot be written."""
+    try:
+        cwd = Path.cwd().resolve()
+    except OSError:  # the current directory was deleted
+        cwd = None
+    return (target.parent == target or (cwd is not None and (cwd == target or target in cwd.parents))
+            or (target.is_dir() and not os.access(target.parent, os.W_OK | os.X_OK)))
+
+
+@contextlib.contextmanager
+def staged_output_dir(out: str | Path, marker: str, option: str = "--out",
+                      earlier: Callable[[Path], Iterable[str] | None] | None = None) -> Iterator[Path]:
+    """Yield a staging folder to write every output into; on success it becomes ``out`` (see the module doc).
+
+    ``out`` may already hold an earlier output of the same command (``marker`` and the names ``earlier`` gives,
+    see :func:`replaceable_names`), which is replaced, or nothing; any other folder is refused before anything is
+    written. The staging folder lies beside ``out``'s resolved path, so ``.``, ``..`` and links work; when ``out``
+    is the current directory (see :func:`_in_place`) it lies inside, and the files are renamed into ``out`` one by
+    one, the earlier run's files that the new run did not write are removed, and ``marker`` comes last."""
+    shown, target = Path(out), Path(out).resolve()
+    replaceable_names(shown, marker, option, earlier)
+    inside = _in_place(target)
+    if inside:
+        _remove_inner_staging(target)
+        staging = Path(tempfile.mkdtemp(dir=target, prefix=INNER_STAGING_PREFIX))
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(target.parent, target.name)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}{STAGING_PREFIX}"))
     try:
         yield staging
-        staging.chmod(_umask_mode(True))
         for f in staging.rglob("*"):
             f.chmod(_umask_mode(f.is_dir()))
-        if out.exists():
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}{STAGING_PREFIX}old-"))
-            os.replace(out, old / "previous")
-            os.replace(staging, out)
-            shutil.rmtree(old, ignore_errors=True)
+        old = replaceable_names(shown, marker, option, earlier)  # again: files may have appeared meanwhile
+        if inside:
+            # the marker last, then the earlier files it no longer lists: a rerun that writes the same names
+            # leaves a folder that is recognised at every moment
+            new = sorted((p.name for p in staging.iterdir()), key=lambda name: name == marker)
+            for name in new:
+                os.replace(staging / name, target / name)
+            for name in old - set(new):
+                os.unlink(target / name)
+            staging.rmdir()
         else:
-            os.replace(staging, out)
+            staging.chmod(_umask_mode(True))
+            if target.exists():
+                trash = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}{STAGING_PREFIX}old-"))
+                os.replace(target, trash / "previous")
+                os.replace(staging, target)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -23,8 +23,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -34,9 +32,16 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from srvp.config import RunConfig, read_json_object
+from srvp.config import ModelConfig, RunConfig, read_json_object
 from srvp.errors import CheckpointError, ConfigError
-from srvp.files import content_digest, load_state_checked, read_state_dict
+from srvp.files import (
+    content_digest,
+    load_state_checked,
+    read_json_marker,
+    read_state_dict,
+    replaceable_names,
+    staged_output_dir,
+)
 from srvp.models import LoadedModel, build_model
 from srvp.models.official import config_from_official, convert_state_dict
 from srvp.training.checkpoint import load_checkpoint
@@ -79,38 +84,39 @@ def available() -> list[ShippedModel]:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def earlier_model_files(directory: str | Path) -> tuple[str, ...] | None:
+    """The files of a model folder written by :func:`save_pretrained` in ``directory``, recognised by its
+    ``config.json`` with an ``"srvp"`` entry (None for any other folder): only these are replaced by an overwrite."""
+    config = read_json_marker(Path(directory) / CONFIG_FILE)
+    return (WEIGHTS_FILE, CARD_FILE) if config is not None and isinstance(config.get("srvp"), dict) else None
+
+
 def save_pretrained(model: torch.nn.Module, config: RunConfig, directory: str | Path, *, step: int = 0,
-                    card: str | None = None, dtype: str = "float32", overwrite: bool = False) -> Path:
+                    card: str | None = None, dtype: str = "float32", overwrite: bool = False,
+                    option: str = "directory") -> Path:
     """Write ``model`` and ``config`` in the Hub layout into ``directory`` (created; it must not exist unless
     ``overwrite``). ``dtype`` (``float32``, ``float16``, ``bfloat16``) is the storage type of floating-point
-    weights; they are cast back to float32 when loaded. The folder is written aside and renamed into place."""
+    weights; they are cast back to float32 when loaded. The folder is written aside and renamed into place
+    (:func:`srvp.files.staged_output_dir`); ``overwrite`` replaces an empty folder or a model folder written by this
+    function, and refuses any other folder with a one-line :class:`ConfigError`, leaving it as it was (``option``
+    names the argument in that message)."""
     if dtype not in _DTYPES:
         raise ConfigError(f"dtype={dtype!r}: choose one of {', '.join(_DTYPES)}")
     directory = Path(directory)
     if directory.exists() and not overwrite:
         raise CheckpointError(f"{directory}: already exists (choose another folder or allow overwriting)")
+    replaceable_names(directory, CONFIG_FILE, option, earlier_model_files)  # before the work, not after
     tensors = {k: (v.detach().to(_DTYPES[dtype]) if v.is_floating_point() else v.detach()).cpu().contiguous()
                for k, v in model.state_dict().items()}
     meta = {"srvp": {"format": HUB_FORMAT, "step": int(step), "weights_dtype": dtype}}
     config_text = json.dumps({**config.to_dict(), **meta}, indent=2, sort_keys=True) + "\n"
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.partial-"))
-    try:
+    with staged_output_dir(directory, CONFIG_FILE, option, earlier_model_files) as staging:
         save_file(tensors, str(staging / WEIGHTS_FILE), metadata={
             "format": "pt", "srvp_model_config": json.dumps(config.to_dict()["model"], sort_keys=True),
             "srvp_content_sha256": content_digest(tensors)})
-        (staging / CONFIG_FILE).write_text(config_text)
         if card is not None:
             (staging / CARD_FILE).write_text(card)
-        for f in staging.iterdir():
-            f.chmod(0o644)
-        staging.chmod(0o755)
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(staging, directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        (staging / CONFIG_FILE).write_text(config_text)
     return directory
 
 
@@ -253,6 +259,23 @@ def load_pretrained(name_or_path: str | Path, revision: str | None = None) -> Lo
                           f"names: {_known_names()} (or a Hub repository id owner/name)")
 
 
+def init_weights(source: str | Path, model_config: ModelConfig) -> dict[str, torch.Tensor]:
+    """The weights to start a training run of ``model_config`` from (``TrainConfig.init_from``): ``source`` is
+    anything :func:`load_pretrained` reads (a shipped name, a Hub-layout or authors' folder, an ``srvp train``
+    checkpoint, a Hub id). Only the model's weights are taken (float32 state dict, batch-norm statistics
+    included), never an optimiser or schedule. Every field that defines the networks must equal the source's (the
+    objective weights, ``dt`` and the initialisation gain may differ); otherwise a one-line
+    :class:`CheckpointError` names the fields."""
+    loaded = load_pretrained(source)
+    differences = model_config.architecture_differences(loaded.config.model)
+    if differences:
+        shown = ", ".join(differences[:4]) + (f" and {len(differences) - 4} more" if len(differences) > 4 else "")
+        raise CheckpointError(f"{source}: its model does not match the run's model options ({shown}: the run's vs "
+                              f"the weights'); drop those options to take the source's model, or start from other "
+                              f"weights")
+    return {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
+
+
 __all__ = ["CARD_FILE", "CONFIG_FILE", "SHIPPED", "WEIGHTS_FILE", "LoadedModel", "ShippedModel", "available",
-           "load_pretrained", "push_to_hub", "read_hub_folder", "read_official_files", "read_official_folder",
-           "save_pretrained"]
+           "init_weights", "load_pretrained", "push_to_hub", "read_hub_folder", "read_official_files",
+           "read_official_folder", "save_pretrained"]

@@ -633,6 +633,49 @@ case("output-test-set-under-a-file")(lambda t: blocked_output(
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Overwriting a folder that srvp did not write (pretrained convert --overwrite, predict --out)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def overwrite_case(tmp: Path, fill: Callable[[Path], None], *fragments: str, name: str = "mine") -> Case:
+    """``srvp pretrained convert CHECKPOINT OUT --overwrite`` onto ``OUT`` as ``fill`` left it: refused, unchanged."""
+    outputs = tmp / "outputs"
+    outputs.mkdir()
+    out = outputs / name
+    source = checkpoint(tmp)
+    fill(out)
+    return Case(["pretrained", "convert", str(source), str(out), "--overwrite"], [str(out), *fragments], outputs)
+
+
+def users_folder(out: Path) -> None:
+    (out / "photos").mkdir(parents=True)
+    (out / "notes.txt").write_text("keep me")
+    (out / "photos" / "a.jpg").write_bytes(b"\xff\xd8 a photo")
+
+
+def model_folder_and_a_users_file(out: Path) -> None:
+    assert main(["pretrained", "convert", str(out.parent.parent / "model.pt"), str(out)]) == 0
+    (out / "notes.txt").write_text("keep me")
+
+
+case("overwrite-folder-of-users-files")(lambda t: overwrite_case(t, users_folder, "holds other files",
+                                                                  "no config.json of an earlier run"))
+case("overwrite-model-folder-holding-a-users-file")(lambda t: overwrite_case(
+    t, model_folder_and_a_users_file, "holds other files", "'notes.txt' is not an output"))
+case("overwrite-a-pt-file-that-is-no-checkpoint")(lambda t: overwrite_case(
+    t, lambda out: out.write_bytes(b"the user's file"), "not an srvp checkpoint", name="mine.pt"))
+
+
+@case("predict-out-holding-a-users-file-beside-a-summary")
+def _(tmp: Path) -> Case:
+    c = predict_option_case(tmp, fragments=())
+    assert main(c.argv) == 0
+    (c.out / "notes.txt").write_text("keep me")
+    c.fragments = [str(c.out), "'notes.txt' is not an output of an earlier run"]
+    return c
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The test
 # ----------------------------------------------------------------------------------------------------------------
 

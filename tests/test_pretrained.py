@@ -200,3 +200,80 @@ def test_the_shipped_model_loads_offline_and_beats_a_blank_frame(name, monkeypat
     blank = psnr(torch.zeros_like(truth), truth).mean(-1)
     # the card: +0.49 dB best of 20 on 100 clips; here best of 10 on 8 clips (measured +0.4 to +0.5)
     assert best.mean() > blank.mean() + 0.2
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Overwriting: only what srvp wrote, never a user's files (reliability issue 21, item 1)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _tree(folder: Path) -> dict[str, bytes | None]:
+    """Every entry under ``folder`` (relative path -> bytes, None for a folder)."""
+    return {str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))}
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_pretrained(folder).model.state_dict()
+
+
+def test_overwrite_refuses_a_folder_with_anything_srvp_did_not_write(tmp_path, capsys):
+    from srvp.errors import SrvpError
+
+    checkpoint = tmp_path / "run.pt"
+    atomic_torch_save(make_checkpoint(tiny_predictor().model, tiny_predictor().config, 3), checkpoint)
+    users = tmp_path / "users"
+    (users / "photos").mkdir(parents=True)
+    (users / "notes.txt").write_text("keep me")
+    (users / "photos" / "a.jpg").write_bytes(b"\xff\xd8 a photo")
+    model_plus = save_pretrained(tiny_predictor().model, tiny_predictor().config, tmp_path / "model_plus")
+    (model_plus / "notes.txt").write_text("mine")
+    authors = tmp_path / "authors"  # the authors' layout: a config.json that srvp did not write
+    authors.mkdir()
+    (authors / "config.json").write_text('{"nx": 64}')
+    (authors / "model.pt").write_bytes(b"weights")
+    user_pt = tmp_path / "mine.pt"
+    user_pt.write_bytes(b"a file of the user that happens to end in .pt")
+    for out, fragment in ((users, "no config.json of an earlier run"), (model_plus, "'notes.txt' is not an output"),
+                          (authors, "config.json was not written by srvp"), (user_pt, "not an srvp checkpoint")):
+        before = _tree(tmp_path)
+        assert main(["pretrained", "convert", str(checkpoint), str(out), "--overwrite"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"srvp pretrained: error: {out}: ") and fragment in err[0], err
+        if out.is_dir():
+            with pytest.raises(SrvpError, match=fragment):
+                tiny_predictor(1).save_pretrained(out, overwrite=True)
+        assert _tree(tmp_path) == before  # exactly as it was, and no staging folder left beside it
+
+
+def test_overwrite_replaces_a_model_folder_and_nothing_else(tmp_path, monkeypatch, capsys):
+    old, new = tiny_predictor(0), tiny_predictor(1)
+    checkpoint = tmp_path / "new.pt"
+    atomic_torch_save(make_checkpoint(new.model, new.config, 9), checkpoint)
+    (tmp_path / "beside.txt").write_text("a neighbour")
+    folder = old.save_pretrained(tmp_path / "model", card="# old\n")
+    assert main(["pretrained", "convert", str(checkpoint), str(folder), "--overwrite"]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]  # the new run's files
+    assert all(torch.equal(v, new.model.state_dict()[k]) for k, v in _weights(folder).items())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["beside.txt", "model", "new.pt"]
+
+    # "." (the current directory) and a Python caller: the files are replaced inside; the process stays in it
+    monkeypatch.chdir(folder)
+    inode = Path.cwd().stat().st_ino
+    old.save_pretrained(".", overwrite=True, card="# again\n")
+    assert all(torch.equal(v, old.model.state_dict()[k]) for k, v in _weights(folder).items())
+    assert main(["pretrained", "convert", str(checkpoint), ".", "--overwrite"]) == 0, capsys.readouterr().err
+    assert Path.cwd().stat().st_ino == inode and Path(".").resolve() == folder.resolve()
+    assert sorted(p.name for p in Path(".").iterdir()) == ["config.json", "model.safetensors"]  # no staging left
+    assert all(torch.equal(v, new.model.state_dict()[k]) for k, v in _weights(Path(".")).items())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["beside.txt", "model", "new.pt"]
+
+    # ".." holds the current directory (and beside.txt): refused, nothing changed
+    before = _tree(tmp_path)
+    assert main(["pretrained", "convert", str(checkpoint), "..", "--overwrite"]) == 2
+    assert "..: the folder holds other files" in capsys.readouterr().err and _tree(tmp_path) == before
+
+    # an srvp checkpoint named as OUT.pt is replaced
+    target = tmp_path / "old.pt"
+    atomic_torch_save(make_checkpoint(old.model, old.config, 1), target)
+    assert main(["pretrained", "convert", str(folder), str(target), "--overwrite"]) == 0
+    assert all(torch.equal(v, new.model.state_dict()[k]) for k, v in read_checkpoint(target)["model"].items())

@@ -34,7 +34,7 @@ from srvp.errors import ConfigError, DataError, SrvpError
 from srvp.evaluation import EvalSettings, evaluate_model, write_report
 from srvp.evaluation.protocol import load_metric_networks
 from srvp.evaluation.report import markdown_table
-from srvp.files import staged_output_dir
+from srvp.files import read_json_marker, replaceable_names, staged_output_dir
 from srvp.pretrained import load_pretrained
 from srvp.runtime import init_distributed, resolve_device, tune_glibc_malloc
 
@@ -107,6 +107,17 @@ def _load_sequences(args: argparse.Namespace, cfg) -> tuple[np.ndarray, str]:
     return load_test_set(data_cfg), data_cfg.test_set or f"{data_cfg.dataset} test set"
 
 
+#: the files of an evaluation report (srvp.evaluation.report.write_report), which a new report into the same --out
+#: replaces; tests/test_predict.py checks that the list covers what write_report writes
+REPORT_FILES = ("results.json", "results.md", "per_sequence.csv", "scores.npz", "per_step.csv", "per_step.png")
+
+
+def earlier_report(folder: Path) -> tuple[str, ...] | None:
+    """The files of an earlier report in ``folder`` (None if its ``results.json`` is not one of an evaluation)."""
+    results = read_json_marker(folder / "results.json")
+    return REPORT_FILES if results is not None and "settings" in results else None
+
+
 def _check_output_dir(out_dir: Path) -> None:
     """Refuse an output directory that could not be created or written, with a one-line :class:`ConfigError`."""
     existing = out_dir
@@ -116,9 +127,7 @@ def _check_output_dir(out_dir: Path) -> None:
         raise ConfigError(f"{existing}: exists and is not a directory (--out {out_dir})")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{existing}: no permission to write there (--out {out_dir})")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "results.json").exists():
-        raise ConfigError(f"{out_dir}: the folder holds other files (no results.json of an earlier evaluation); "
-                          f"choose a new or empty folder for --out")
+    replaceable_names(out_dir, "results.json", earlier=earlier_report)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -175,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         result.skipped.update(skipped)
         if rank == 0:
             try:  # every file to a staging folder that replaces out_dir at the end: a report whole or absent
-                with staged_output_dir(out_dir, "results.json") as stage:
+                with staged_output_dir(out_dir, "results.json", earlier=earlier_report) as stage:
                     paths = write_report(result, stage, train_seq_len=cfg.data.seq_len)
             except OSError as e:
                 raise SrvpError(f"{out_dir}: cannot write the report ({e.strerror or e}); nothing was written") \

@@ -33,7 +33,7 @@ from srvp.config import dt_argument, euler_steps
 from srvp.errors import ConfigError, DataError, SrvpError
 from srvp.evaluation import metrics
 from srvp.evaluation.report import Curve, curves_figure
-from srvp.files import atomic_write_bytes, atomic_write_text, staged_output_dir
+from srvp.files import atomic_write_bytes, atomic_write_text, read_json_marker, staged_output_dir
 from srvp.io import read_clip
 from srvp.visualization import save_grid_png, write_video
 
@@ -287,6 +287,14 @@ def _interpolate(args, predictor, clip, out: Path) -> dict:
             "weights": [float(w) for w in weights], "files": [name, "grid.png"]}
 
 
+def earlier_outputs(folder: Path) -> list[str] | None:
+    """The files an earlier ``srvp predict`` wrote into ``folder``: those its ``summary.json`` lists (None if it is
+    not such a summary); only these, and the summary, are replaced by a new run into the same ``--out``."""
+    summary = read_json_marker(folder / "summary.json")
+    files = summary.get("files") if summary is not None else None
+    return files if isinstance(files, list) and all(isinstance(f, str) for f in files) else None
+
+
 def run(args: argparse.Namespace) -> int:
     predictor = Predictor.from_pretrained(args.checkpoint, device=args.device)
     summary, out = predict_files(args, predictor)
@@ -303,7 +311,7 @@ def predict_files(args: argparse.Namespace, predictor) -> tuple[dict, Path]:
     torch.manual_seed(args.seed)
     try:
         # every file goes to a staging folder that replaces --out at the end: outputs whole or absent
-        with staged_output_dir(out, "summary.json") as stage:
+        with staged_output_dir(out, "summary.json", earlier=earlier_outputs) as stage:
             if args.swap_content:
                 summary = _swap(args, predictor, clip, stage)
             elif args.interpolate:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from srvp.errors import ConfigError
-from srvp.pretrained import SHIPPED, WEIGHTS_FILE, load_pretrained, save_pretrained
-from srvp.training.checkpoint import atomic_torch_save, make_checkpoint
+from srvp.errors import CheckpointError, ConfigError
+from srvp.files import replaceable_names, safe_torch_load
+from srvp.pretrained import CONFIG_FILE, SHIPPED, WEIGHTS_FILE, earlier_model_files, load_pretrained, save_pretrained
+from srvp.training.checkpoint import FORMAT, atomic_torch_save, make_checkpoint
 
 NAME = "pretrained"
 HELP = "list the shipped models; convert between training checkpoints and the Hub layout"
@@ -30,7 +31,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     convert.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
                          help="storage type of the weights in a Hub folder (loaded back as float32)")
     convert.add_argument("--card", type=Path, default=None, metavar="FILE.md", help="model card for a Hub folder")
-    convert.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    convert.add_argument("--overwrite", action="store_true",
+                         help="replace OUT if it is a model folder or checkpoint of srvp (any other file or folder "
+                              "is refused and left as it is)")
+
+
+def _check_replaceable_checkpoint(out: Path) -> None:
+    """``--overwrite`` replaces an ``srvp train`` checkpoint, never another file (one-line error, file untouched)."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_file() or out.is_symlink():
+        raise ConfigError(f"{out}: exists and is not a regular file (OUT); nothing was changed")
+    try:
+        state = safe_torch_load(out)
+    except CheckpointError:
+        state = None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ConfigError(f"{out}: not an srvp checkpoint; --overwrite replaces only a checkpoint of srvp (choose "
+                          f"another OUT); nothing was changed")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.exists() and not args.overwrite:
         raise ConfigError(f"{args.out}: already exists (pass --overwrite to replace it)")
+    if args.out.suffix == ".pt":
+        _check_replaceable_checkpoint(args.out)
+    else:
+        replaceable_names(args.out, CONFIG_FILE, "OUT", earlier_model_files)
     card = None
     if args.card is not None:
         if not args.card.is_file():
@@ -53,6 +75,6 @@ def run(args: argparse.Namespace) -> int:
                                           extra={"converted_from": loaded.source}), args.out)
     else:
         save_pretrained(loaded.model, loaded.config, args.out, step=loaded.step, card=card, dtype=args.dtype,
-                        overwrite=args.overwrite)
+                        overwrite=args.overwrite, option="OUT")
     print(f"wrote {args.out} from {loaded.source}")
     return 0
