@@ -3,10 +3,16 @@
 Each recipe is a preset plus configuration overrides (``NAME=PRESET[,key=value ...]``, keys as in ``srvp train
 --help`` with underscores). It trains in its own run folder under ``--run-root`` with checkpoints, so an
 interrupted benchmark continues where it stopped when started again with the same arguments. Whenever the
-recipe's training clock (``Trainer.train_seconds``: evaluation and checkpoints of the benchmark excluded) passes
-one of the ``--snapshots`` (minutes), the model it would ship (the weight average when the recipe has one) is
-scored on a fixed test set: best of N and one random sample, PSNR and SSIM, beside the blank and last-frame
-baselines. Then training goes on, until the budget (the last snapshot) or the recipe's steps are used up.
+recipe's training clock passes one of the ``--snapshots`` (minutes), the model it would ship (the weight average
+when the recipe has one) is scored on a fixed test set: best of N and one random sample, PSNR and SSIM, beside the
+blank and last-frame baselines, and the model's posterior reconstruction of the test clips and of their
+conditioning frames (what its frame autoencoder can draw). Then training goes on, until the budget (the last
+snapshot) or the recipe's steps are used up.
+
+The clock (``--clock``): ``cpu`` (default), the CPU seconds the training process spent on training steps
+(``Trainer.train_cpu_seconds``; with ``--threads 1`` one-thread minutes that do not count the time another process
+held the core, so recipes measured while the machine does other work stay comparable), or ``wall``
+(``Trainer.train_seconds``). Evaluation and checkpoints of the benchmark are excluded from both.
 
 Outputs in ``--out-dir`` (every recipe found there, so runs made by several processes are merged):
 ``recipes/NAME.json`` (per recipe, written after every snapshot), ``time_to_quality.csv``, ``time_to_quality.png``
@@ -49,9 +55,16 @@ from srvp.files import atomic_write_bytes, atomic_write_text  # noqa: E402
 from srvp.training.checkpoint import atomic_torch_save, make_checkpoint  # noqa: E402
 from srvp.training.trainer import Trainer  # noqa: E402
 
-FIELDS = ["recipe", "minutes", "train_seconds", "step", "psnr_best", "psnr_best_ci", "ssim_best", "ssim_best_ci",
-          "psnr_random", "psnr_random_ci", "ssim_random", "ssim_random_ci", "psnr_blank", "ssim_blank",
-          "psnr_last", "ssim_last"]
+FIELDS = ["recipe", "minutes", "train_seconds", "train_cpu_seconds", "step", "psnr_best", "psnr_best_ci", "ssim_best",
+          "ssim_best_ci", "psnr_random", "psnr_random_ci", "ssim_random", "ssim_random_ci", "psnr_blank", "ssim_blank",
+          "psnr_last", "ssim_last", "psnr_recon", "ssim_recon", "psnr_recon_cond", "ssim_recon_cond"]
+CLOCKS = {"cpu": "train_cpu_seconds", "wall": "train_seconds"}
+
+
+def row_minutes(row: dict, clock: str) -> float:
+    """The training minutes of a snapshot row on the recipe's clock (rows recorded before the CPU clock existed
+    have only the wall clock)."""
+    return row.get(CLOCKS[clock], row["train_seconds"]) / 60
 
 
 def recipe_config(spec: str, run_root: Path) -> tuple[str, RunConfig]:
@@ -75,12 +88,18 @@ def recipe_config(spec: str, run_root: Path) -> tuple[str, RunConfig]:
     return name, apply_overrides(preset(parts[0]), argparse.Namespace(**overrides), f"--recipe {name}")
 
 
-def scores_row(result, recipe: str, minutes: float, seconds: float, step: int) -> dict[str, float | str | int]:
+def scores_row(result, recipe: str, minutes: float, clocks: dict[str, float], step: int
+               ) -> dict[str, float | str | int]:
     summary = result.summary()
     by_name = {s["name"]: s["metrics"] for s in summary["settings"]}
     model = by_name["model"]
-    row: dict[str, float | str | int] = {"recipe": recipe, "minutes": minutes, "train_seconds": round(seconds, 1),
-                                         "step": step}
+    row: dict[str, float | str | int] = {"recipe": recipe, "minutes": minutes, "step": step,
+                                         **{k: round(v, 1) for k, v in clocks.items()}}
+    reconstruction = summary.get("reconstruction") or {}
+    for part, suffix in (("clip", "recon"), ("conditioning", "recon_cond")):
+        for m in ("psnr", "ssim"):
+            if part in reconstruction:
+                row[f"{m}_{suffix}"] = reconstruction[part][m]["mean"]
     for m in ("psnr", "ssim"):
         for kind in ("best", "random"):
             row[f"{m}_{kind}"] = model[m][kind]["mean"]
@@ -99,7 +118,10 @@ def run_recipe(name: str, cfg: RunConfig, spec: str, snapshots: list[float], tes
                         f"--out-dir or remove the file")
     if record is None:
         record = {"spec": spec, "command": args.command, "config": cfg.to_dict(), "threads": torch.get_num_threads(),
-                  "machine": machine_summary(torch.device("cpu")), "rows": [], "load": []}
+                  "clock": args.clock, "machine": machine_summary(torch.device("cpu")), "rows": [], "load": []}
+    if record.get("clock", "wall") != args.clock:
+        raise SrvpError(f"{record_path}: recorded on the {record.get('clock', 'wall')} clock, not --clock "
+                        f"{args.clock}; use the same clock or another --out-dir")
     record["load"].append(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, start: {load_report()}")
     done = {row["minutes"] for row in record["rows"]}
     todo = [m for m in snapshots if m not in done]
@@ -109,7 +131,7 @@ def run_recipe(name: str, cfg: RunConfig, spec: str, snapshots: list[float], tes
     horizon = cfg.data.test_seq_len - cfg.data.cond_frames
 
     def at_snapshot(trainer: Trainer, final: bool = False) -> None:
-        if not todo or (trainer.train_seconds < todo[0] * 60 and not final):
+        if not todo or (getattr(trainer, CLOCKS[args.clock]) < todo[0] * 60 and not final):
             return
         minutes = todo.pop(0)
         model = trainer.eval_model()
@@ -119,16 +141,18 @@ def run_recipe(name: str, cfg: RunConfig, spec: str, snapshots: list[float], tes
         result = evaluate_model(model, test, cfg.data.cond_frames, settings, device=next(model.parameters()).device,
                                 progress=False)
         model.train()
-        row = scores_row(result, name, minutes, trainer.train_seconds, trainer.step)
+        row = scores_row(result, name, minutes, trainer.clocks(), trainer.step)
         record["rows"].append(row)
         record["load"].append(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {minutes} min: {load_report()}")
         atomic_write_text(record_path, json.dumps(record, indent=1) + "\n")
         if args.keep_snapshots:
-            atomic_torch_save(make_checkpoint(model, cfg, trainer.step, extra={"train_seconds": trainer.train_seconds}),
+            atomic_torch_save(make_checkpoint(model, cfg, trainer.step, extra=trainer.clocks()),
                               Path(cfg.train.out_dir) / "snapshots" / f"minutes_{minutes:g}.pt")
         print(f"{name}: {minutes:g} min (step {trainer.step}): best-of-{args.samples} PSNR {row['psnr_best']:.2f} "
               f"SSIM {row['ssim_best']:.4f}, random PSNR {row['psnr_random']:.2f} (blank {row['psnr_blank']:.2f} / "
-              f"{row['ssim_blank']:.4f}, last {row['psnr_last']:.2f} / {row['ssim_last']:.4f}); scored in "
+              f"{row['ssim_blank']:.4f}, last {row['psnr_last']:.2f} / {row['ssim_last']:.4f}); reconstruction "
+              f"{row.get('psnr_recon', float('nan')):.2f} dB / {row.get('ssim_recon', float('nan')):.4f} "
+              f"(conditioning frames {row.get('psnr_recon_cond', float('nan')):.2f} dB); scored in "
               f"{time.perf_counter() - start:.0f} s", flush=True)
         if not todo:
             trainer.request_stop()
@@ -138,24 +162,26 @@ def run_recipe(name: str, cfg: RunConfig, spec: str, snapshots: list[float], tes
     trainer = Trainer(cfg, resume=resume, progress=args.progress, callbacks=[at_snapshot])
     trainer.fit()
     if todo and trainer.stopped_early:  # SIGTERM / Ctrl-C: checkpoint saved; the same command continues it
-        print(f"{name}: stopped at step {trainer.step} ({trainer.train_seconds / 60:.2f} training minutes); run the "
-              f"same command again to continue")
+        print(f"{name}: stopped at step {trainer.step} ({getattr(trainer, CLOCKS[args.clock]) / 60:.2f} training "
+              f"minutes, {args.clock} clock); run the same command again to continue")
         raise SystemExit(143)
     if todo:  # the recipe's steps ran out before the budget: score the final model once, at its own time
-        print(f"{name}: the recipe's {cfg.train.steps} steps ended at {trainer.train_seconds / 60:.2f} min, before "
-              f"the {todo[0]:g}-minute snapshot: scoring the final model in its place")
+        minutes = getattr(trainer, CLOCKS[args.clock]) / 60
+        print(f"{name}: the recipe's {cfg.train.steps} steps ended at {minutes:.2f} min, before the {todo[0]:g}-minute "
+              f"snapshot: scoring the final model in its place")
         at_snapshot(trainer, final=True)
         todo.clear()
-    record["finished"] = {"step": trainer.step, "train_seconds": trainer.train_seconds}
+    record["finished"] = {"step": trainer.step, **trainer.clocks()}
     atomic_write_text(record_path, json.dumps(record, indent=1) + "\n")
 
 
-def time_to_reach(rows: list[dict], target: float, key: str = "psnr_best") -> tuple[float, bool] | None:
-    """Training minutes at which ``key`` first reaches ``target``, linearly interpolated between snapshots, and
-    whether it was already reached at the first snapshot (then the minutes are an upper bound)."""
+def time_to_reach(rows: list[dict], target: float, key: str = "psnr_best", clock: str = "wall"
+                  ) -> tuple[float, bool] | None:
+    """Training minutes (on ``clock``) at which ``key`` first reaches ``target``, linearly interpolated between
+    snapshots, and whether it was already reached at the first snapshot (then the minutes are an upper bound)."""
     previous = None
-    for row in sorted(rows, key=lambda r: r["train_seconds"]):
-        t, v = row["train_seconds"] / 60, row[key]
+    for row in sorted(rows, key=lambda r: row_minutes(r, clock)):
+        t, v = row_minutes(row, clock), row[key]
         if v >= target:
             if previous is None:
                 return t, True
@@ -174,32 +200,45 @@ def write_report(out_dir: Path, reference: str | None, command: str) -> None:
     writer = csv.DictWriter(text, fieldnames=FIELDS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (f"{row[k]:.4f}" if isinstance(row[k], float) else row[k]) for k in FIELDS})
+        writer.writerow({k: (f"{row[k]:.4f}" if isinstance(row.get(k), float) else row.get(k, "")) for k in FIELDS})
     atomic_write_text(out_dir / "time_to_quality.csv", text.getvalue())
 
     lines = [f"# Time to quality ({datetime.now(timezone.utc):%Y-%m-%d})", "", f"Report command: `{command}`", ""]
     machines = sorted({rec["machine"] for rec in records.values()})
     lines += [f"Machine: {m}" for m in machines] + [""]
+    clock_of = {name: rec.get("clock", "wall") for name, rec in records.items()}
     for name, rec in records.items():
         how = f"`{rec['command']}`" if rec.get("command") else f"`--recipe {rec['spec']}`"
-        lines.append(f"- `{name}`, {rec['threads']} thread(s): {how}")
-    lines += ["", "| recipe | minutes | step | best PSNR | best SSIM | random PSNR | random SSIM | blank PSNR / SSIM | "
-              "last frame PSNR / SSIM |", "|---|---|---|---|---|---|---|---|---|"]
+        lines.append(f"- `{name}`, {rec['threads']} thread(s), {clock_of[name]} clock: {how}")
+    lines += ["", "Minutes: training minutes on the recipe's clock (cpu: CPU minutes of the training process; wall: "
+              "wall-clock minutes). Reconstruction: the posterior reconstruction of the whole test clip (every frame "
+              "seen) and of the conditioning frames alone, PSNR / SSIM.", "",
+              "| recipe | minutes | step | best PSNR | best SSIM | random PSNR | random SSIM | reconstruction clip | "
+              "reconstruction conditioning | blank PSNR / SSIM | last frame PSNR / SSIM |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def pair(row: dict, suffix: str) -> str:
+        if f"psnr_{suffix}" not in row:
+            return "–"
+        return f"{row[f'psnr_{suffix}']:.2f} / {row[f'ssim_{suffix}']:.4f}"
+
     for row in rows:
-        lines.append(f"| {row['recipe']} | {row['train_seconds'] / 60:.1f} | {row['step']} | "
+        lines.append(f"| {row['recipe']} | {row_minutes(row, clock_of[row['recipe']]):.1f} | {row['step']} | "
                      f"{row['psnr_best']:.2f} ± {row['psnr_best_ci']:.2f} | {row['ssim_best']:.4f} ± "
                      f"{row['ssim_best_ci']:.4f} | {row['psnr_random']:.2f} | {row['ssim_random']:.4f} | "
+                     f"{pair(row, 'recon')} | {pair(row, 'recon_cond')} | "
                      f"{row['psnr_blank']:.2f} / {row['ssim_blank']:.4f} | {row['psnr_last']:.2f} / "
                      f"{row['ssim_last']:.4f} |")
     if reference in records and records[reference]["rows"]:
         ref_rows = records[reference]["rows"]
-        final = max(ref_rows, key=lambda r: r["train_seconds"])
-        target, ref_minutes = final["psnr_best"], final["train_seconds"] / 60
+        ref_clock = clock_of[reference]
+        final = max(ref_rows, key=lambda r: row_minutes(r, ref_clock))
+        target, ref_minutes = final["psnr_best"], row_minutes(final, ref_clock)
         lines += ["", f"Speed-up over `{reference}`: training minutes to reach its final best-of-N PSNR "
                   f"({target:.2f} dB at {ref_minutes:.1f} min).", "", "| recipe | minutes to reach | speed-up |",
                   "|---|---|---|"]
         for name, rec in records.items():
-            found = time_to_reach(rec["rows"], target)
+            found = time_to_reach(rec["rows"], target, clock=clock_of[name])
             if found is None:
                 lines.append(f"| {name} | not reached | - |")
                 continue
@@ -224,24 +263,29 @@ def figure(records: dict[str, dict]) -> bytes:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     baselines_drawn = False
     for i, (name, rec) in enumerate(records.items()):
-        rows = sorted(rec["rows"], key=lambda r: r["train_seconds"])
+        clock = rec.get("clock", "wall")
+        rows = sorted(rec["rows"], key=lambda r: row_minutes(r, clock))
         if not rows:
             continue
         color = f"C{i}"
-        minutes = [r["train_seconds"] / 60 for r in rows]
+        minutes = [row_minutes(r, clock) for r in rows]
         for ax, m in zip(axes, ("psnr", "ssim")):
             ax.plot(minutes, [r[f"{m}_best"] for r in rows], "-o", color=color, label=f"{name}: best of N")
             ax.plot(minutes, [r[f"{m}_random"] for r in rows], "--", color=color, alpha=0.7,
                     label=f"{name}: one random sample")
+            recon = [(t, r[f"{m}_recon"]) for t, r in zip(minutes, rows) if f"{m}_recon" in r]
+            if recon:
+                ax.plot(*zip(*recon), ":x", color=color, alpha=0.9, label=f"{name}: posterior reconstruction")
             if not baselines_drawn:
                 ax.axhline(rows[0][f"{m}_blank"], color="k", ls=":", label="blank frame")
                 ax.axhline(rows[0][f"{m}_last"], color="grey", ls="-.", label="last conditioning frame")
         baselines_drawn = True
     threads = {rec["threads"] for rec in records.values()}
+    clocks = {"CPU" if rec.get("clock") == "cpu" else "wall-clock" for rec in records.values()}
     for ax, title in zip(axes, ("PSNR (dB) ↑", "SSIM ↑")):
         ax.set_xscale("log")
-        ax.set_xlabel(f"training minutes ({'/'.join(map(str, sorted(threads)))} CPU thread(s) per recipe; "
-                      f"evaluation excluded)")
+        ax.set_xlabel(f"training minutes ({'/'.join(sorted(clocks))}; {'/'.join(map(str, sorted(threads)))} "
+                      f"thread(s) per recipe; evaluation excluded)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, loc="lower right")
@@ -261,6 +305,8 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=20, help="samples per test clip (best of N)")
     parser.add_argument("--eval-precision", default="fp32", choices=("fp32", "bf16"))
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--clock", default="cpu", choices=sorted(CLOCKS),
+                        help="training clock of the snapshots: cpu (CPU time of the training process) or wall")
     parser.add_argument("--out-dir", type=Path, default=Path("docs/time-to-quality"))
     parser.add_argument("--run-root", type=Path, default=Path("runs/time-to-quality"),
                         help="run folders (checkpoints; not committed)")

@@ -35,11 +35,15 @@ BOUNDS: dict[str, tuple[Any, str]] = {
 
 
 def _opt(default: Any, help: str, choices: tuple | None = None, bound: str | None = None,
-         family: str | None = None) -> Any:
+         family: str | None = None, tunable: bool = False) -> Any:
     """A dataclass field carrying its help text, its allowed values (``choices``) or numeric range (``bound``, a
-    key of :data:`BOUNDS`), and the one model family that uses it (``family``; a model of another family refuses
-    a value other than the default), for ``--help`` and validation."""
+    key of :data:`BOUNDS`), the one model family that uses it (``family``; a model of another family refuses
+    a value other than the default), and, for model fields, whether it leaves the trained weights' meaning intact
+    (``tunable``: an objective weight, the step size or an initialisation, which a run starting from trained
+    weights may change), for ``--help`` and validation."""
     meta: dict[str, Any] = {"help": help}
+    if tunable:
+        meta["tunable"] = True
     if family is not None:
         meta["family"] = family
     if choices is not None:
@@ -81,13 +85,15 @@ class ModelConfig:
     forward_layers: int = _opt(4, "linear layers of the forward MLPs", bound="positive", family="srvp")
     activation: str = _opt("relu", "activation of the MLPs (the authors' code uses relu)", ("relu", "leaky_relu"),
                            family="srvp")
-    dt: float = _opt(1.0, "Euler step size in training; must be 1/n for an integer n")
-    residual_gain: float = _opt(1.41, "orthogonal initialisation gain of the transition f", family="srvp")
-    obs_scale: float = _opt(1.0, "standard deviation of the Gaussian observation model, sqrt(nu)", bound="positive")
-    beta_y: float = _opt(1.0, "weight of KL(q(y_1) || N(0, I))", bound="non-negative", family="srvp")
-    beta_z: float = _opt(1.0, "weight of the KL terms on z", bound="non-negative")
+    dt: float = _opt(1.0, "Euler step size in training; must be 1/n for an integer n", tunable=True)
+    residual_gain: float = _opt(1.41, "orthogonal initialisation gain of the transition f", family="srvp",
+                                tunable=True)
+    obs_scale: float = _opt(1.0, "standard deviation of the Gaussian observation model, sqrt(nu)", bound="positive",
+                            tunable=True)
+    beta_y: float = _opt(1.0, "weight of KL(q(y_1) || N(0, I))", bound="non-negative", family="srvp", tunable=True)
+    beta_z: float = _opt(1.0, "weight of the KL terms on z", bound="non-negative", tunable=True)
     residual_penalty: float = _opt(1.0, "lambda: weight of the l2 norm of the residuals",
-                                   bound="non-negative", family="srvp")
+                                   bound="non-negative", family="srvp", tunable=True)
     svg_rnn_hidden: int = _opt(256, "SVG-LP only: hidden size of its predictor, prior and posterior LSTMs",
                                bound="positive", family="svg")
     svg_predictor_layers: int = _opt(2, "SVG-LP only: layers of the predictor LSTM", bound="positive", family="svg")
@@ -98,6 +104,13 @@ class ModelConfig:
     def euler_steps(self) -> int:
         """Number of Euler steps per frame, n = 1/dt."""
         return euler_steps(self.dt)
+
+    def architecture_differences(self, other: ModelConfig) -> list[str]:
+        """``name=self's value vs other's`` for every field that defines the networks (all but the ``tunable``
+        ones: objective weights, step size, initialisation) and differs: weights trained under ``other`` mean
+        something else in this model unless the list is empty."""
+        return [f"{f.name}={getattr(self, f.name)!r} vs {getattr(other, f.name)!r}" for f in dataclasses.fields(self)
+                if not f.metadata.get("tunable") and getattr(self, f.name) != getattr(other, f.name)]
 
     @property
     def stochastic(self) -> bool:
@@ -131,7 +144,20 @@ class DataConfig:
 class TrainConfig:
     """Optimisation, precision, checkpoints and logging."""
 
-    steps: int = _opt(1_100_000, "total optimisation steps", bound="positive")
+    steps: int = _opt(1_100_000, "total optimisation steps (0: only write the initial model, e.g. after "
+                      "init_from)", bound="non-negative")
+    init_from: str = _opt("", "start from these weights (weights only; a fresh optimiser and schedule): a shipped "
+                          "model's name, a Hub-layout or authors' folder, or an srvp train checkpoint; the model "
+                          "options must match the weights'")
+    autoencoder_steps: int = _opt(0, "frame-autoencoder stage: the first N steps train the frame encoder, decoder, "
+                                  "content network and q(y_1) to redraw every frame (a sliding window of the first "
+                                  "frame's ELBO terms; srvp/training/autoencoder.py), then the full objective; "
+                                  "SRVP only", bound="non-negative")
+    short_clip_steps: int = _opt(0, "clip-length curriculum: the first N steps train on the first short_clip_len "
+                                 "frames of each clip (more clips per second), then on whole clips",
+                                 bound="non-negative")
+    short_clip_len: int = _opt(0, "clip length during the first short_clip_steps steps (at least content_frames "
+                               "and 2, at most seq_len)", bound="non-negative")
     lr_schedule: str = _opt("linear-decay", "learning rate after the warm-up: linear-decay (the paper: constant, "
                             "then linear to 0 over the last decay_steps) or cosine (from lr to 0 at the last step)",
                             LR_SCHEDULES)
@@ -243,6 +269,15 @@ class RunConfig:
                               f"test_seq_len={d.test_seq_len}")
         if d.seq_len < 2:
             raise ConfigError(f"{source}: seq_len={d.seq_len} must be at least 2")
+        if t.autoencoder_steps and m.model != "srvp":
+            raise ConfigError(f"{source}: autoencoder_steps={t.autoencoder_steps} is an SRVP recipe (it trains "
+                              f"SRVP's q(y_1) network); the {m.model} model does not have it")
+        if t.autoencoder_steps > t.steps:
+            raise ConfigError(f"{source}: autoencoder_steps={t.autoencoder_steps} exceeds steps={t.steps}")
+        if t.short_clip_steps and not max(2, m.content_frames) <= t.short_clip_len <= d.seq_len:
+            raise ConfigError(f"{source}: short_clip_len={t.short_clip_len} must be between "
+                              f"{max(2, m.content_frames)} (2 and content_frames) and seq_len={d.seq_len} when "
+                              f"short_clip_steps is set")
         if t.decay_steps > t.steps:
             raise ConfigError(f"{source}: decay_steps={t.decay_steps} exceeds steps={t.steps}")
         if t.lr_schedule == "cosine" and t.decay_steps:

@@ -54,7 +54,9 @@ def test_bench_time_to_quality_scores_snapshots_resumes_and_reports(tmp_path):
     table = (tmp_path / "out" / "time_to_quality.md").read_text()
     assert "Speed-up over `paper`" in table and "| fast |" in table
     rows = (tmp_path / "out" / "time_to_quality.csv").read_text().splitlines()
-    assert rows[0].startswith("recipe,minutes,train_seconds,step,psnr_best") and len(rows) == 5
+    assert rows[0].startswith("recipe,minutes,train_seconds,train_cpu_seconds,step,psnr_best") and len(rows) == 5
+    assert rows[0].endswith("psnr_recon,ssim_recon,psnr_recon_cond,ssim_recon_cond")
+    assert "reconstruction clip" in table and "cpu clock" in table
     assert (tmp_path / "out" / "time_to_quality.png").read_bytes()[:4] == b"\x89PNG"
     again = run("bench_time_to_quality.py", *args)  # finished recipes are not trained again
     assert "every snapshot already scored" in again

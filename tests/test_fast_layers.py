@@ -252,15 +252,17 @@ def test_inference_layers_use_the_thin_layer_and_in_place_activations_then_resto
 
 
 def test_validation_score_is_the_same_with_the_inference_layers():
-    from srvp.training.trainer import best_of_n_psnr
+    from srvp.training.trainer import validation_scores
 
     model = model_with_trained_batch_norm("dcgan", False).train()
     modules = list(model.modules())
     seqs = (torch.rand(3, 7, 1, 64, 64) * 255).to(torch.uint8).numpy()
     kw = dict(cond_frames=4, n_samples=3, device=torch.device("cpu"), batch_size=2, seed=1)
-    fast = best_of_n_psnr(model, seqs, inference_layout=True, **kw)
-    plain = best_of_n_psnr(model, seqs, inference_layout=False, **kw)
-    assert fast == pytest.approx(plain, abs=1e-4)
+    fast = validation_scores(model, seqs, inference_layout=True, **kw)
+    plain = validation_scores(model, seqs, inference_layout=False, **kw)
+    assert fast.keys() == plain.keys() and len(fast) == 3
+    for key in fast:
+        assert fast[key] == pytest.approx(plain[key], abs=1e-4)
     assert model.training and list(model.modules()) == modules
 
 

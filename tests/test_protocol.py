@@ -235,9 +235,13 @@ def test_report_files(tmp_path):
     md = paths["markdown"].read_text()
     assert "model dt=1/2 (best of 3)" in md and "| blank |" in md and "Test ELBO" in md
     rows = paths["per_sequence"].read_text().strip().splitlines()
-    assert len(rows) == 1 + 4 * 4 * 2 + 4  # header, sequences x settings x metrics, ELBO rows
+    # header, sequences x settings x metrics, sequences x reconstruction parts x metrics, ELBO rows
+    assert len(rows) == 1 + 4 * 4 * 2 + 4 * 2 * 2 + 4
+    assert "posterior reconstruction, whole clip" in md and "posterior reconstruction, conditioning frames" in md
     steps = paths["per_step"].read_text().strip().splitlines()
-    assert len(steps) == 1 + 4 * 2 * HORIZON and steps[1].startswith("model dt=1,psnr,4,")
+    # every setting, then the reconstruction over the predicted frames
+    assert len(steps) == 1 + 5 * 2 * HORIZON and steps[1].startswith("model dt=1,psnr,4,")
+    assert steps[-1].startswith(f"reconstruction,ssim,{COND + HORIZON},")
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -331,3 +335,39 @@ def test_cli_evaluate(tmp_path, monkeypatch, capsys):
     assert "LPIPS not computed" in (tmp_path / "c" / "results.md").read_text()
     assert main([*common, "--horizon", "9", "--out", str(tmp_path / "d")]) == 2
     assert "fewer than 3 conditioning + 9 predicted" in capsys.readouterr().err
+
+
+def test_posterior_reconstruction_scores_equal_a_hand_computation():
+    """The reconstruction rows: every state from the posterior at its mean, written out step by step from the
+    networks (not through ``SRVP.reconstruct``), then PSNR = 10 log10(1 / MSE) per frame and SSIM by scikit-image;
+    content from the last k conditioning frames in both parts."""
+    model = tiny_model(seed=3).double()
+    seq = tiny_sequences(n=2, seed=4)
+    result = evaluate_model(model.float(), seq, COND, EvalSettings(n_samples=2, elbo=False, inference_layout=False),
+                            progress=False)
+    model = model.double()
+    k = model.config.content_frames
+    for part, n_frames in (("clip", COND + HORIZON), ("conditioning", COND)):
+        for i in range(len(seq)):
+            x = torch.from_numpy(seq[i, :n_frames]).double().div(255)  # (T, C, H, W)
+            with torch.no_grad():
+                h = model.frame_encoder(x)[0]  # (T, frame_dim)
+                w = model.content_out(model.content_proj(h[COND - k:COND]).sum(0))
+                y = model.posterior_y1(h[:k].reshape(-1))[: model.config.state_dim]  # the mean of q(y_1)
+                lstm_out, _ = model.posterior_z_lstm(h.unsqueeze(0))
+                states = [y]
+                for t in range(1, n_frames):
+                    z = model.posterior_z(lstm_out[0, t])[: model.config.noise_dim]
+                    y = y + model.transition(torch.cat([y, z]))
+                    states.append(y)
+                frames = model.frame_decoder(torch.cat([w.expand(n_frames, -1), torch.stack(states)], 1), None)
+            frames = frames.clamp(0, 1)
+            mse = (frames - x).pow(2).mean(dim=(1, 2, 3))
+            expected_psnr = (10 * torch.log10(1 / mse)).numpy()
+            expected_ssim = [structural_similarity(x[t, 0].numpy(), frames[t, 0].numpy(), data_range=1.0,
+                                                   gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+                             for t in range(n_frames)]
+            np.testing.assert_allclose(result.reconstruction[part]["psnr"][i], expected_psnr, rtol=1e-4)
+            np.testing.assert_allclose(result.reconstruction[part]["ssim"][i], expected_ssim, atol=1e-4)
+    summary = result.summary()["reconstruction"]
+    assert summary["clip"]["psnr"]["mean"] == pytest.approx(result.reconstruction["clip"]["psnr"].mean())

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from srvp.config import PRESETS, RunConfig, add_config_arguments, apply_overrides, preset, read_config_json
+from srvp.pretrained import init_weights, load_pretrained
+from srvp.training.checkpoint import CheckpointManager
 from srvp.training.trainer import train
 
 NAME = "train"
@@ -17,6 +19,10 @@ DESCRIPTION = (
     "Train a model. The configuration is built from --preset (the paper's hyperparameters per dataset), then "
     "--config (a JSON file as written next to every checkpoint), then the options below, in that order. "
     "With --resume, the run in --out-dir continues exactly where it stopped (same batches, same random draws). "
+    "With --init-from NAME|FOLDER|CHECKPOINT the model starts from trained weights (a shipped model, a Hub-layout "
+    "or authors' folder, an srvp train checkpoint) with a fresh optimiser and schedule: without --preset or "
+    "--config the source's own configuration is the base (fine-tune it on your data with --dataset videos "
+    "--data-dir ...); the model options must match the weights. "
     "Multi-process training: --nproc-per-node N, or launch this command with torchrun."
 )
 
@@ -35,11 +41,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace) -> RunConfig:
     """preset -> keys present in the config file -> command-line options. With --resume and neither a preset nor a
-    file, the saved config of the run is the base."""
+    file, the saved config of the run is the base; with --init-from and neither, the source's configuration (its
+    run folder and starting weights reset)."""
     out_dir = Path(getattr(args, "cfg__train__out_dir", None) or RunConfig().train.out_dir)
+    init_from = getattr(args, "cfg__train__init_from", None)
     if args.preset or args.config is None:
         if not args.preset and args.resume and (out_dir / "config.json").exists():
             base = RunConfig.from_json(out_dir / "config.json").to_dict()
+        elif not args.preset and init_from:
+            base = load_pretrained(init_from).config.to_dict()
+            base["train"]["out_dir"] = RunConfig().train.out_dir
         else:
             base = preset(args.preset or "smmnist").to_dict()
     else:
@@ -80,7 +91,11 @@ def run(args: argparse.Namespace) -> int:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc_per_node}",
                "-m", "srvp.cli.main", *argv]
         return subprocess.call(cmd)
-    out = train(cfg, resume=args.resume, progress=not args.no_progress)
+    weights = None
+    restarting = args.resume and CheckpointManager(Path(cfg.train.out_dir) / "checkpoints").latest_good() is not None
+    if cfg.train.init_from and not restarting:  # a resumed run's weights come from its checkpoint
+        weights = init_weights(cfg.train.init_from, cfg.model)
+    out = train(cfg, resume=args.resume, progress=not args.no_progress, init_weights=weights)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"run directory: {out} (best model: {out / 'best.pt'}, config: {out / 'config.json'})")
     return 0

@@ -7,6 +7,12 @@ predicted frames. Per sample each metric is averaged over frames; the best sampl
 samples) are kept too, with the per-frame scores of the best. Two trivial predictions are scored the same way: the
 last conditioning frame repeated and a blank (zero) frame. Only scores are kept, never all the futures.
 
+Beside the prediction, the model's posterior reconstruction (``model.reconstruct``: every latent variable inferred
+from the frames themselves, at its mean) is scored frame by frame on the whole test clip (content from the
+conditioning frames, as for the prediction) and on the conditioning frames alone: a prediction can only be as good
+as the frames the model can redraw, so the gap between the two rows is what the dynamics lose, and the gap between
+the reconstruction and a perfect score is what the frame autoencoder loses.
+
 Several test step sizes ``dts`` can be evaluated in one run (the paper's tables 5-7): the conditioning frames are
 inferred with the training step ``cond_dt`` (the model's ``config.dt``) and the future generated with ``dt``, as in
 the authors' evaluation. FVD compares, at the level of the whole set, I3D embeddings of conditioning + first sample
@@ -83,6 +89,8 @@ class EvalSettings:
     """Also compute the test-set ELBO (models with ``loss``; at the training step size)."""
     fvd_batch_size: int = 8
     """Videos per I3D forward pass for FVD."""
+    reconstruction: bool = True
+    """Also score the posterior reconstruction of every test clip and of its conditioning frames."""
     inference_layout: bool = True
     """Sample inside :func:`srvp.models.inference.inference_layers` with channels-last weights (batch norm folded,
     the thin output layer as a product, in-place activations: the same function up to rounding, faster); the model
@@ -139,6 +147,9 @@ class EvalResult:
     elbo: np.ndarray | None  # (N,) per-sequence ELBO, or None
     skipped: dict[str, str] = field(default_factory=dict)  # metric -> why it was not computed
     meta: dict[str, Any] = field(default_factory=dict)  # free-form (checkpoint, dataset, ...)
+    # posterior reconstruction: part ("clip": all cond + horizon frames, "conditioning": the conditioning frames
+    # from themselves) -> metric -> per-frame scores (N, frames of the part); None when not computed
+    reconstruction: dict[str, dict[str, np.ndarray]] | None = None
 
     @property
     def frame_metrics(self) -> tuple[str, ...]:
@@ -165,10 +176,15 @@ class EvalResult:
         if self.elbo is not None:
             mean, ci = confidence_interval(self.elbo)
             elbo = {"mean": float(mean), "ci95": float(ci), "dt": dt_label(self.train_dt)}
+        reconstruction = None
+        if self.reconstruction is not None:
+            reconstruction = {part: {m: agg(v) for m, v in scores.items()}
+                              for part, scores in self.reconstruction.items()}
         return {"n_sequences": int(len(self.indices)), "n_samples": self.n_samples, "cond_frames": self.cond_frames,
                 "horizon": self.horizon, "batch_size": self.batch_size, "seed": self.seed,
                 "precision": self.precision, "train_dt": dt_label(self.train_dt), "metrics": list(self.metrics),
-                "skipped": dict(self.skipped), "settings": settings, "elbo": elbo, "meta": dict(self.meta)}
+                "skipped": dict(self.skipped), "settings": settings, "elbo": elbo, "reconstruction": reconstruction,
+                "meta": dict(self.meta)}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -295,6 +311,15 @@ def _evaluate_sequence(model: VideoPredictor, clip: torch.Tensor, index: int, se
             videos[name] = _to_uint8(torch.cat([x_cond[0], pred]))
     if keep_video:
         videos["ground truth"] = _to_uint8(x[0])
+    if settings.reconstruction:
+        record["reconstruction"] = {}
+        for part, clip in (("clip", x), ("conditioning", x_cond)):
+            with autocast_context(device, precision):
+                frames = model.reconstruct(clip, cond_frames)
+            part_scorer = _Scorer(scorer.metrics, scorer.lpips)
+            part_scorer.set_target(clip[0])
+            record["reconstruction"][part] = {m: v[0].double().numpy() for m, v in
+                                              part_scorer(frames.float().clamp_(0, 1)).items()}
     if settings.elbo:
         torch.manual_seed(_seed_for(seed, index, _ELBO_CHUNK))
         out = model(x)
@@ -429,9 +454,13 @@ def _assemble(records: list[dict[str, Any]], embeddings: dict[str, np.ndarray], 
             s.fvd = frechet_distance_of_features(embeddings[key], embeddings["ground truth"])
         settings.append(s)
     elbo = np.array([r["elbo"] for r in records]) if records and "elbo" in records[0] else None
+    reconstruction = None
+    if records and "reconstruction" in records[0]:
+        reconstruction = {part: {m: np.stack([r["reconstruction"][part][m] for r in records]) for m in frame_metrics}
+                          for part in records[0]["reconstruction"]}
     return EvalResult(metrics=metrics, cond_frames=cond_frames, horizon=resolved.horizon,
                       n_samples=resolved.n_samples, batch_size=resolved.batch_size, seed=resolved.seed,
                       precision=resolved.precision, train_dt=train_dt,
                       indices=np.array([r["index"] for r in records]), settings=settings, elbo=elbo,
-                      skipped=skipped, meta=meta)
+                      skipped=skipped, meta=meta, reconstruction=reconstruction)
 

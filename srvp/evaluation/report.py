@@ -25,6 +25,9 @@ from srvp.evaluation.protocol import RANDOM_KEPT, EvalResult, SettingScores, dt_
 from srvp.files import atomic_write_bytes, atomic_write_text
 
 METRIC_TITLES = {"psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓", "fvd": "FVD ↓"}
+#: rows of the posterior reconstruction (``EvalResult.reconstruction``) in the tables and plots
+RECONSTRUCTION_LABELS = {"clip": "posterior reconstruction, whole clip (every frame seen)",
+                         "conditioning": "posterior reconstruction, conditioning frames only"}
 DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4}
 
 
@@ -53,6 +56,9 @@ def markdown_table(result: EvalResult) -> str:
                     a = entry["metrics"][m][kind]
                     cells.append(interval_text(a["mean"], a["ci95"], m))
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for part, scores in (summary.get("reconstruction") or {}).items():
+        cells = [interval_text(scores[m]["mean"], scores[m]["ci95"], m) if m in scores else "" for m in metrics]
+        lines.append(f"| {RECONSTRUCTION_LABELS.get(part, part)} | " + " | ".join(cells) + " |")
     videos = summary["meta"].get("test_videos")
     source = f" (distinct windows of {videos} video{'s' if videos != 1 else ''})" if videos else ""
     out = [f"# Evaluation: {summary['n_sequences']} sequences{source}, {result.cond_frames} conditioning -> "
@@ -81,6 +87,11 @@ def _per_sequence_csv(result: EvalResult) -> str:
                 rand = [f"{v:.6g}" for v in s.random[m][row]] + [""] * (RANDOM_KEPT - s.random[m].shape[1])
                 w.writerow([int(idx), s.label, m, f"{s.best[m][row]:.6g}", f"{s.worst[m][row]:.6g}",
                             int(s.best_index[m][row]), *rand])
+    for part, scores in (result.reconstruction or {}).items():
+        for m, values in scores.items():
+            for row, idx in enumerate(result.indices):
+                w.writerow([int(idx), f"reconstruction ({part})", m, f"{values[row].mean():.6g}", "", "",
+                            *[""] * RANDOM_KEPT])
     if result.elbo is not None:
         for idx, value in zip(result.indices, result.elbo):
             w.writerow([int(idx), "model", "elbo", f"{value:.6g}", "", "", *[""] * RANDOM_KEPT])
@@ -99,9 +110,16 @@ class Curve:
 
 def result_curves(result: EvalResult, legend: bool = False) -> list[Curve]:
     """The curves of every setting of ``result`` (the model at each test ``dt``, then the baselines), labelled by
-    setting (``legend=False``, the CSV's names) or with the plot's legend (:func:`curve_label`)."""
-    return [Curve(curve_label(s, result.n_samples) if legend else s.label,
-                  {m: s.best_curves[m] for m in result.frame_metrics}, s.dt is None) for s in result.settings]
+    setting (``legend=False``, the CSV's names) or with the plot's legend (:func:`curve_label`), then the posterior
+    reconstruction of the whole clip over the predicted frames (when computed)."""
+    curves = [Curve(curve_label(s, result.n_samples) if legend else s.label,
+                    {m: s.best_curves[m] for m in result.frame_metrics}, s.dt is None) for s in result.settings]
+    clip = (result.reconstruction or {}).get("clip")
+    if clip:
+        predicted = slice(result.cond_frames, result.cond_frames + result.horizon)
+        curves.append(Curve(RECONSTRUCTION_LABELS["clip"] if legend else "reconstruction",
+                            {m: v[:, predicted] for m, v in clip.items()}))
+    return curves
 
 
 def per_step_rows(curves: list[Curve], cond_frames: int) -> list[tuple[str, str, int, float, float]]:
@@ -197,6 +215,9 @@ def write_scores(result: EvalResult, path: str | Path) -> Path:
                 arrays[f"{i}/{kind}/{m}"] = np.asarray(values)
     if result.elbo is not None:
         arrays["elbo"] = np.asarray(result.elbo)
+    for part, scores in (result.reconstruction or {}).items():
+        for m, values in scores.items():
+            arrays[f"reconstruction/{part}/{m}"] = np.asarray(values)
     header = {"format": SCORES_FORMAT, "metrics": list(result.metrics), "cond_frames": result.cond_frames,
               "horizon": result.horizon, "n_samples": result.n_samples, "batch_size": result.batch_size,
               "seed": result.seed, "precision": result.precision, "train_dt": result.train_dt,
@@ -217,6 +238,10 @@ def read_scores(path: str | Path) -> EvalResult:
         header = json.loads(str(arrays.pop("header")))
         if header.get("format") != SCORES_FORMAT:
             raise ValueError(f"format {header.get('format')!r}")
+        reconstruction: dict[str, dict[str, np.ndarray]] = {}
+        for key in [k for k in arrays if k.startswith("reconstruction/")]:
+            _, part, m = key.split("/")
+            reconstruction.setdefault(part, {})[m] = arrays.pop(key)
         settings = []
         for i, entry in enumerate(header["settings"]):
             s = SettingScores(name=entry["name"], dt=entry["dt"], fvd=entry["fvd"])
@@ -229,7 +254,8 @@ def read_scores(path: str | Path) -> EvalResult:
                           horizon=header["horizon"], n_samples=header["n_samples"],
                           batch_size=header["batch_size"], seed=header["seed"], precision=header["precision"],
                           train_dt=header["train_dt"], indices=arrays["indices"], settings=settings,
-                          elbo=arrays.get("elbo"), skipped=header["skipped"], meta=header["meta"])
+                          elbo=arrays.get("elbo"), skipped=header["skipped"], meta=header["meta"],
+                          reconstruction=reconstruction or None)
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: not a readable evaluation scores file ({e})") from None
 

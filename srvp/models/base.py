@@ -47,6 +47,12 @@ class VideoPredictor(nn.Module, ABC):
         (``dt``: generation step, ``cond_dt``: step of the conditioning frames' states, both default the training
         step; see the models for ``keep_intermediate`` and ``include_conditioning``)."""
 
+    @abstractmethod
+    def reconstruct(self, x: torch.Tensor, n_cond: int | None = None) -> torch.Tensor:
+        """Posterior reconstruction of a clip ``(B, T, C, H, W)`` -> ``(B, T, C, H, W)`` in [0, 1]: every latent
+        variable inferred from the clip itself (means, no draws), content from its first ``n_cond`` frames (default
+        all) as at test time. It separates what the frame autoencoder can draw from what the dynamics predict."""
+
     @property
     def supports_dt(self) -> bool:
         """Whether generation accepts step sizes ``dt < 1`` (an Euler-step transition); False unless a model says

@@ -271,6 +271,25 @@ class SRVP(VideoPredictor):
         return {"total": total, "nll": nll, "kl_y": kl_y, "kl_z": kl_z, "residual": residual,
                 "elbo": -(nll + kl_y + kl_z)}
 
+    def reconstruct(self, x: torch.Tensor, n_cond: int | None = None) -> torch.Tensor:
+        """Posterior reconstruction of a clip ``(B, T, C, H, W)`` -> ``(B, T, C, H, W)`` in [0, 1]: every state from
+        q (``y_1`` from the first k frames, each ``z_t`` from the filter over ``x_1:t``) at the mean of its Gaussian,
+        content and skips from the first ``n_cond`` frames (default all) chosen as at test time. With ``n_cond``
+        the conditioning frames, it differs from a prediction only in where ``z`` comes from (the posterior of the
+        frames it must draw instead of the prior): the best a perfect dynamics model could do with this frame
+        autoencoder. Call in evaluation mode (batch-norm running statistics)."""
+        T = x.shape[1]
+        n_cond = T if n_cond is None else n_cond
+        if not self.config.content_frames <= n_cond <= T:
+            raise ValueError(f"reconstruct: n_cond={n_cond} must be between k={self.config.content_frames} and "
+                             f"the clip's {T} frames")
+        hx, skips = self.encode(x)
+        w = self.infer_content(hx[:, :n_cond], random_frames=False)
+        skips = self.select_skips(None if skips is None else [s[:, :n_cond] for s in skips], random_frame=False)
+        y1 = gaussian.sample(self.infer_y1(hx), use_mean=True)
+        roll = self.rollout(y1, T, self.config.dt, self.infer_z(hx), use_mean=True)
+        return self.decode(roll.y, w, skips)
+
     # ------------------------------------------------------------------------------------------------------------
     # Generation
     # ------------------------------------------------------------------------------------------------------------

@@ -188,20 +188,26 @@ class SVGLP(VideoPredictor):
         """Teacher-forced pass over a clip ``(B, T, C, H, W)``: predictions of ``x_2..x_T`` from the ground-truth
         previous frames and posterior draws of ``z``."""
         check_unit_dt(dt)
-        B, T = x.shape[:2]
-        if T < 2:
-            raise ValueError(f"SVG-LP needs clips of at least 2 frames, got {T}")
+        if x.shape[1] < 2:
+            raise ValueError(f"SVG-LP needs clips of at least 2 frames, got {x.shape[1]}")
         hx, skips = self.encode(x)
         post, _ = self.posterior(hx[:, 1:])
         prior, _ = self.prior(hx[:, :-1])
         z = sample_logvar(post)
+        frames = self.teacher_forced_frames(x, hx, skips, z)
+        return SVGForwardOutput(frames=frames, z=z, posterior_z_params=post, prior_z_params=prior)
+
+    def teacher_forced_frames(self, x: torch.Tensor, hx: torch.Tensor, skips: list[torch.Tensor] | None,
+                              z: torch.Tensor) -> torch.Tensor:
+        """``x_1`` then the predictions of ``x_2..x_T`` ``(B, T, C, H, W)`` from the encodings ``hx`` ``(B, T,
+        frame_dim)`` of the ground-truth previous frames and ``z`` ``(B, T-1, nz)``."""
+        B, T = x.shape[:2]
         g, _ = self.predictor(torch.cat([hx[:, :-1], z], dim=-1))
         if skips is not None:
             idx = self.training_skip_frames(T).to(x.device)
             skips = [s[:, idx].reshape(B * (T - 1), *s.shape[2:]) for s in skips]
         pred = self.decode(g.reshape(B * (T - 1), -1), skips).reshape(B, T - 1, *x.shape[2:])
-        frames = torch.cat([x[:, :1].to(pred.dtype), pred], dim=1)
-        return SVGForwardOutput(frames=frames, z=z, posterior_z_params=post, prior_z_params=prior)
+        return torch.cat([x[:, :1].to(pred.dtype), pred], dim=1)
 
     def loss(self, x: torch.Tensor, out: SVGForwardOutput, kl_scale: float = 1.0) -> dict[str, torch.Tensor]:
         """SVG's objective ``total = mse + beta_z * kl_z`` (``mse``: per-frame mean squared error summed over the
@@ -221,6 +227,17 @@ class SVGLP(VideoPredictor):
         nll = gaussian.gaussian_nll(pred, target, self.config.obs_scale).sum() / B
         total = mse + kl_scale * self.config.beta_z * kl_z
         return {"total": total, "mse": mse, "kl_z": kl_z, "nll": nll, "elbo": -(nll + kl_z)}
+
+    def reconstruct(self, x: torch.Tensor, n_cond: int | None = None) -> torch.Tensor:
+        """Posterior reconstruction ``(B, T, C, H, W)``: the teacher-forced pass of :meth:`forward` with the mean of
+        every posterior ``z_t``; frame 1 is ``x_1`` itself (SVG-LP never draws it). ``n_cond`` is accepted for the
+        common interface; the skips follow :meth:`training_skip_frames` (the last frame seen, at most frame
+        ``n_past``)."""
+        if x.shape[1] < 2:  # only x_1, which SVG-LP takes as given
+            return x.clone()
+        hx, skips = self.encode(x)
+        post, _ = self.posterior(hx[:, 1:])
+        return self.teacher_forced_frames(x, hx, skips, sample_logvar(post, use_mean=True))
 
     # ------------------------------------------------------------------------------------------------------------
     # Generation

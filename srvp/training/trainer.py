@@ -17,7 +17,13 @@ Design points:
   clipping, KL annealing (``kl_warmup_steps``) and an exponential moving average of the weights (``ema_decay``),
   which validation uses and which ``best.pt`` / ``last.pt`` hold as their model.
 - ``train_seconds``, the wall-clock time spent training (validation, sample logging and step callbacks excluded),
-  is saved with every checkpoint and survives ``--resume``: the clock of the time-to-quality benchmark.
+  and ``train_cpu_seconds``, the CPU time this process spent on the same steps (all its threads; data-loader worker
+  processes excluded), are saved with every checkpoint and survive ``--resume``: the clocks of the time-to-quality
+  benchmark (CPU time does not count the time another process held the cores).
+- Staged recipes: the first ``autoencoder_steps`` steps optimise the frame-autoencoder objective
+  (:mod:`srvp.training.autoencoder`), the others the paper's; the first ``short_clip_steps`` steps see only the
+  first ``short_clip_len`` frames of their clips (a clip-length curriculum); ``init_weights`` (what ``init_from`` names, read by
+  :func:`srvp.pretrained.init_weights`) start the model from trained weights with a fresh optimiser and schedule.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from srvp.runtime import (
     training_bytes,
     tune_glibc_malloc,
 )
+from srvp.training.autoencoder import FrameAutoencoder
 from srvp.training.checkpoint import CheckpointManager, atomic_torch_save, config_of, make_checkpoint
 
 
@@ -123,15 +130,22 @@ def frames_channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
 
 
-def best_of_n_psnr(model: torch.nn.Module, sequences: np.ndarray, cond_frames: int, n_samples: int,
-                   device: torch.device, batch_size: int = 16, precision: str = "fp32", seed: int = 0,
-                   inference_layout: bool = True) -> float:
-    """Validation score: mean over sequences of the best, over ``n_samples`` futures, PSNR averaged over the
-    predicted frames (the authors' model-selection criterion). With ``inference_layout`` the futures are drawn
-    inside :func:`srvp.models.inference.inference_layers` (same function, faster; not for compiled networks,
-    which would recompile for the swapped layers)."""
+def validation_scores(model: torch.nn.Module, sequences: np.ndarray, cond_frames: int, n_samples: int,
+                      device: torch.device, batch_size: int = 16, precision: str = "fp32", seed: int = 0,
+                      inference_layout: bool = True) -> dict[str, float]:
+    """Validation scores, each a mean over sequences of PSNR averaged over frames:
+
+    - ``best_of_n_psnr``: the best of ``n_samples`` futures on the predicted frames (the authors' model-selection
+      criterion);
+    - ``reconstruction_psnr``: the posterior reconstruction of the whole clip (:meth:`reconstruct` with the
+      conditioning frames' content), all frames: what the frame autoencoder can draw when the states are known;
+    - ``conditioning_reconstruction_psnr``: the reconstruction of the conditioning frames from themselves.
+
+    With ``inference_layout`` the model runs inside :func:`srvp.models.inference.inference_layers` (same function,
+    faster; not for compiled networks, which would recompile for the swapped layers)."""
     model.eval()
-    scores = []
+    scores: dict[str, list[torch.Tensor]] = {"best_of_n_psnr": [], "reconstruction_psnr": [],
+                                             "conditioning_reconstruction_psnr": []}
     generator_state = torch.get_rng_state()
     torch.manual_seed(seed)
     layout = inference_layers(model) if inference_layout else contextlib.nullcontext()
@@ -143,20 +157,28 @@ def best_of_n_psnr(model: torch.nn.Module, sequences: np.ndarray, cond_frames: i
                 futures = model.sample_futures(cond, x.shape[1] - cond_frames, n_samples).float().clamp(0, 1)
                 target = x[:, cond_frames:].unsqueeze(1).expand_as(futures)
                 per_sample = psnr(futures, target).mean(dim=-1)  # (B, S)
-                scores.append(per_sample.max(dim=1).values.cpu())
+                scores["best_of_n_psnr"].append(per_sample.max(dim=1).values.cpu())
+                for key, clip in (("reconstruction_psnr", x), ("conditioning_reconstruction_psnr",
+                                                               x[:, :cond_frames])):
+                    frames = model.reconstruct(clip, cond_frames).float().clamp(0, 1)
+                    scores[key].append(psnr(frames, clip).mean(dim=-1).cpu())
     finally:
         torch.set_rng_state(generator_state)
         model.train()
-    return float(torch.cat(scores).mean())
+    return {key: float(torch.cat(values).mean()) for key, values in scores.items()}
 
 
 class Trainer:
     """Trains the model of a :class:`RunConfig`; see the module docstring. ``Trainer(cfg).fit()``."""
 
     def __init__(self, cfg: RunConfig, resume: bool = False, progress: bool = True,
-                 callbacks: list[Callable[[Trainer], None]] | None = None):
+                 callbacks: list[Callable[[Trainer], None]] | None = None,
+                 init_weights: dict[str, torch.Tensor] | None = None):
         """``callbacks`` are called on rank 0 after every optimisation step with the trainer (its ``step``,
-        ``train_seconds``, :meth:`eval_model`); their time is not counted in ``train_seconds``."""
+        ``train_seconds``, :meth:`eval_model`); their time is not counted in ``train_seconds``. ``init_weights``: the
+        model's state dict to start from (required when ``cfg.train.init_from`` is set, unless ``resume`` finds a
+        checkpoint, whose weights win)."""
+        self.init_weights = init_weights
         self.cfg = cfg
         self.resume = resume
         self.progress = progress
@@ -165,6 +187,7 @@ class Trainer:
         self.rank, self.world, self.local_rank = 0, 1, 0
         self._stop_signal: int | None = None
         self.train_seconds = 0.0
+        self.train_cpu_seconds = 0.0
         self.ema: torch.optim.swa_utils.AveragedModel | None = None
 
     # -- setup ------------------------------------------------------------------------------------------------------
@@ -173,6 +196,8 @@ class Trainer:
         cfg = self.cfg
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg.model).to(self.device)
+        if self.init_weights is not None:
+            load_state_checked(self.model, self.init_weights, cfg.train.init_from or "init_weights")
         if self.device.type == "cpu":  # the CPU speed layers: the same function, faster (models/cpu_layers.py)
             use_cpu_layers(self.model)
         # refuse a batch that cannot fit before the first step allocates it (one line saying what to lower)
@@ -195,9 +220,14 @@ class Trainer:
         # fp16 (GPUs) scales the loss; for bf16/fp32 the disabled scaler passes everything through unchanged
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
         self.forward_model: torch.nn.Module = self.model
+        # the frame-autoencoder stage's objective (a module over the same parameters, so that DDP can wrap it)
+        self.autoencoder: torch.nn.Module | None = FrameAutoencoder(self.model) if t.autoencoder_steps else None
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            if self.autoencoder is not None:  # the dynamics get no gradient during the stage
+                self.autoencoder = torch.nn.parallel.DistributedDataParallel(
+                    self.autoencoder, device_ids=ids, find_unused_parameters=True)
         if cfg.train.compile:
             # In place (Module.compile): replacing the submodules by torch.compile's wrappers would prefix every
             # state-dict key with '_orig_mod.' and the checkpoints would no longer load into a plain model.
@@ -211,7 +241,8 @@ class Trainer:
             # process: with one seed for all, every process drew the same noise and content frames for its clips.
             torch.manual_seed(cfg.train.seed + 1_000_003 * self.rank)
 
-    def _restore(self) -> None:
+    def _restore(self) -> bool:
+        """The run's state from its latest good checkpoint; False when there is none yet (a fresh start)."""
         if self.rank == 0:  # what writes killed in the middle left behind
             for directory in (self.out_dir, self.checkpoints.directory):
                 remove_stale_temporaries(directory)
@@ -222,7 +253,7 @@ class Trainer:
                 # the beginning, so that a job script can always pass --resume
                 if self.rank == 0:
                     print(f"{self.out_dir}: no checkpoint yet; starting the run from step 0")
-                return
+                return False
             raise SrvpError(f"{self.out_dir}: --resume given but no usable checkpoint in "
                             f"{self.out_dir / 'checkpoints'}")
         state, path = found
@@ -245,6 +276,7 @@ class Trainer:
         self.step = int(state["step"])
         self.best_val = state.get("extra", {}).get("best_val")
         self.train_seconds = float(state.get("extra", {}).get("train_seconds", 0.0))
+        self.train_cpu_seconds = float(state.get("extra", {}).get("train_cpu_seconds", 0.0))
         if self.ema is not None:
             if "ema" not in state.get("extra", {}):
                 raise SrvpError(f"{path}: the checkpoint has no weight average; resume with the run's ema_decay "
@@ -254,6 +286,7 @@ class Trainer:
             self.scaler.load_state_dict(state["extra"]["grad_scaler"])
         if self.rank == 0:
             print(f"resumed from {path} at step {self.step}")
+        return True
 
     def _save(self) -> Path | None:
         per_rank = None
@@ -265,7 +298,7 @@ class Trainer:
             dist.all_gather_object(per_rank, mine)
         if self.rank != 0:
             return None
-        extra: dict[str, Any] = {"best_val": self.best_val, "train_seconds": self.train_seconds}
+        extra: dict[str, Any] = {"best_val": self.best_val, **self.clocks()}
         if self.ema is not None:
             extra["ema"] = self.ema.state_dict()
         if self.scaler.is_enabled():  # fp16: without its scale a resumed run re-calibrates (skipped steps)
@@ -274,9 +307,13 @@ class Trainer:
         if per_rank is not None:
             state["rng"]["per_rank"] = per_rank
         path = self.checkpoints.save(state)
-        atomic_torch_save(make_checkpoint(self.eval_model(), self.cfg, self.step,
-                                          extra={"train_seconds": self.train_seconds}), self.out_dir / "last.pt")
+        atomic_torch_save(make_checkpoint(self.eval_model(), self.cfg, self.step, extra=self.clocks()),
+                          self.out_dir / "last.pt")
         return path
+
+    def clocks(self) -> dict[str, float]:
+        """The training clocks, as saved with every checkpoint: wall-clock and CPU seconds spent training."""
+        return {"train_seconds": self.train_seconds, "train_cpu_seconds": self.train_cpu_seconds}
 
     def eval_model(self) -> torch.nn.Module:
         """The model to evaluate and ship: the weight average with ``ema_decay``, else the trained model."""
@@ -291,11 +328,13 @@ class Trainer:
         self.device = resolve_device(self.cfg.train.device, self.local_rank)
         self.rank, self.world = init_distributed(self.device)
         self._build()
-        if self.resume:
-            self._restore()
-        elif self.rank == 0 and self.checkpoints.latest_good() is not None:
+        restored = self._restore() if self.resume else False
+        if not self.resume and self.rank == 0 and self.checkpoints.latest_good() is not None:
             raise SrvpError(f"{self.out_dir}: holds checkpoints of an earlier run; pass --resume to continue it or "
                             f"choose another --out-dir")
+        if self.cfg.train.init_from and self.init_weights is None and not restored:
+            raise SrvpError(f"train.init_from={self.cfg.train.init_from!r}: its weights were not given; read them "
+                            f"with srvp.pretrained.init_weights(source, cfg.model) (srvp train --init-from does)")
         if self.rank == 0:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out_dir / "config.json", _json(self.cfg.to_dict()))
@@ -310,9 +349,14 @@ class Trainer:
         cfg = self.cfg.train
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        with autocast_context(self.device, cfg.precision):
-            out = self.forward_model(x)
-        losses = self.model.loss(x, out, kl_factor(self.step, cfg.kl_warmup_steps))
+        kl_scale = kl_factor(self.step, cfg.kl_warmup_steps)
+        if self.step < cfg.autoencoder_steps:  # the frame-autoencoder stage
+            with autocast_context(self.device, cfg.precision):
+                losses = self.autoencoder(x, kl_scale=kl_scale)
+        else:
+            with autocast_context(self.device, cfg.precision):
+                out = self.forward_model(x)
+            losses = self.model.loss(x, out, kl_scale)
         # One device-to-host transfer for all the terms (a check and a float() per term would each wait for the
         # device); the values are those of the forward pass, returned below when the step succeeds.
         values = torch.stack([v.detach().float() for v in losses.values()]).cpu()
@@ -391,9 +435,11 @@ class Trainer:
                    dynamic_ncols=True, desc="train")
         failures = 0
         t_last, step_last = time.perf_counter(), self.step
-        clock = time.perf_counter()  # start of the training time not yet added to train_seconds
+        clock, cpu_clock = time.perf_counter(), time.process_time()  # start of the training time not yet counted
         try:
             for batch in loader:
+                if self.step < cfg.train.short_clip_steps:  # clip-length curriculum: the clips' first frames
+                    batch = batch[:, : cfg.train.short_clip_len]
                 x = to_float(batch).to(self.device, non_blocking=True)
                 if cfg.train.channels_last:
                     x = frames_channels_last(x)
@@ -417,6 +463,7 @@ class Trainer:
                 self.step += 1
                 bar.update(1)
                 self.train_seconds += time.perf_counter() - clock
+                self.train_cpu_seconds += time.process_time() - cpu_clock
                 if self.rank == 0 and not skipped:
                     if self.step % cfg.train.log_interval == 0 or self.step == cfg.train.steps:
                         now = time.perf_counter()
@@ -436,7 +483,8 @@ class Trainer:
                         self._log_samples(x, writer)
                     for callback in self.callbacks:
                         callback(self)
-                clock = time.perf_counter()  # validation, samples and callbacks are not training time
+                # validation, samples and callbacks are not training time
+                clock, cpu_clock = time.perf_counter(), time.process_time()
                 if (not skipped and self.step % cfg.train.checkpoint_interval == 0) or self.step == cfg.train.steps:
                     self._save()
                 if self._should_stop():
@@ -456,8 +504,8 @@ class Trainer:
                 writer.close()
         if self.rank == 0 and self.best_val is None and self._stop_signal is None:
             # No validation ran: the final model is the best one we know of.
-            atomic_torch_save(make_checkpoint(self.eval_model(), cfg, self.step,
-                                              extra={"train_seconds": self.train_seconds}), self.out_dir / "best.pt")
+            atomic_torch_save(make_checkpoint(self.eval_model(), cfg, self.step, extra=self.clocks()),
+                              self.out_dir / "best.pt")
         return self.out_dir
 
     def _writer(self):
@@ -469,19 +517,24 @@ class Trainer:
 
     def _validate(self, val_set: np.ndarray, writer, bar) -> None:
         cfg = self.cfg
-        score = best_of_n_psnr(self.eval_model(), val_set, cfg.data.cond_frames, cfg.train.val_samples, self.device,
-                               batch_size=max(1, min(cfg.train.batch_size, 32)), precision=cfg.train.precision,
-                               seed=cfg.train.seed, inference_layout=not cfg.train.compile)
+        scores = validation_scores(self.eval_model(), val_set, cfg.data.cond_frames, cfg.train.val_samples,
+                                   self.device, batch_size=max(1, min(cfg.train.batch_size, 32)),
+                                   precision=cfg.train.precision, seed=cfg.train.seed,
+                                   inference_layout=not cfg.train.compile)
+        score = scores["best_of_n_psnr"]
         improved = self.best_val is None or score > self.best_val
         if improved:
             self.best_val = score
             atomic_torch_save(make_checkpoint(self.eval_model(), cfg, self.step,
-                                              extra={"val_psnr": score, "train_seconds": self.train_seconds}),
+                                              extra={"val_psnr": score, **self.clocks()}),
                               self.out_dir / "best.pt")
         bar.write(f"step {self.step}: validation best-of-{cfg.train.val_samples} PSNR {score:.2f} dB"
-                  + (" (best so far, saved best.pt)" if improved else f" (best {self.best_val:.2f})"))
+                  + (" (best so far, saved best.pt)" if improved else f" (best {self.best_val:.2f})")
+                  + f"; posterior reconstruction {scores['reconstruction_psnr']:.2f} dB (conditioning frames "
+                  f"{scores['conditioning_reconstruction_psnr']:.2f} dB)")
         if writer is not None:
-            writer.add_scalar("val/best_of_n_psnr", score, self.step)
+            for key, value in scores.items():
+                writer.add_scalar(f"val/{key}", value, self.step)
 
     def _log_samples(self, x: torch.Tensor, writer) -> None:
         """Conditioning frames, ground truth and one sample of the future, side by side, as a video."""
@@ -509,12 +562,13 @@ def _json(data: dict[str, Any]) -> str:
 
 
 def train(cfg: RunConfig, resume: bool = False, progress: bool = True,
-          callbacks: list[Callable[[Trainer], None]] | None = None) -> Path:
-    """Train the model of ``cfg``; returns the run directory (``config.json``, ``best.pt``, ``last.pt``,
-    ``checkpoints/``, ``tensorboard/``)."""
-    return Trainer(cfg, resume=resume, progress=progress, callbacks=callbacks).fit()
+          callbacks: list[Callable[[Trainer], None]] | None = None,
+          init_weights: dict[str, torch.Tensor] | None = None) -> Path:
+    """Train the model of ``cfg`` (from ``init_weights`` when given); returns the run directory (``config.json``,
+    ``best.pt``, ``last.pt``, ``checkpoints/``, ``tensorboard/``)."""
+    return Trainer(cfg, resume=resume, progress=progress, callbacks=callbacks, init_weights=init_weights).fit()
 
 
-__all__ = ["StepBatchSampler", "Trainer", "TrainingError", "best_of_n_psnr", "ema_model", "frames_channels_last",
-           "kl_factor", "lr_factor", "train"]
+__all__ = ["StepBatchSampler", "Trainer", "TrainingError", "ema_model", "frames_channels_last", "kl_factor",
+           "lr_factor", "train", "validation_scores"]
 
