@@ -22,8 +22,9 @@ Design points:
   benchmark (CPU time does not count the time another process held the cores).
 - Staged recipes: the first ``autoencoder_steps`` steps optimise the frame-autoencoder objective
   (:mod:`srvp.training.autoencoder`), the others the paper's; the first ``short_clip_steps`` steps see only the
-  first ``short_clip_len`` frames of their clips (a clip-length curriculum); ``init_weights`` (what ``init_from`` names, read by
-  :func:`srvp.pretrained.init_weights`) start the model from trained weights with a fresh optimiser and schedule.
+  first ``short_clip_len`` frames of their clips (a clip-length curriculum); ``init_weights`` (what ``init_from``
+  names, read by :func:`srvp.pretrained.init_weights`) start the model from trained weights with a fresh optimiser
+  and schedule.
 """
 
 from __future__ import annotations
