@@ -2,6 +2,11 @@
 
 :func:`read_clip` returns frames ``(T, C, H, W)`` float32 in [0, 1] with ``C`` = 1 (grey) or 3 (colour), whatever
 the source; :func:`fit_frames` converts grey/colour and resizes them to a model's frame size.
+
+Every image and video is measured from its header before a pixel is decoded (:func:`image_size`,
+:func:`gif_size`, :func:`probe_video`) and refused, with a one-line :class:`~srvp.errors.DataError`, beyond the
+pixel budgets :data:`MAX_FRAME_PIXELS` and :data:`MAX_CLIP_PIXELS`: a file of a few kilobytes can declare frames of
+billions of pixels (a zip of six 12,000 x 12,000 one-bit PNGs is 1.6 KB and decodes to 10 GB).
 """
 
 from __future__ import annotations
@@ -21,6 +26,15 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".p
 CHANNEL_COUNTS = (1, 3, 4)  # grey, RGB, RGBA (alpha is dropped)
 # ITU-R BT.601 luma weights, the ones Pillow uses for RGB -> L.
 LUMA = (0.299, 0.587, 0.114)
+#: Pixel budgets, checked from headers before decoding. A model sees frames of 64 x 64 pixels (every preset; a
+#: frame is centre-cropped and resized to it), so a larger source frame adds nothing but memory. A frame may have
+#: 40 megapixels (8K UHD, 7680 x 4320, is 33): one such frame takes 0.5 GB as float32 colour. A clip read whole
+#: (read_clip holds it as float32 at its own size: about 15 bytes per colour pixel while reading a video, 27 for a
+#: folder of images) may have 100 megapixels in all, at most 1.5 to 2.7 GB (e.g. 48 frames of 1920 x 1080, 325 of
+#: 640 x 480, or 24,000 of 64 x 64); a longer clip is refused with the advice to cut or downscale it, which changes
+#: little of what the model sees.
+MAX_FRAME_PIXELS = 40_000_000
+MAX_CLIP_PIXELS = 100_000_000
 
 
 def _natural_key(path: Path) -> list:
@@ -29,22 +43,24 @@ def _natural_key(path: Path) -> list:
 
 
 def _scale_to_unit(array: np.ndarray, path: Path) -> np.ndarray:
-    """uint8 / uint16 / bool / float array -> float32 in [0, 1]; floats must already be in [0, 1]."""
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
-    if array.dtype == np.uint16:
-        return array.astype(np.float32) / 65535.0
+    """uint8 / uint16 / bool / float array -> C-contiguous float32 in [0, 1]; floats must already be in [0, 1].
+    Scaled in place after one conversion (the result may share the memory of a float32 input), so that a clip is
+    held at most twice while it is read."""
+    if array.dtype in (np.uint8, np.uint16):
+        out = array.astype(np.float32, order="C")
+        out /= 255.0 if array.dtype == np.uint8 else 65535.0
+        return out
     if array.dtype == np.bool_:
-        return array.astype(np.float32)
+        return array.astype(np.float32, order="C")
     if np.issubdtype(array.dtype, np.floating):
-        array = array.astype(np.float32)
+        array = np.ascontiguousarray(array, dtype=np.float32)
         if not np.isfinite(array).all():
             raise DataError(f"{path}: the frames hold NaN or infinite values")
         lo, hi = float(array.min()), float(array.max())
         if lo < -1e-3 or hi > 1 + 1e-3:
             raise DataError(f"{path}: float frames must be in [0, 1], found values in [{lo:.4g}, {hi:.4g}] "
                             f"(save uint8 for 0..255)")
-        return np.clip(array, 0.0, 1.0)
+        return np.clip(array, 0.0, 1.0, out=array)
     raise DataError(f"{path}: unsupported pixel type {array.dtype} (expected uint8, uint16, bool or float)")
 
 
@@ -69,6 +85,56 @@ def _to_tchw(frames: np.ndarray, path: Path) -> np.ndarray:
     return frames[:, :3] if frames.shape[1] == 4 else frames
 
 
+def _megapixels(pixels: int) -> str:
+    return f"{f'{pixels / 1e6:,.1f}'.rstrip('0').rstrip('.')} megapixels"
+
+
+def check_frame_pixels(path: str | Path, width: int, height: int) -> None:
+    """Refuse a frame of ``width x height`` pixels (read from a header) beyond :data:`MAX_FRAME_PIXELS`."""
+    if width * height > MAX_FRAME_PIXELS:
+        raise DataError(f"{path}: frames of {width}x{height} pixels ({_megapixels(width * height)}) exceed the "
+                        f"{_megapixels(MAX_FRAME_PIXELS)} read per frame (frames are resized to the model's, e.g. "
+                        f"64x64); downscale the file first")
+
+
+def check_clip_pixels(path: str | Path, frames: int, width: int, height: int, total: int | None = None) -> None:
+    """Refuse a clip of ``frames`` frames of ``width x height`` pixels (``total``: their sum when sizes differ)
+    beyond :data:`MAX_CLIP_PIXELS`, before any is decoded."""
+    total = frames * width * height if total is None else total
+    if total > MAX_CLIP_PIXELS:
+        raise DataError(f"{path}: {frames} frames of {width}x{height} pixels ({_megapixels(total)}) exceed the "
+                        f"{_megapixels(MAX_CLIP_PIXELS)} read per clip; keep fewer frames or downscale them first "
+                        f"(the model sees 64x64 frames)")
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file from its header, nothing decoded (Pillow reads only the header when
+    it opens a file); an unreadable file is a :class:`DataError` naming it."""
+    import warnings
+
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():  # Pillow warns above 89 megapixels; the budget below says it in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return image.size
+    except Image.DecompressionBombError as e:  # above 179 megapixels Pillow refuses to open the file
+        match = re.search(r"\((\d+) pixels\)", str(e))
+        pixels = int(match.group(1)) if match else 2 * (Image.MAX_IMAGE_PIXELS or MAX_FRAME_PIXELS)
+        raise DataError(f"{path}: the image declares {_megapixels(pixels)}, more than the "
+                        f"{_megapixels(MAX_FRAME_PIXELS)} read per frame; downscale the file first") from None
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable image ({_reason(e, path)})") from None
+
+
+def _reason(error: BaseException, path: Path) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0].replace(f" '{path}'", "").replace(str(path), "the file")[:120] if text else \
+        type(error).__name__
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """One frame image as ``(H, W, C)`` float32 in [0, 1], C = 1 (grey) or 3 (colour): the one decoder of image
     files for every reader (``srvp predict``, ``srvp data videos``), so that all see the same pixels.
@@ -76,12 +142,15 @@ def read_image(path: str | Path) -> np.ndarray:
     Pillow decodes the file; every mode is scaled by its own range: 8-bit grey/colour by 255, 16-bit grey
     (``I;16*``, and ``I`` holding values up to 65535) by 65535, 1-bit as 0/1, float (``F``) kept if in [0, 1];
     alpha is dropped (``LA`` -> grey, ``RGBA`` -> colour), palettes (``P``, ``PA``) and other colour spaces
-    (CMYK, YCbCr, LAB, HSV) become RGB. Anything unreadable is a :class:`DataError` naming the file."""
+    (CMYK, YCbCr, LAB, HSV) become RGB. Anything unreadable, or larger than :data:`MAX_FRAME_PIXELS` (read from the
+    header, before decoding), is a :class:`DataError` naming the file."""
     from PIL import Image
 
     path = Path(path)
+    check_frame_pixels(path, *image_size(path))
     try:
         with Image.open(path) as image:
+            check_frame_pixels(path, *image.size)
             image.load()
             mode = image.mode
             if mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa", "La"):
@@ -89,9 +158,7 @@ def read_image(path: str | Path) -> np.ndarray:
                 mode = image.mode
             array = np.asarray(image)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-        reason = str(e).strip().splitlines()[0].replace(f" '{path}'", "").replace(str(path), "the file")[:120] \
-            if str(e).strip() else type(e).__name__
-        raise DataError(f"{path}: not a readable image ({reason})") from None
+        raise DataError(f"{path}: not a readable image ({_reason(e, path)})") from None
     if mode.startswith("I;16") or mode == "I":
         values = array.astype(np.int64)
         if values.min() < 0 or values.max() > 65535:
@@ -115,6 +182,11 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def _read_images(files: list[Path], where: Path) -> np.ndarray:
+    sizes = [image_size(f) for f in files]  # every header first: nothing is decoded beyond the budgets
+    for f, (width, height) in zip(files, sizes):
+        check_frame_pixels(f, width, height)
+    check_clip_pixels(where, len(files), *max(sizes, key=lambda wh: wh[0] * wh[1]),
+                      total=sum(w * h for w, h in sizes))
     frames = [read_image(f) for f in files]
     shapes = {im.shape for im in frames}
     if len(shapes) > 1:
@@ -123,13 +195,45 @@ def _read_images(files: list[Path], where: Path) -> np.ndarray:
     return np.stack(frames)
 
 
+def gif_size(path: str | Path) -> tuple[int, int, int]:
+    """``(width, height, frames)`` of a GIF from its block structure, nothing decoded: the size is the logical
+    screen enlarged to every frame's extent (as Pillow draws them). A file that ends early gives what was read."""
+    data = Path(path).read_bytes()
+    if data[:6] not in (b"GIF87a", b"GIF89a") or len(data) < 13:
+        raise DataError(f"{path}: not a readable video (not a GIF file)")
+    width, height = int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+    pos, frames = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0), 0
+
+    def skip_sub_blocks(pos: int) -> int:
+        while pos < len(data) and data[pos]:
+            pos += data[pos] + 1
+        return pos + 1
+
+    while pos < len(data) and data[pos] != 0x3B:
+        if data[pos] == 0x21:  # extension: label, then sub-blocks
+            pos = skip_sub_blocks(pos + 2)
+        elif data[pos] == 0x2C and pos + 10 <= len(data):  # image descriptor
+            x, y, w, h = (int.from_bytes(data[pos + i:pos + i + 2], "little") for i in (1, 3, 5, 7))
+            width, height, frames = max(width, x + w), max(height, y + h), frames + 1
+            flags = data[pos + 9]
+            pos += 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+            pos = skip_sub_blocks(pos + 1)  # the LZW minimum code size, then the image data
+        else:
+            break
+    return width, height, frames
+
+
 def _read_video(path: Path) -> np.ndarray:
-    """GIFs through imageio (palettes, per-frame sizes); every other video through :func:`decode_video`, which
-    refuses a truncated or corrupt file instead of returning the frames before the damage."""
+    """GIFs through imageio (palettes, per-frame sizes), measured first by :func:`gif_size`; every other video
+    through :func:`decode_video`, which refuses a truncated or corrupt file instead of returning the frames before
+    the damage."""
     if path.suffix.lower() != ".gif":
-        return decode_video(path, None, 3).transpose(0, 2, 3, 1)
+        return decode_video(path, None, 3, max_pixels=MAX_CLIP_PIXELS).transpose(0, 2, 3, 1)
     import imageio.v2 as imageio
 
+    width, height, frames = gif_size(path)
+    check_frame_pixels(path, width, height)
+    check_clip_pixels(path, frames, width, height)
     try:
         return np.stack(imageio.mimread(path, format="GIF", memtest=False))
     except Exception as e:  # imageio raises many types for unreadable files
@@ -137,23 +241,44 @@ def _read_video(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not a readable video ({msg})") from None
 
 
-def _video_size(path: Path) -> tuple[int, int]:
-    """(height, width) of a video's frames, from ffmpeg's reading of its header."""
+_VIDEO_STREAM = re.compile(r"Stream #\d+:\d+.*?: Video: (.*)")
+_DIMENSIONS = re.compile(r"[ ,]([1-9]\d*)x([1-9]\d*)[ ,\[]")
+_ROTATION = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees")
+
+
+def probe_video(path: str | Path) -> tuple[int, int]:
+    """``(height, width)`` of the frames ffmpeg decodes from a video (its first video stream that is not a cover
+    picture, turned as its display matrix says), read from the header by ``ffmpeg -i`` without decoding the
+    stream; a file without one is a :class:`DataError` naming it."""
     import imageio_ffmpeg
 
-    try:
-        reader = imageio_ffmpeg.read_frames(str(path))
-        meta = next(reader)
-        reader.close()
-        width, height = meta["size"]
-    except Exception as e:  # imageio_ffmpeg raises several types for unreadable files
-        msg = str(e).strip().splitlines()[-1][:160] if str(e).strip() else type(e).__name__
-        raise DataError(f"{path}: cannot decode video (truncated or corrupt?): {msg}") from None
-    return int(height), int(width)
+    path = Path(path)
+    result = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+                            capture_output=True, check=False)  # exits 1: no output file, by design
+    lines = result.stderr.decode(errors="replace").splitlines()
+    size, in_stream = None, False
+    for line in lines:
+        stream = _VIDEO_STREAM.search(line)
+        if "Stream #" in line:
+            in_stream = False
+        if stream and size is None and "(attached pic)" not in line:
+            match = _DIMENSIONS.search(stream.group(1) + " ")
+            if match:
+                size, in_stream = (int(match.group(2)), int(match.group(1))), True
+        elif in_stream and (rotation := _ROTATION.search(line)) and round(float(rotation.group(1))) % 180:
+            size = (size[1], size[0])
+    if size is None:
+        problems = [line.strip() for line in lines if line.strip() and "output file must be specified" not in line
+                    and not line.startswith(" ")]
+        if not problems or problems[-1].startswith("Input #"):
+            raise DataError(f"{path}: cannot decode video: the file holds no video stream")
+        raise DataError(f"{path}: cannot decode video (truncated or corrupt?): "
+                        f"{problems[-1].replace(str(path), 'the file')[:160]}")
+    return size
 
 
 def decode_video(path: str | Path, size: int | None, channels: int = 3, crop: bool = True, fps: float | None = None,
-                 first_channel: bool = False) -> np.ndarray:
+                 first_channel: bool = False, max_pixels: int | None = None) -> np.ndarray:
     """Decode a video file with ffmpeg into uint8 ``(T, channels, size, size)`` (``size`` None: the frames as they
     are, ``(T, channels, H, W)``): the one video decoder of every reader (``srvp predict``, ``srvp data``).
 
@@ -161,15 +286,19 @@ def decode_video(path: str | Path, size: int | None, channels: int = 3, crop: bo
     authors' KTH preprocessing does). ``fps``: resample to this frame rate (ffmpeg ``-r``). ``first_channel``
     (grey only): decode to RGB and keep the red channel, as the authors do for KTH, instead of ffmpeg's grey
     conversion. Raises :class:`DataError` naming the file if ffmpeg reports any decoding error (truncated or
-    corrupt file) or yields no frame.
+    corrupt file) or yields no frame, and before decoding if the header declares frames beyond
+    :data:`MAX_FRAME_PIXELS`; ``max_pixels`` bounds the pixels of all the frames returned (ffmpeg stops one frame
+    after it, and the clip is refused), so that memory is bounded whatever the file's length.
     """
     import imageio_ffmpeg
 
     path = Path(path)
     if channels not in (1, 3):
         raise ConfigError(f"video channels must be 1 or 3, got {channels}")
+    source_height, source_width = probe_video(path)
+    check_frame_pixels(path, source_width, source_height)
     if size is None:
-        height, width = _video_size(path)
+        height, width = source_height, source_width
         filters = ["null"]
     else:
         height = width = size
@@ -177,10 +306,13 @@ def decode_video(path: str | Path, size: int | None, channels: int = 3, crop: bo
         filters.append(f"scale={size}:{size}:flags=bicubic")
     pix_fmt = "gray" if channels == 1 and not first_channel else "rgb24"
     depth = 1 if pix_fmt == "gray" else 3
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-xerror", "-i", str(path), "-an", "-sn",
-           "-vf", ",".join(filters)]
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-xerror", "-i", str(path), "-map", "0:V:0",
+           "-an", "-sn", "-vf", ",".join(filters)]  # the stream probe_video measured
     if fps:
         cmd += ["-r", f"{fps:g}"]
+    max_frames = None if max_pixels is None else max(1, max_pixels // (height * width))
+    if max_frames is not None:
+        cmd += ["-frames:v", str(max_frames + 1)]
     cmd += ["-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
     result = subprocess.run(cmd, capture_output=True, check=False)
     if result.returncode != 0:
@@ -191,6 +323,10 @@ def decode_video(path: str | Path, size: int | None, channels: int = 3, crop: bo
     if len(result.stdout) == 0 or len(result.stdout) % frame_bytes:
         raise DataError(f"{path}: no complete video frame decoded")
     frames = np.frombuffer(result.stdout, np.uint8).reshape(-1, height, width, depth)
+    if max_frames is not None and len(frames) > max_frames:
+        raise DataError(f"{path}: more than {max_frames} frames of {width}x{height} pixels (over "
+                        f"{_megapixels(max_pixels)}, the pixels read per clip); keep fewer frames or downscale them "
+                        f"first (the model sees 64x64 frames)")
     if depth == 3 and channels == 1:
         frames = frames[..., :1]
     return np.ascontiguousarray(frames.transpose(0, 3, 1, 2))
@@ -246,7 +382,8 @@ def read_clip(path: str | Path) -> torch.Tensor:
         raise DataError(f"{path}: unknown clip format {path.suffix!r}; use a video ({', '.join(VIDEO_SUFFIXES)}), "
                         f".gif, .npy or a folder of images")
     frames = _to_tchw(np.asarray(frames), path)
-    if path.suffix.lower() != ".npy" and frames.shape[1] == 3 and (frames == frames[:, :1]).all():
+    if path.suffix.lower() != ".npy" and frames.shape[1] == 3 and all(
+            np.array_equal(frames[:, c], frames[:, 0]) for c in (1, 2)):
         frames = frames[:, :1]  # grey stored as RGB (GIF palettes, most video codecs)
     return torch.from_numpy(np.ascontiguousarray(_scale_to_unit(frames, path)))
 

@@ -459,6 +459,56 @@ def _(tmp: Path) -> Case:
     return predict_case(tmp, folder, "no image files")
 
 
+# Pixel bombs: a few kilobytes that decode to gigabytes, refused from their headers (reliability issue 21, item 3)
+
+
+def one_bit_png(width: int, height: int) -> bytes:
+    """A valid black one-bit PNG of ``width x height`` pixels: 17 KB for 12,000 x 12,000 (144 megapixels)."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor, row = zlib.compressobj(9), bytes(1 + (width + 7) // 8)
+    pixels = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+
+
+def png_bomb_folder(folder: Path, frames: int = 6, side: int = 12_000) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    png = one_bit_png(side, side)
+    for t in range(frames):
+        (folder / f"{t}.png").write_bytes(png)
+    return folder
+
+
+def huge_frame_video(path: Path, frames: int = 6, side: int = 12_000) -> Path:
+    """A valid AVI of ``frames`` black one-bit PNG frames of ``side x side`` pixels (110 KB for 6 of 12,000)."""
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+                    f"color=black:s={side}x{side}:r=5", "-frames:v", str(frames), "-c:v", "png", "-pix_fmt", "monob",
+                    "-y", str(path)], check=True)
+    return path
+
+
+def gif_with_huge_frame() -> bytes:
+    """A 10 x 10 GIF whose one frame declares an extent of 20,000 x 20,000 pixels (Pillow enlarges the image)."""
+    descriptor = b"," + struct.pack("<HHHH", 0, 0, 20_000, 20_000) + b"\x00"
+    return b"GIF89a" + struct.pack("<HH", 10, 10) + b"\x00\x00\x00" + descriptor + b"\x02\x02\x4c\x01\x00;"
+
+
+case("frames-one-bit-png-bomb")(lambda t: predict_case(t, png_bomb_folder(t / "frames"), "12000x12000",
+                                                       "read per frame", named=t / "frames" / "0.png"))
+case("frames-over-the-clip-pixel-budget")(lambda t: predict_case(
+    t, png_bomb_folder(t / "frames", frames=30, side=6_000), "30 frames of 6000x6000", "read per clip"))
+case("video-huge-frames-header")(lambda t: predict_case(t, huge_frame_video(t / "clip.avi"), "12000x12000",
+                                                        "read per frame"))
+case("gif-huge-frame-extent")(lambda t: npy_case(t, gif_with_huge_frame(), "20000x20000", "read per frame",
+                                                 suffix=".gif"))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Checkpoints (srvp predict --checkpoint)
 # ----------------------------------------------------------------------------------------------------------------
@@ -533,7 +583,9 @@ case("videos-frames-mixed-sizes")(lambda t: videos_case(t, lambda src: frame_fol
 case("videos-frame-not-an-image")(lambda t: videos_case(t, lambda src: frame_folder(src, [16, 16, 0]),
                                                         "not a readable image"))
 case("videos-png-bomb-header")(lambda t: videos_case(t, lambda src: frame_folder(src, [16, 16, -1]),
-                                                     "not a readable image"))
+                                                     "declares 10,000 megapixels", "read per frame"))
+case("videos-huge-video-frames")(lambda t: videos_case(t, lambda src: huge_frame_video(src / "v.avi"),
+                                                       "frames of 12000x12000 pixels", "read per frame"))
 
 
 def frame_folder(source: Path, sizes: list[int]) -> Path:
@@ -747,3 +799,35 @@ def test_gzip_idx_round_trip_is_read(tmp_path):
     write_idx(tmp_path / "d.gz", digits)
     assert gzip.decompress((tmp_path / "d.gz").read_bytes())[:4] == idx_header(0x08, (2, 28, 28))[:4]
     assert np.array_equal(read_idx(tmp_path / "d.gz"), digits)
+
+
+def test_pixel_bombs_are_refused_from_their_headers_before_any_decoding(tmp_path, monkeypatch):
+    """A folder of six 12,000 x 12,000 one-bit PNGs (100 KB; a 1.6 KB zip), a video of such frames and a GIF with
+    one huge frame are refused fast, in little memory, without a pixel decoded (Pillow's ``load`` and ffmpeg's
+    decoding to raw frames are never called)."""
+    import time
+    import tracemalloc
+
+    from PIL import ImageFile
+
+    from srvp.errors import DataError
+    from srvp.io import read_clip
+
+    bombs = [png_bomb_folder(tmp_path / "frames"), huge_frame_video(tmp_path / "clip.avi"),
+             write(tmp_path / "clip.gif", gif_with_huge_frame())]
+    decoded: list = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: decoded.append(image))
+    run = subprocess.run
+    monkeypatch.setattr(subprocess, "run", lambda cmd, *a, **k: (decoded.append(cmd) if "rawvideo" in cmd else None,
+                                                                 run(cmd, *a, **k))[1])
+    tracemalloc.start()
+    try:
+        for bomb in bombs:
+            start = time.monotonic()
+            with pytest.raises(DataError, match="read per frame"):
+                read_clip(bomb)
+            assert time.monotonic() - start < 10, bomb
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert decoded == [] and peak < 20 * 2**20, (decoded, peak)
