@@ -6,9 +6,18 @@ temporary folder of the server. What a request can do is bounded:
 
 - models: only the shipped names and the paths given to ``srvp demo --checkpoint`` (a request never names a file
   to load, so it cannot make the server unpickle anything);
+- files: a request never names a file of the server. A clip is an upload, which Gradio has placed in its upload
+  folder (anything else is refused: :meth:`DemoState.upload`), or a generated test clip chosen by its index; no
+  hidden field carries a path from one step to the next (each button derives the clip again from its inputs);
 - uploads: at most ``MAX_UPLOAD_BYTES``; a zip of frames is extracted by :func:`extract_frames` (image files only,
-  flat names, at most ``MAX_ZIP_FILES`` files and ``MAX_ZIP_BYTES`` uncompressed), never outside its folder;
-- settings: the same bounds as the command line (samples, horizon), and at most ``MAX_DEMO_SAMPLES`` samples.
+  flat names, at most ``MAX_ZIP_FILES`` files and ``MAX_ZIP_BYTES`` uncompressed), never outside its folder; every
+  frame is measured from its header against the pixel budgets of :mod:`srvp.io` before it is decoded;
+- settings: the same bounds as the command line (samples, horizon), and at most ``MAX_DEMO_SAMPLES`` samples;
+- messages and ``summary.json`` name clips and models by their names, never by a path of the server
+  (:func:`page_message`);
+- disk: each request writes into its own folder of the server's temporary folder, of which the
+  ``KEEP_FOLDERS`` most recent are kept (Gradio has copied what the page shows into its own cache, which it empties
+  of files older than ``CACHE_SECONDS``); the temporary folder is removed when the server stops (Ctrl-C, SIGTERM).
 
 The functions below the page (:func:`predict_clip`, :func:`swap_clips`, :func:`interpolate_clips`,
 :func:`test_clip`, :func:`extract_frames`) take plain values and return plain values, so that they are tested
@@ -19,8 +28,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
+import signal
 import tempfile
+import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,17 +55,30 @@ MAX_UPLOAD_BYTES = 50 * 2**20
 MAX_ZIP_FILES = 2000
 MAX_ZIP_BYTES = 200 * 2**20
 MAX_DEMO_SAMPLES = 50
+KEEP_FOLDERS = 16  # request folders kept in the server's temporary folder (a request makes at most 3)
+CACHE_SECONDS = 3600  # Gradio's copies of uploads and results are deleted after an hour (checked every 10 min)
 DT_CHOICES = ("1", "1/2", "1/3", "1/4")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
+def gradio_upload_folder() -> Path:
+    """The folder where Gradio stores uploaded files (``GRADIO_TEMP_DIR``, else ``<tmp>/gradio``): the only place a
+    clip of a request may come from."""
+    try:
+        from gradio.utils import get_upload_folder
+    except ImportError:  # no Gradio: nothing can be uploaded
+        return Path(tempfile.gettempdir()) / "gradio"
+    return Path(get_upload_folder())
+
+
 @dataclass
 class DemoState:
-    """The server's models (loaded once each) and its temporary folder."""
+    """The server's models (loaded once each), its temporary folder and the folders uploads may come from."""
 
     choices: dict[str, str]  # label shown on the page -> what srvp.pretrained.load_pretrained takes
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="srvp-demo-")))
     loaded: dict[str, Any] = field(default_factory=dict)
+    upload_dirs: tuple[Path, ...] = field(default_factory=lambda: (gradio_upload_folder(),))
 
     def predictor(self, label: str):
         if label not in self.choices:
@@ -63,29 +88,56 @@ class DemoState:
         return self.loaded[label]
 
     def new_folder(self, prefix: str) -> Path:
+        """A new folder for one request's files; the oldest beyond the ``KEEP_FOLDERS`` most recent are removed."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        folders = sorted((p for p in self.workdir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime_ns)
+        for old in folders[:max(0, len(folders) - KEEP_FOLDERS + 1)]:
+            shutil.rmtree(old, ignore_errors=True)
         return Path(tempfile.mkdtemp(prefix=prefix, dir=self.workdir))
+
+    def upload(self, path: str | Path | None, what: str = "clip") -> Path:
+        """The file of an upload, refused unless it lies in Gradio's upload folder (``upload_dirs``) and within the
+        size limit; the messages never name a path of the server."""
+        if path is None or str(path) == "":
+            raise DataError(f"{what}: upload a clip (video, GIF, .npy or a zip of frames) or pick a test clip")
+        path = Path(str(path))
+        resolved = path.resolve()
+        if not path.is_absolute() or not any(resolved.is_relative_to(d.resolve()) for d in self.upload_dirs):
+            raise DataError(f"{what}: not a file uploaded to this page; upload the clip with the page")
+        if not resolved.is_file():
+            raise DataError(f"{what}: the upload did not arrive")
+        size = resolved.stat().st_size
+        if size > MAX_UPLOAD_BYTES:
+            raise DataError(f"{path.name}: {size / 2**20:.0f} MiB; uploads are limited to "
+                            f"{MAX_UPLOAD_BYTES // 2**20} MiB")
+        return resolved
+
+    def clip(self, path: str | Path, what: str = "clip") -> Path:
+        """``path`` if it is a file this server may read for a request: an upload (see :meth:`upload`) or a file
+        it wrote itself (a test clip, a zip's frames); anything else is refused without naming it."""
+        resolved = Path(str(path)).resolve()
+        if not any(resolved.is_relative_to(d.resolve()) for d in (*self.upload_dirs, self.workdir)):
+            raise DataError(f"{what}: not a file uploaded to this page; upload the clip with the page")
+        return resolved
+
+    def close(self) -> None:
+        """Remove the server's temporary folder (when it stops)."""
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def model_choices(extra: list[str] | None = None) -> dict[str, str]:
-    """The shipped models that are installed, then the checkpoints given on the command line."""
+    """The shipped models that are installed, then the checkpoints given on the command line, labelled by their
+    last two path components (the page shows no full path of the server)."""
     choices = {m.name: m.name for m in available()}
-    for path in extra or []:
-        choices[str(path)] = str(path)
+    for given in extra or []:
+        path = Path(given).expanduser()
+        label = base = "/".join(path.resolve().parts[-2:]) if path.exists() else str(given)  # a Hub id: as it is
+        while label in choices:
+            label = f"{base} ({sum(1 for k in choices if k == base or k.startswith(base + ' (')) + 1})"
+        choices[label] = str(given)
     if not choices:
         raise ConfigError("no model to offer: no shipped model is installed; pass --checkpoint PATH")
     return choices
-
-
-def _uploaded(path: str | Path | None, what: str) -> Path:
-    if path is None or str(path) == "":
-        raise DataError(f"{what}: upload a clip (video, GIF, .npy or a zip of frames) or pick a test clip")
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{what}: the upload did not arrive")
-    if path.stat().st_size > MAX_UPLOAD_BYTES:
-        raise DataError(f"{path.name}: {path.stat().st_size / 2**20:.0f} MiB; uploads are limited to "
-                        f"{MAX_UPLOAD_BYTES // 2**20} MiB")
-    return path
 
 
 def extract_frames(archive: Path, folder: Path) -> Path:
@@ -116,10 +168,10 @@ def extract_frames(archive: Path, folder: Path) -> Path:
 
 
 def clip_input(state: DemoState, upload: str | Path | None, what: str = "clip") -> Path:
-    """The path ``srvp predict --input`` takes for an upload (a zip becomes a folder of frames)."""
-    path = _uploaded(upload, what)
+    """The path ``srvp predict --input`` takes for an upload (a zip becomes a folder of frames named like it)."""
+    path = state.upload(upload, what)
     if path.suffix.lower() == ".zip":
-        return extract_frames(path, state.new_folder("frames-"))
+        return extract_frames(path, state.new_folder("frames-") / path.stem)
     return path
 
 
@@ -159,45 +211,54 @@ def _result(out: Path, summary: dict) -> dict[str, Any]:
     return {"summary": summary, "files": files, "folder": str(out)}
 
 
+def _shown(*clips: Path) -> dict[str, str]:
+    """What ``summary.json`` says instead of each clip's path on the server: its name (an upload's file name)."""
+    return {str(c): c.name for c in clips}
+
+
 def predict_clip(state: DemoState, model: str, clip: Path, cond_frames: int, horizon: int, samples: int, dt: str,
                  use_mean: bool, seed: int, metric: str = "psnr") -> dict[str, Any]:
     """``srvp predict`` on ``clip`` with the page's settings: the side-by-side animation (conditioning | truth, then
     every sample), the grid (best, worst and a random sample by ``metric``; intermediate frames marked), the
     per-step plot when the clip holds a ground truth, and ``summary.json``."""
+    clip = state.clip(clip)
     if not 1 <= int(samples) <= MAX_DEMO_SAMPLES:
         raise ConfigError(f"--samples {int(samples)} must be between 1 and {MAX_DEMO_SAMPLES} on the demo page")
     predictor = state.predictor(model)
     out = state.new_folder("predict-") / "out"
     args = _args(checkpoint=model, input=str(clip), cond_frames=int(cond_frames), horizon=int(horizon),
                  samples=int(samples), dt=_dt(dt), mean=bool(use_mean), seed=int(seed), metric=metric, out=str(out))
-    summary, out = predict_files(args, predictor)
+    summary, out = predict_files(args, predictor, _shown(clip))
     return _result(out, summary)
 
 
 def swap_clips(state: DemoState, model: str, dynamics: Path, content: Path, cond_frames: int, horizon: int,
                seed: int) -> dict[str, Any]:
     """Figure 8: the dynamics of one clip drawn with the content of another (``srvp predict --swap-content``)."""
+    dynamics, content = state.clip(dynamics, "dynamics clip"), state.clip(content, "content clip")
     out = state.new_folder("swap-") / "out"
     args = _args(checkpoint=model, input=str(dynamics), swap_content=str(content), cond_frames=int(cond_frames),
                  horizon=int(horizon), samples=1, seed=int(seed), out=str(out))
-    summary, out = predict_files(args, state.predictor(model))
+    summary, out = predict_files(args, state.predictor(model), _shown(dynamics, content))
     return _result(out, summary)
 
 
 def interpolate_clips(state: DemoState, model: str, clip_a: Path, clip_b: Path, cond_frames: int, horizon: int,
                       steps: int) -> dict[str, Any]:
     """Figure 9: trajectories from initial states interpolated between two clips (``--interpolate``)."""
+    clip_a, clip_b = state.clip(clip_a, "clip A"), state.clip(clip_b, "clip B")
     if not 2 <= int(steps) <= 20:
         raise ConfigError(f"--steps {int(steps)} must be between 2 and 20")
     out = state.new_folder("interpolate-") / "out"
     args = _args(checkpoint=model, input=str(clip_a), interpolate=str(clip_b), cond_frames=int(cond_frames),
                  horizon=int(horizon), steps=int(steps), out=str(out))
-    summary, out = predict_files(args, state.predictor(model))
+    summary, out = predict_files(args, state.predictor(model), _shown(clip_a, clip_b))
     return _result(out, summary)
 
 
 def conditioning_preview(state: DemoState, model: str, clip: Path, cond_frames: int, horizon: int) -> str:
     """PNG of the conditioning frames as the model sees them (after crop and resize)."""
+    clip = state.clip(clip)
     predictor = state.predictor(model)
     frames = predictor.prepare(read_clip(clip), str(clip.name))[0].cpu()
     cond, truth, start = select_window(frames, int(cond_frames), int(horizon), None, clip.name)
@@ -210,22 +271,47 @@ def conditioning_preview(state: DemoState, model: str, clip: Path, cond_frames: 
     return str(path)
 
 
+def page_clip(state: DemoState, model: str, upload: str | Path | None, test_index: int, use_test: bool) -> Path:
+    """The clip of a request on the Predict tab: the upload, or the test clip of that index."""
+    return test_clip(state, model, test_index) if use_test else clip_input(state, upload)
+
+
+def page_predict(state: DemoState, model: str, upload: str | Path | None, test_index: int, use_test: bool,
+                 cond_frames: int, horizon: int, samples: int, dt: str, use_mean: bool, seed: int,
+                 metric: str = "psnr") -> tuple[str, dict[str, Any]]:
+    """What the Predict button does: the clip from the request's own inputs (no path kept between requests),
+    its conditioning preview and :func:`predict_clip`."""
+    clip = page_clip(state, model, upload, test_index, use_test)
+    preview = conditioning_preview(state, model, clip, cond_frames, horizon)
+    return preview, predict_clip(state, model, clip, cond_frames, horizon, samples, dt, use_mean, seed, metric)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # The page
 # --------------------------------------------------------------------------------------------------------------------
 
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:[^\s/'\":,;()\[\]]+/)*([^\s/'\":,;()\[\]]+)")
 
-def _message(error: BaseException) -> str:
-    """What the page shows for a failed request: the command line's one-line message for the user's mistakes."""
+
+def page_message(error: BaseException, state: DemoState | None = None) -> str:
+    """What the page shows for a failed request: the command line's one-line message for the user's mistakes, with
+    every path of the server replaced by its last component (a model by its label), so that a message reveals
+    neither the server's folders nor whether a file exists there."""
     if isinstance(error, SrvpError):
-        return str(error)
-    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
-        return "out of memory: lower the number of samples or the horizon"
-    return f"internal error ({type(error).__name__}); the server log has the details"
+        text = str(error)
+    elif isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        text = "out of memory: lower the number of samples or the horizon"
+    else:
+        text = f"internal error ({type(error).__name__}); the server log has the details"
+    for label, source in (state.choices.items() if state is not None else ()):
+        if label != source:
+            text = text.replace(source, label)
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(1), text)
 
 
 def build_app(state: DemoState):
-    """The Gradio Blocks of the page."""
+    """The Gradio Blocks of the page. Every input is a plain value or an upload (Gradio accepts only files in its
+    upload folder for a ``gr.File`` input, and :meth:`DemoState.upload` checks it again); no event takes a path."""
     import gradio as gr
 
     labels = list(state.choices)
@@ -239,26 +325,25 @@ def build_app(state: DemoState):
                     import traceback
 
                     traceback.print_exc()
-                raise gr.Error(_message(e), print_exception=False) from None
+                raise gr.Error(page_message(e, state), print_exception=False) from None
         wrapper.__name__ = fn.__name__
         return wrapper
 
     @guarded
-    def choose_clip(model, upload, test_index, use_test, cond_frames, horizon):
-        path = test_clip(state, model, test_index) if use_test else clip_input(state, upload)
-        return str(path), conditioning_preview(state, model, Path(path), cond_frames, horizon)
+    def show_clip(model, upload, test_index, use_test, cond_frames, horizon):
+        clip = page_clip(state, model, upload, test_index, use_test)
+        return conditioning_preview(state, model, clip, cond_frames, horizon)
 
     @guarded
-    def run_predict(model, clip, cond_frames, horizon, samples, dt, use_mean, seed, metric,
+    def run_predict(model, upload, test_index, use_test, cond_frames, horizon, samples, dt, use_mean, seed, metric,
                     progress=gr.Progress()):  # noqa: B008 (Gradio's way of asking for a progress bar)
-        if not clip:
-            raise DataError("clip: upload a clip or pick a test clip first")
         progress(0.1, desc="sampling futures")
-        result = predict_clip(state, model, Path(clip), cond_frames, horizon, samples, dt, use_mean, seed, metric)
+        preview, result = page_predict(state, model, upload, test_index, use_test, cond_frames, horizon, samples, dt,
+                                       use_mean, seed, metric)
         progress(1.0, desc="done")
         files = result["files"]
         animation = next(v for k, v in files.items() if k.endswith((".gif", ".mp4")))
-        return (animation, files.get("grid.png"), files.get("per_step.png"),
+        return (preview, animation, files.get("grid.png"), files.get("per_step.png"),
                 json.dumps(result["summary"], indent=1), list(files.values()))
 
     @guarded
@@ -273,7 +358,9 @@ def build_app(state: DemoState):
                                    clip_input(state, upload_b, "clip B"), cond_frames, horizon, steps)
         return (result["files"]["interpolation.gif"], result["files"]["grid.png"], list(result["files"].values()))
 
-    with gr.Blocks(title="srvp: stochastic video prediction") as app:
+    # one request at a time (concurrency_id): memory is bounded and a request never removes another's folder
+    once = {"concurrency_id": "srvp", "concurrency_limit": 1}
+    with gr.Blocks(title="srvp: stochastic video prediction", delete_cache=(600, CACHE_SECONDS)) as app:
         gr.Markdown("# srvp — futures of a clip\nStochastic Latent Residual Video Prediction (Franceschi et al.). "
                     "Give a clip, draw samples of its future; the same as `srvp predict` on the command line.")
         model = gr.Dropdown(labels, value=labels[0], label="model")
@@ -285,7 +372,6 @@ def build_app(state: DemoState):
                     use_test = gr.Checkbox(label="use a generated Moving MNIST test clip instead", value=False)
                     test_index = gr.Number(label="test clip index", value=0, precision=0, minimum=0, maximum=999)
                     show = gr.Button("Show the conditioning frames", elem_id="show-clip")
-            clip = gr.Textbox(visible=False)
             preview = gr.Image(label="conditioning frames as the model sees them", type="filepath",
                                elem_id="preview")
             with gr.Row():
@@ -306,10 +392,10 @@ def build_app(state: DemoState):
             plot = gr.Image(label="PSNR and SSIM per predicted frame", type="filepath", elem_id="per-step")
             summary = gr.Code(label="summary.json", language="json")
             downloads = gr.File(label="downloads", file_count="multiple")
-            show.click(choose_clip, [model, upload, test_index, use_test, cond_frames, horizon], [clip, preview])
-            go.click(choose_clip, [model, upload, test_index, use_test, cond_frames, horizon], [clip, preview]).then(
-                run_predict, [model, clip, cond_frames, horizon, samples, dt, use_mean, seed, metric],
-                [animation, grid, plot, summary, downloads])
+            clip_inputs = [model, upload, test_index, use_test, cond_frames, horizon]
+            show.click(show_clip, clip_inputs, [preview], **once)
+            go.click(run_predict, [*clip_inputs, samples, dt, use_mean, seed, metric],
+                     [preview, animation, grid, plot, summary, downloads], **once)
         with gr.Tab("Swap content (figure 8)"):
             with gr.Row():
                 dyn = gr.File(label="dynamics from this clip")
@@ -318,7 +404,8 @@ def build_app(state: DemoState):
             swap_anim = gr.Image(type="filepath", label="dynamics | content | swapped")
             swap_grid = gr.Image(type="filepath", label="grid")
             swap_files = gr.File(file_count="multiple", label="downloads")
-            swap_go.click(run_swap, [model, dyn, con, cond_frames, horizon, seed], [swap_anim, swap_grid, swap_files])
+            swap_go.click(run_swap, [model, dyn, con, cond_frames, horizon, seed], [swap_anim, swap_grid, swap_files],
+                          **once)
         with gr.Tab("Interpolate (figure 9)"):
             with gr.Row():
                 clip_a = gr.File(label="clip A")
@@ -329,13 +416,25 @@ def build_app(state: DemoState):
             int_grid = gr.Image(type="filepath", label="grid")
             int_files = gr.File(file_count="multiple", label="downloads")
             int_go.click(run_interpolate, [model, clip_a, clip_b, cond_frames, horizon, steps],
-                         [int_anim, int_grid, int_files])
+                         [int_anim, int_grid, int_files], **once)
     return app
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # Gradio's launch stops its server on it, then launch() below removes its files
+
+
 def launch(state: DemoState, host: str = "127.0.0.1", port: int = 7860, share: bool = False) -> None:
-    """Serve the page (blocking) on ``host:port``; uploads are limited to :data:`MAX_UPLOAD_BYTES`."""
+    """Serve the page (blocking) on ``host:port``; uploads are limited to :data:`MAX_UPLOAD_BYTES`. When it stops
+    (Ctrl-C or SIGTERM) the server's temporary folder is removed, and Gradio deletes its copies of the files."""
     app = build_app(state)
-    app.queue(default_concurrency_limit=1).launch(
-        server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD_BYTES,
-        allowed_paths=[str(state.workdir)], show_error=True, inbrowser=False)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    try:
+        app.queue(default_concurrency_limit=1).launch(
+            server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD_BYTES,
+            allowed_paths=[str(state.workdir)], show_error=True, inbrowser=False)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        state.close()

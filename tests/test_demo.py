@@ -1,12 +1,16 @@
 """The web page (``srvp demo``): the functions the page calls, without a browser (bad inputs give the command
-line's messages, limits hold, nothing is written outside the server's folder), then the page itself in a real
-browser (Debian's chromium driven by Selenium): upload a clip, predict, see the animations and plots."""
+line's messages, limits hold, nothing is written outside the server's folder, no request can name a file of the
+server, messages and summaries name no server path, the server's folders stay bounded), then the running server
+through its HTTP API (a request naming a server path is refused; SIGTERM removes its files) and the page itself in a
+real browser (Debian's chromium driven by Selenium): upload a clip, predict, see the animations and plots."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -31,13 +35,21 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def state(checkpoint, tmp_path) -> demo.DemoState:
-    return demo.DemoState({"tiny": str(checkpoint)}, workdir=tmp_path / "server")
+def uploads(tmp_path) -> Path:
+    """Where Gradio would have put the request's uploads."""
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    return folder
 
 
 @pytest.fixture
-def clip(tmp_path) -> Path:
-    path = tmp_path / "clip.npy"
+def state(checkpoint, tmp_path, uploads) -> demo.DemoState:
+    return demo.DemoState({"tiny": str(checkpoint)}, workdir=tmp_path / "server", upload_dirs=(uploads,))
+
+
+@pytest.fixture
+def clip(uploads) -> Path:
+    path = uploads / "clip.npy"
     np.save(path, moving_square(30))
     return path
 
@@ -68,11 +80,11 @@ def test_bad_settings_give_the_command_lines_messages(state, clip, settings, mes
         demo.predict_clip(state, "tiny", clip, **values)
 
 
-def test_uploads_are_bounded_and_zips_extracted_safely(state, tmp_path, monkeypatch):
+def test_uploads_are_bounded_and_zips_extracted_safely(state, tmp_path, uploads, monkeypatch):
     state.workdir.mkdir()
     with pytest.raises(DataError, match="upload a clip"):
         demo.clip_input(state, None)
-    archive = tmp_path / "frames.zip"
+    archive = uploads / "frames.zip"
     buffer = io.BytesIO()
     import imageio.v2 as imageio
 
@@ -93,10 +105,10 @@ def test_uploads_are_bounded_and_zips_extracted_safely(state, tmp_path, monkeypa
     monkeypatch.setattr(demo, "MAX_UPLOAD_BYTES", 10)
     with pytest.raises(DataError, match="uploads are limited"):
         demo.clip_input(state, archive)
-    (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04 not a zip")
+    (uploads / "bad.zip").write_bytes(b"PK\x03\x04 not a zip")
     monkeypatch.setattr(demo, "MAX_UPLOAD_BYTES", 2**20)
     with pytest.raises(DataError, match="not a readable zip"):
-        demo.clip_input(state, tmp_path / "bad.zip")
+        demo.clip_input(state, uploads / "bad.zip")
 
 
 def test_only_offered_models_load(state):
@@ -105,8 +117,99 @@ def test_only_offered_models_load(state):
 
 
 def test_the_pages_error_text_is_the_message_not_a_trace():
-    assert demo._message(ConfigError("--samples 0 must be positive")) == "--samples 0 must be positive"
-    assert "Traceback" not in demo._message(RuntimeError("boom")) and "internal error" in demo._message(KeyError())
+    assert demo.page_message(ConfigError("--samples 0 must be positive")) == "--samples 0 must be positive"
+    assert "Traceback" not in demo.page_message(RuntimeError("boom"))
+    assert "internal error" in demo.page_message(KeyError())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# No request names a file of the server; no message or summary names a path of it (issue 21, item 2)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_no_function_of_the_page_reads_a_file_that_was_not_uploaded(state, clip, tmp_path, uploads):
+    state.workdir.mkdir()
+    secret = tmp_path / "server-only" / "secret.npy"  # a valid clip the server can read, outside the uploads
+    secret.parent.mkdir()
+    np.save(secret, moving_square(30, seed=5))
+    (uploads / "link.npy").symlink_to(secret)  # a link from the upload folder does not lead out of it
+    settings = dict(cond_frames=3, horizon=2)
+    attempts = {
+        "upload": lambda p: demo.clip_input(state, p),
+        "page": lambda p: demo.page_predict(state, "tiny", p, 0, False, samples=1, dt="training step",
+                                            use_mean=False, seed=0, **settings),
+        "predict": lambda p: demo.predict_clip(state, "tiny", Path(p), samples=1, dt="training step",
+                                               use_mean=False, seed=0, **settings),
+        "preview": lambda p: demo.conditioning_preview(state, "tiny", Path(p), **settings),
+        "swap": lambda p: demo.swap_clips(state, "tiny", clip, Path(p), seed=0, **settings),
+        "interpolate": lambda p: demo.interpolate_clips(state, "tiny", Path(p), clip, steps=2, **settings),
+    }
+    paths = [str(secret), str(tmp_path / "server-only" / "missing.npy"), str(uploads / ".." / "server-only" /
+             "secret.npy"), str(uploads / "link.npy"), "server-only/secret.npy", "/etc/hostname"]
+    for name, attempt in attempts.items():
+        messages = set()
+        for path in paths:
+            with pytest.raises(DataError) as refused:
+                attempt(path)
+            text = demo.page_message(refused.value, state)
+            assert "server-only" not in text and str(tmp_path) not in text and "hostname" not in text, (name, text)
+            messages.add(text)
+        assert len(messages) == 1, (name, messages)  # the same refusal whether the file exists or not
+    assert not any(state.workdir.rglob("secret*"))
+
+
+def test_messages_and_summaries_name_no_path_of_the_server(state, clip, tmp_path):
+    state.workdir.mkdir()
+    result = demo.predict_clip(state, "tiny", clip, cond_frames=3, horizon=2, samples=2, dt="training step",
+                               use_mean=False, seed=0)
+    written = Path(result["files"]["summary.json"]).read_text()
+    assert result["summary"]["input"] == "clip.npy" and result["summary"]["checkpoint"] == "tiny"
+    assert str(tmp_path) not in written and str(tmp_path) not in json.dumps(result["summary"])
+    with pytest.raises(DataError) as short:  # a reader's message names the file by its full path...
+        demo.predict_clip(state, "tiny", clip, cond_frames=40, horizon=2, samples=1, dt="training step",
+                          use_mean=False, seed=0)
+    assert str(clip) in str(short.value)
+    shown = demo.page_message(short.value, state)  # ...which the page shows as the file's name
+    assert shown.startswith("clip.npy: the clip has 30 frame(s)") and str(tmp_path) not in shown
+    state.choices["runs/kth/best.pt"] = str(tmp_path / "runs" / "kth" / "best.pt")
+    text = demo.page_message(DataError(f"{tmp_path}/runs/kth/best.pt: not a readable checkpoint"), state)
+    assert text == "runs/kth/best.pt: not a readable checkpoint"
+    assert demo.page_message(DataError("'/srv/data/x.npy' and /srv/y.gif: bad; --dt 1/2"), state) == \
+        "'x.npy' and y.gif: bad; --dt 1/2"
+    assert list(demo.model_choices([str(tmp_path / "uploads" / "clip.npy")]))[-1] == "uploads/clip.npy"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tiny uploads that decode to gigabytes; the server's folders (issue 21, item 3)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_a_tiny_zip_of_huge_frames_is_refused_fast_before_decoding(state, uploads, monkeypatch):
+    from PIL import ImageFile
+
+    from tests.test_malformed_inputs import one_bit_png
+
+    state.workdir.mkdir()
+    archive = uploads / "bomb.zip"
+    png = one_bit_png(12_000, 12_000)
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        for t in range(6):
+            z.writestr(f"{t}.png", png)
+    assert archive.stat().st_size < 3000  # 6 x 144 megapixels in under 3 KB
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: pytest.fail("a frame was decoded"))
+    start = time.monotonic()
+    with pytest.raises(DataError, match="12000x12000 pixels") as refused:
+        demo.page_predict(state, "tiny", archive, 0, False, 3, 2, 1, "training step", False, 0)
+    assert time.monotonic() - start < 10
+    assert demo.page_message(refused.value, state).startswith("0.png: frames of 12000x12000 pixels (144 megapixels)")
+
+
+def test_the_servers_folders_stay_bounded_and_go_when_it_stops(state, clip):
+    for _ in range(3 * demo.KEEP_FOLDERS):
+        demo.conditioning_preview(state, "tiny", clip, 3, 2)
+    assert len(list(state.workdir.iterdir())) <= demo.KEEP_FOLDERS
+    state.close()
+    assert not state.workdir.exists()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -131,9 +234,111 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_demo(checkpoint: Path, root: Path) -> tuple[subprocess.Popen, str]:
+    """``srvp demo`` in a process of its own, with its temporary folders (``TMPDIR``, ``GRADIO_TEMP_DIR``) under
+    ``root``; returns the process and the page's URL once its port answers."""
+    for name in ("tmp", "gradio"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1", TMPDIR=str(root / "tmp"),
+               GRADIO_TEMP_DIR=str(root / "gradio"))
+    server = subprocess.Popen([sys.executable, "-m", "srvp.cli.main", "demo", "--checkpoint", str(checkpoint),
+                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                              cwd=root)
+    deadline = time.monotonic() + 120
+    while True:  # the server is up when its port answers
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server, f"http://127.0.0.1:{port}"
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"the demo did not start: {server.stdout.read().decode()[-2000:]}")
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def live_demo(checkpoint, tmp_path_factory):
+    """A running ``srvp demo`` offering the tiny checkpoint: (URL, the model's label, its folder)."""
+    root = tmp_path_factory.mktemp("live")
+    server, url = start_demo(checkpoint, root)
+    yield url, "/".join(checkpoint.resolve().parts[-2:]), root
+    server.terminate()
+    server.wait(timeout=60)
+
+
+def api_call(url: str, api: str, data: list) -> str:
+    """One request to an endpoint of the page's HTTP API, as any program can send it (no client library, which
+    would upload a local file itself): the event stream of its answer."""
+    import httpx
+
+    posted = httpx.post(f"{url}/gradio_api/call/{api}", json={"data": data}, timeout=60)
+    posted.raise_for_status()
+    return httpx.get(f"{url}/gradio_api/call/{api}/{posted.json()['event_id']}", timeout=300).text
+
+
+def file_data(path: str | Path) -> dict:
+    return {"path": str(path), "meta": {"_type": "gradio.FileData"}}
+
+
+def server_path_requests(label: str, path: str | Path) -> dict[str, list]:
+    """A request of every endpoint that names the server path ``path`` where an upload goes."""
+    return {"run_predict": [label, file_data(path), 0, False, 3, 2, 1, "training step", False, 0, "psnr"],
+            "run_predict (a plain string)": [label, str(path), 0, False, 3, 2, 1, "training step", False, 0, "psnr"],
+            "show_clip": [label, file_data(path), 0, False, 3, 2],
+            "run_swap": [label, file_data(path), file_data(path), 3, 2, 0],
+            "run_interpolate": [label, file_data(path), file_data(path), 3, 2, 2]}
+
+
+def test_the_running_server_refuses_every_request_that_names_a_server_path(live_demo, tmp_path):
+    from gradio_client import Client, handle_file
+
+    url, label, _ = live_demo
+    secret = tmp_path / "secret.npy"  # a valid clip that the server process can read
+    np.save(secret, moving_square(30, seed=7))
+    missing = tmp_path / "absent.npy"  # as long as the secret's name (an echo of a long value is shortened alike)
+    for name, data in server_path_requests(label, secret).items():
+        answer = api_call(url, name.split()[0], data)
+        assert "event: error" in answer and "event: complete" not in answer, (name, answer[:500])
+        assert "frames" not in answer and str(tmp_path.parent) not in answer.replace(str(secret), ""), answer
+        other = api_call(url, name.split()[0], server_path_requests(label, missing)[name])
+        assert other.replace("absent.npy", "secret.npy") == answer  # nothing says whether the file exists
+    # every input of every endpoint is a value or an upload: none is a text field that could carry a path
+    client = Client(url, verbose=False)
+    api = client.view_api(return_format="dict", print_info=False)
+    components = {p["component"] for e in api["named_endpoints"].values() for p in e["parameters"]}
+    assert components <= {"Dropdown", "File", "Number", "Checkbox", "Slider", "Radio"}, components
+    assert not api.get("unnamed_endpoints")
+    # the same request with the clip uploaded works, and its summary names the clip, not where the server keeps it
+    clip = tmp_path / "clip.npy"
+    np.save(clip, moving_square(30))
+    outputs = client.predict(label, handle_file(str(clip)), 0, False, 3, 2, 1, "training step", False, 0, "psnr",
+                             api_name="/run_predict")
+    summary = json.loads(outputs[4])
+    assert summary["input"] == "clip.npy" and summary["checkpoint"] == label and "/" not in summary["input"]
+
+
+def test_the_server_removes_its_files_when_stopped(checkpoint, tmp_path):
+    from gradio_client import Client, handle_file
+
+    server, url = start_demo(checkpoint, tmp_path)
+    try:
+        clip = tmp_path / "clip.npy"
+        np.save(clip, moving_square(30))
+        Client(url, verbose=False).predict("/".join(checkpoint.resolve().parts[-2:]), handle_file(str(clip)), 0,
+                                           False, 3, 2, api_name="/show_clip")
+        assert list((tmp_path / "tmp").glob("srvp-demo-*/preview-*/conditioning.png"))
+        assert any(p.stat().st_size for p in (tmp_path / "gradio").rglob("*") if p.is_file())
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    assert list((tmp_path / "tmp").iterdir()) == []  # the server's folder is gone
+    assert not [p for p in (tmp_path / "gradio").rglob("*") if p.is_file() and p.stat().st_size]  # Gradio's copies
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
-def test_the_page_in_a_browser_uploads_predicts_and_shows_the_results(checkpoint, tmp_path):
+def test_the_page_in_a_browser_uploads_predicts_and_shows_the_results(live_demo, tmp_path):
     import imageio.v2 as imageio
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
@@ -142,13 +347,9 @@ def test_the_page_in_a_browser_uploads_predicts_and_shows_the_results(checkpoint
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
+    url, label, _ = live_demo
     clip = tmp_path / "clip.gif"
     imageio.mimsave(clip, list(moving_square(30)), format="GIF", duration=200)
-    port = _free_port()
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1")
-    server = subprocess.Popen([sys.executable, "-m", "srvp.cli.main", "demo", "--checkpoint", str(checkpoint),
-                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                              cwd=tmp_path)
     options = Options()
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -157,17 +358,8 @@ def test_the_page_in_a_browser_uploads_predicts_and_shows_the_results(checkpoint
     options.binary_location = shutil.which("chromium")
     driver = None
     try:
-        deadline = time.monotonic() + 90
-        while True:  # the server is up when its port answers
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None, server.stdout.read().decode()[-2000:]
-                assert time.monotonic() < deadline, "the demo did not start in 90 s"
-                time.sleep(0.5)
         driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-        driver.get(f"http://127.0.0.1:{port}/")
+        driver.get(url + "/")
         upload = WebDriverWait(driver, 60).until(
             ec.presence_of_element_located((By.CSS_SELECTOR, "#clip-upload input[type=file]")))
         upload.send_keys(str(clip))
@@ -179,18 +371,19 @@ def test_the_page_in_a_browser_uploads_predicts_and_shows_the_results(checkpoint
             assert driver.find_element(By.CSS_SELECTOR, element).get_attribute("src")
         assert driver.execute_script("return arguments[0].naturalWidth", plot) > 100
         assert "Traceback" not in driver.page_source
+        # the endpoint the page has just used, asked for a file of the server instead of the upload: refused
+        answer = api_call(url, "run_predict", server_path_requests(label, clip)["run_predict"])
+        assert "event: error" in answer and "not uploaded by a user" in answer, answer[:500]
     finally:
         if driver is not None:
             driver.save_screenshot(str(tmp_path / "demo.png"))
             driver.quit()
-        server.terminate()
-        server.wait(timeout=30)
     assert (tmp_path / "demo.png").stat().st_size > 10_000
 
 
-def test_swap_and_interpolation_from_the_page(state, clip, tmp_path):
+def test_swap_and_interpolation_from_the_page(state, clip, uploads):
     state.workdir.mkdir()
-    other = tmp_path / "other.npy"
+    other = uploads / "other.npy"
     np.save(other, moving_square(30, seed=3))
     swapped = demo.swap_clips(state, "tiny", clip, other, cond_frames=3, horizon=2, seed=0)
     assert {"swap.gif", "grid.png", "summary.json"} <= set(swapped["files"])

@@ -302,10 +302,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def predict_files(args: argparse.Namespace, predictor) -> tuple[dict, Path]:
+def predict_files(args: argparse.Namespace, predictor, shown: dict[str, str] | None = None) -> tuple[dict, Path]:
     """Everything ``srvp predict`` does once the model is loaded (the web demo calls it too): read ``args.input``
     with the safe readers, check the options, write the outputs into ``args.out`` whole or not at all. Returns the
-    summary and the output folder."""
+    summary and the output folder. ``shown`` maps paths to the names that the summary gives instead (the demo's
+    summary names no file of its server)."""
     clip = predictor.prepare(read_clip(args.input), args.input)[0].cpu()  # (T, C, S, S)
     out = Path(args.out) if args.out else Path("predictions") / Path(args.input).stem
     torch.manual_seed(args.seed)
@@ -319,6 +320,7 @@ def predict_files(args: argparse.Namespace, predictor) -> tuple[dict, Path]:
             else:
                 summary = _predict(args, predictor, clip, stage)
             summary = {"checkpoint": str(args.checkpoint), "input": str(args.input), **summary}
+            summary = {k: (shown or {}).get(v, v) if isinstance(v, str) else v for k, v in summary.items()}
             atomic_write_text(stage / "summary.json", json.dumps(summary, indent=1) + "\n")
     except OSError as e:
         where = out if e.filename is None or ".partial-" in str(e.filename) else e.filename
