@@ -94,7 +94,7 @@ def scores_row(result, recipe: str, minutes: float, clocks: dict[str, float], st
     by_name = {s["name"]: s["metrics"] for s in summary["settings"]}
     model = by_name["model"]
     row: dict[str, float | str | int] = {"recipe": recipe, "minutes": minutes, "step": step,
-                                         **{k: round(v, 1) for k, v in clocks.items()}}
+                                         **{k: round(clocks[k], 1) for k in CLOCKS.values()}}
     reconstruction = summary.get("reconstruction") or {}
     for part, suffix in (("clip", "recon"), ("conditioning", "recon_cond")):
         for m in ("psnr", "ssim"):
@@ -171,7 +171,7 @@ def run_recipe(name: str, cfg: RunConfig, spec: str, snapshots: list[float], tes
               f"snapshot: scoring the final model in its place")
         at_snapshot(trainer, final=True)
         todo.clear()
-    record["finished"] = {"step": trainer.step, **trainer.clocks()}
+    record["finished"] = {"step": trainer.step, **{k: trainer.clocks()[k] for k in CLOCKS.values()}}
     atomic_write_text(record_path, json.dumps(record, indent=1) + "\n")
 
 

@@ -40,13 +40,16 @@ class Predictor:
         self.model = model.to(self.device).eval()
         use_cpu_layers(self.model)  # the same function, faster (srvp.models.cpu_layers)
         self.config: RunConfig = config if config is not None else RunConfig(model=model.config)
+        self.history: list[dict] = []  # the training stages of the weights (LoadedModel.history), when loaded
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Predictor:
         """Load a checkpoint written by ``srvp train`` or ``srvp import-official`` (weights-only, never executes
         code from the file); a missing, corrupt or mismatched file raises a one-line :class:`CheckpointError`."""
         loaded = load_checkpoint(path, map_location="cpu")
-        return cls(loaded.model, loaded.config, device)
+        predictor = cls(loaded.model, loaded.config, device)
+        predictor.history = loaded.history
+        return predictor
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "auto",
@@ -55,12 +58,15 @@ class Predictor:
         the authors' code with ``config.json`` + ``model.pt``, an ``srvp train`` checkpoint) or Hub repository id
         (see :mod:`srvp.pretrained`); weights are never unpickled with code."""
         loaded = load_pretrained(name_or_path, revision)
-        return cls(loaded.model, loaded.config, device)
+        predictor = cls(loaded.model, loaded.config, device)
+        predictor.history = loaded.history
+        return predictor
 
     def save_pretrained(self, directory: str | Path, *, card: str | None = None, dtype: str = "float32",
                         overwrite: bool = False) -> Path:
         """Write the model in the Hub layout (``config.json`` + ``model.safetensors`` [+ ``README.md``])."""
-        return save_pretrained(self.model, self.config, directory, card=card, dtype=dtype, overwrite=overwrite)
+        return save_pretrained(self.model, self.config, directory, card=card, dtype=dtype, overwrite=overwrite,
+                               history=self.history)
 
     def push_to_hub(self, repo_id: str, token: str | None = None, private: bool = False) -> str:
         """Save the model in the Hub layout and upload it to ``repo_id`` (needs network access and a token)."""

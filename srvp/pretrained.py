@@ -44,7 +44,7 @@ from srvp.files import (
 )
 from srvp.models import LoadedModel, build_model
 from srvp.models.official import config_from_official, convert_state_dict
-from srvp.training.checkpoint import load_checkpoint
+from srvp.training.checkpoint import InitialWeights, load_checkpoint, stage_record
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -93,10 +93,11 @@ def earlier_model_files(directory: str | Path) -> tuple[str, ...] | None:
 
 def save_pretrained(model: torch.nn.Module, config: RunConfig, directory: str | Path, *, step: int = 0,
                     card: str | None = None, dtype: str = "float32", overwrite: bool = False,
-                    option: str = "directory") -> Path:
+                    option: str = "directory", history: list[dict[str, Any]] | None = None) -> Path:
     """Write ``model`` and ``config`` in the Hub layout into ``directory`` (created; it must not exist unless
-    ``overwrite``). ``dtype`` (``float32``, ``float16``, ``bfloat16``) is the storage type of floating-point
-    weights; they are cast back to float32 when loaded. The folder is written aside and renamed into place
+    ``overwrite``), with the model's training ``history`` (:attr:`LoadedModel.history`) in the ``srvp`` entry.
+    ``dtype`` (``float32``, ``float16``, ``bfloat16``) is the storage type of floating-point weights; they are cast
+    back to float32 when loaded. The folder is written aside and renamed into place
     (:func:`srvp.files.staged_output_dir`); ``overwrite`` replaces an empty folder or a model folder written by this
     function, and refuses any other folder with a one-line :class:`ConfigError`, leaving it as it was (``option``
     names the argument in that message)."""
@@ -108,7 +109,7 @@ def save_pretrained(model: torch.nn.Module, config: RunConfig, directory: str | 
     replaceable_names(directory, CONFIG_FILE, option, earlier_model_files)  # before the work, not after
     tensors = {k: (v.detach().to(_DTYPES[dtype]) if v.is_floating_point() else v.detach()).cpu().contiguous()
                for k, v in model.state_dict().items()}
-    meta = {"srvp": {"format": HUB_FORMAT, "step": int(step), "weights_dtype": dtype}}
+    meta = {"srvp": {"format": HUB_FORMAT, "step": int(step), "weights_dtype": dtype, "history": list(history or [])}}
     config_text = json.dumps({**config.to_dict(), **meta}, indent=2, sort_keys=True) + "\n"
     with staged_output_dir(directory, CONFIG_FILE, option, earlier_model_files) as staging:
         save_file(tensors, str(staging / WEIGHTS_FILE), metadata={
@@ -171,7 +172,11 @@ def read_hub_folder(directory: str | Path) -> LoadedModel:
     model = build_model(config.model)
     weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
     load_state_checked(model, weights, weights_path)
-    return LoadedModel(model.eval(), config, int(meta.get("step", 0)), str(directory))
+    step = int(meta.get("step", 0))
+    history = meta.get("history")
+    if not (isinstance(history, list) and history and all(isinstance(h, dict) for h in history)):
+        history = [stage_record(config, step)]  # a folder written before histories: one stage, clocks unknown
+    return LoadedModel(model.eval(), config, step, str(directory), history)
 
 
 def read_official_options(path: str | Path) -> dict[str, Any]:
@@ -259,11 +264,11 @@ def load_pretrained(name_or_path: str | Path, revision: str | None = None) -> Lo
                           f"names: {_known_names()} (or a Hub repository id owner/name)")
 
 
-def init_weights(source: str | Path, model_config: ModelConfig) -> dict[str, torch.Tensor]:
-    """The weights to start a training run of ``model_config`` from (``TrainConfig.init_from``): ``source`` is
-    anything :func:`load_pretrained` reads (a shipped name, a Hub-layout or authors' folder, an ``srvp train``
-    checkpoint, a Hub id). Only the model's weights are taken (float32 state dict, batch-norm statistics
-    included), never an optimiser or schedule. Every field that defines the networks must equal the source's (the
+def init_weights(source: str | Path, model_config: ModelConfig) -> InitialWeights:
+    """The weights to start a training run of ``model_config`` from (``TrainConfig.init_from``), with the source's
+    training history: ``source`` is anything :func:`load_pretrained` reads (a shipped name, a Hub-layout or authors'
+    folder, an ``srvp train`` checkpoint, a Hub id). Only the model's weights are taken (float32 state dict,
+    batch-norm statistics included), never an optimiser or schedule. Every field that defines the networks must equal the source's (the
     objective weights, ``dt`` and the initialisation gain may differ); otherwise a one-line
     :class:`CheckpointError` names the fields."""
     loaded = load_pretrained(source)
@@ -273,7 +278,7 @@ def init_weights(source: str | Path, model_config: ModelConfig) -> dict[str, tor
         raise CheckpointError(f"{source}: its model does not match the run's model options ({shown}: the run's vs "
                               f"the weights'); drop those options to take the source's model, or start from other "
                               f"weights")
-    return {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
+    return InitialWeights({k: v.detach().clone() for k, v in loaded.model.state_dict().items()}, loaded.history)
 
 
 __all__ = ["CARD_FILE", "CONFIG_FILE", "SHIPPED", "WEIGHTS_FILE", "LoadedModel", "ShippedModel", "available",

@@ -44,6 +44,20 @@ def test_init_from_then_zero_steps_predicts_bit_identically_to_the_source(source
     assert saved["train"]["init_from"] == str(source_run / "last.pt") and saved["train"]["steps"] == 0
 
 
+def test_the_training_history_follows_the_weights_through_continuations_and_the_hub_layout(source_run, tmp_path):
+    from srvp.pretrained import save_pretrained
+
+    source = load_pretrained(source_run / "last.pt")
+    assert [h["steps"] for h in source.history] == [4] and source.history[0]["train_cpu_seconds"] > 0
+    cfg = tiny_run(tmp_path / "ft", steps=2, decay_steps=0, init_from=str(source_run / "last.pt"))
+    train(cfg, progress=False, init_weights=init_weights(cfg.train.init_from, cfg.model))
+    tuned = load_pretrained(tmp_path / "ft" / "last.pt")
+    assert [(h["steps"], h["init_from"]) for h in tuned.history] == [(4, ""), (2, str(source_run / "last.pt"))]
+    assert tuned.history[1]["recipe"]["planned_steps"] == 2 and tuned.history[1]["recipe"]["lr"] == cfg.train.lr
+    save_pretrained(tuned.model, tuned.config, tmp_path / "hub", step=tuned.step, history=tuned.history)
+    assert load_pretrained(tmp_path / "hub").history == tuned.history
+
+
 def test_init_from_trains_from_the_source_weights_with_a_fresh_optimiser(source_run, tmp_path):
     source = read_checkpoint(source_run / "last.pt")
     cfg = tiny_run(tmp_path / "ft", steps=2, init_from=str(source_run / "last.pt"))
@@ -63,7 +77,7 @@ def test_init_from_a_mismatched_architecture_is_one_line(source_run, tmp_path):
     assert not (tmp_path / "ft").exists()
     # objective weights and the step size may change: they do not change what the weights mean
     tuned = ModelConfig(**{**tiny_model_config().__dict__, "obs_scale": 0.5, "beta_z": 3.0, "dt": 0.5})
-    assert init_weights(source_run / "last.pt", tuned).keys() == SRVP(tuned).state_dict().keys()
+    assert init_weights(source_run / "last.pt", tuned).state_dict.keys() == SRVP(tuned).state_dict().keys()
     with pytest.raises(CheckpointError, match="state_dim=5 vs 4"):
         init_weights(source_run / "last.pt", tiny_model_config(state_dim=5))
 
@@ -71,7 +85,7 @@ def test_init_from_a_mismatched_architecture_is_one_line(source_run, tmp_path):
 def test_init_from_the_authors_folder_and_without_weights(shared_dir, tmp_path):
     folder = shared_dir / "data" / "official-srvp" / "dcgan-mmnist"
     loaded = load_pretrained(folder)
-    weights = init_weights(folder, loaded.config.model)
+    weights = init_weights(folder, loaded.config.model).state_dict
     for k, v in loaded.model.state_dict().items():
         assert torch.equal(weights[k], v), k
     cfg = tiny_run(tmp_path / "run", init_from=str(folder))

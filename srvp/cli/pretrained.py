@@ -71,10 +71,12 @@ def run(args: argparse.Namespace) -> int:
         card = args.card.read_text()
     loaded = load_pretrained(args.source)
     if args.out.suffix == ".pt":
-        atomic_torch_save(make_checkpoint(loaded.model, loaded.config, loaded.step,
-                                          extra={"converted_from": loaded.source}), args.out)
+        last = loaded.history[-1] if loaded.history else {}
+        extra = {"converted_from": loaded.source, "lineage": loaded.history[:-1],  # read back as the same history
+                 **{k: last[k] for k in ("train_seconds", "train_cpu_seconds") if last.get(k) is not None}}
+        atomic_torch_save(make_checkpoint(loaded.model, loaded.config, loaded.step, extra=extra), args.out)
     else:
         save_pretrained(loaded.model, loaded.config, args.out, step=loaded.step, card=card, dtype=args.dtype,
-                        overwrite=args.overwrite, option="OUT")
+                        overwrite=args.overwrite, option="OUT", history=loaded.history)
     print(f"wrote {args.out} from {loaded.source}")
     return 0

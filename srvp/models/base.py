@@ -8,7 +8,7 @@ A model knows nothing of files: checkpoints are read by :mod:`srvp.training.chec
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -84,9 +84,12 @@ class VideoPredictor(nn.Module, ABC):
 @dataclass
 class LoadedModel:
     """A trained model read from a file: the model in evaluation mode, its full run configuration, the training
-    step it was saved at, and where it came from."""
+    step it was saved at, where it came from, and its training history: one record per training stage that produced
+    these weights, oldest first (each run started with ``init_from`` continues the history of its source; records
+    as written by :func:`srvp.training.checkpoint.stage_record`)."""
 
     model: VideoPredictor
     config: RunConfig
     step: int = 0
     source: str = ""
+    history: list[dict[str, Any]] = field(default_factory=list)

@@ -18,6 +18,7 @@ import io
 import json
 import re
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,31 @@ def make_checkpoint(model: torch.nn.Module, config: RunConfig, step: int, optimi
     return state
 
 
+@dataclass
+class InitialWeights:
+    """What a run started from trained weights (``TrainConfig.init_from``) takes from its source: the model's
+    ``state_dict`` and its training history (:attr:`srvp.models.LoadedModel.history`), which the run's checkpoints
+    carry on as their ``lineage``."""
+
+    state_dict: dict[str, torch.Tensor]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def stage_record(config: RunConfig, step: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One training stage of a model's history: the run's steps and clocks, where its weights started, and its
+    recipe (the training options and the objective's weights that a stage may change)."""
+    extra = extra or {}
+    t, m, d = config.train, config.model, config.data
+    recipe = {"lr": t.lr, "lr_schedule": t.lr_schedule, "warmup_steps": t.warmup_steps, "decay_steps": t.decay_steps,
+              "planned_steps": t.steps, "batch_size": t.batch_size, "precision": t.precision,
+              "ema_decay": t.ema_decay, "autoencoder_steps": t.autoencoder_steps,
+              "short_clip_steps": t.short_clip_steps, "short_clip_len": t.short_clip_len,
+              "kl_warmup_steps": t.kl_warmup_steps, "obs_scale": m.obs_scale, "beta_z": m.beta_z, "dt": m.dt,
+              "dataset": d.dataset, "num_digits": d.num_digits, "seq_len": d.seq_len}
+    return {"steps": int(step), "train_seconds": extra.get("train_seconds"),
+            "train_cpu_seconds": extra.get("train_cpu_seconds"), "init_from": t.init_from, "recipe": recipe}
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint file safely (``weights_only``); a missing, corrupt or foreign file raises a one-line
     :class:`CheckpointError`."""
@@ -104,7 +130,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     cfg = config_of(state, path)
     model = build_model(cfg.model)
     load_state_checked(model, state["model"], path)
-    return LoadedModel(model.eval(), cfg, int(state.get("step", 0)), str(path))
+    step, extra = int(state.get("step", 0)), state.get("extra", {})
+    history = [*extra.get("lineage", []), stage_record(cfg, step, extra)]
+    return LoadedModel(model.eval(), cfg, step, str(path), history)
 
 
 # ----------------------------------------------------------------------------------------------------------------

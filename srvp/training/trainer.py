@@ -63,7 +63,13 @@ from srvp.runtime import (
     tune_glibc_malloc,
 )
 from srvp.training.autoencoder import FrameAutoencoder
-from srvp.training.checkpoint import CheckpointManager, atomic_torch_save, config_of, make_checkpoint
+from srvp.training.checkpoint import (
+    CheckpointManager,
+    InitialWeights,
+    atomic_torch_save,
+    config_of,
+    make_checkpoint,
+)
 
 
 class TrainingError(SrvpError):
@@ -174,11 +180,11 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, resume: bool = False, progress: bool = True,
                  callbacks: list[Callable[[Trainer], None]] | None = None,
-                 init_weights: dict[str, torch.Tensor] | None = None):
+                 init_weights: InitialWeights | None = None):
         """``callbacks`` are called on rank 0 after every optimisation step with the trainer (its ``step``,
         ``train_seconds``, :meth:`eval_model`); their time is not counted in ``train_seconds``. ``init_weights``: the
-        model's state dict to start from (required when ``cfg.train.init_from`` is set, unless ``resume`` finds a
-        checkpoint, whose weights win)."""
+        weights to start from and their history (required when ``cfg.train.init_from`` is set, unless ``resume``
+        finds a checkpoint, whose weights win; :func:`srvp.pretrained.init_weights` reads them)."""
         self.init_weights = init_weights
         self.cfg = cfg
         self.resume = resume
@@ -197,8 +203,10 @@ class Trainer:
         cfg = self.cfg
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg.model).to(self.device)
+        self.lineage: list[dict[str, Any]] = []  # the training stages before this run (saved with every checkpoint)
         if self.init_weights is not None:
-            load_state_checked(self.model, self.init_weights, cfg.train.init_from or "init_weights")
+            load_state_checked(self.model, self.init_weights.state_dict, cfg.train.init_from or "init_weights")
+            self.lineage = list(self.init_weights.history)
         if self.device.type == "cpu":  # the CPU speed layers: the same function, faster (models/cpu_layers.py)
             use_cpu_layers(self.model)
         # refuse a batch that cannot fit before the first step allocates it (one line saying what to lower)
@@ -278,6 +286,7 @@ class Trainer:
         self.best_val = state.get("extra", {}).get("best_val")
         self.train_seconds = float(state.get("extra", {}).get("train_seconds", 0.0))
         self.train_cpu_seconds = float(state.get("extra", {}).get("train_cpu_seconds", 0.0))
+        self.lineage = list(state.get("extra", {}).get("lineage", self.lineage))
         if self.ema is not None:
             if "ema" not in state.get("extra", {}):
                 raise SrvpError(f"{path}: the checkpoint has no weight average; resume with the run's ema_decay "
@@ -312,9 +321,12 @@ class Trainer:
                           self.out_dir / "last.pt")
         return path
 
-    def clocks(self) -> dict[str, float]:
-        """The training clocks, as saved with every checkpoint: wall-clock and CPU seconds spent training."""
-        return {"train_seconds": self.train_seconds, "train_cpu_seconds": self.train_cpu_seconds}
+    def clocks(self) -> dict[str, Any]:
+        """What every checkpoint records of the training: wall-clock and CPU seconds spent training, and the
+        training stages before this run (``lineage``; :func:`srvp.training.checkpoint.load_checkpoint` appends this
+        run's stage to form the model's history)."""
+        return {"train_seconds": self.train_seconds, "train_cpu_seconds": self.train_cpu_seconds,
+                "lineage": self.lineage}
 
     def eval_model(self) -> torch.nn.Module:
         """The model to evaluate and ship: the weight average with ``ema_decay``, else the trained model."""
@@ -564,7 +576,7 @@ def _json(data: dict[str, Any]) -> str:
 
 def train(cfg: RunConfig, resume: bool = False, progress: bool = True,
           callbacks: list[Callable[[Trainer], None]] | None = None,
-          init_weights: dict[str, torch.Tensor] | None = None) -> Path:
+          init_weights: InitialWeights | None = None) -> Path:
     """Train the model of ``cfg`` (from ``init_weights`` when given); returns the run directory (``config.json``,
     ``best.pt``, ``last.pt``, ``checkpoints/``, ``tensorboard/``)."""
     return Trainer(cfg, resume=resume, progress=progress, callbacks=callbacks, init_weights=init_weights).fit()
