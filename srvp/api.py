@@ -32,6 +32,14 @@ from srvp.training.checkpoint import load_checkpoint
 CONTENT_CHOICES = ("a", "b", "interpolate")
 
 
+def _count(value: object, name: str, minimum: int) -> int:
+    """``value`` as a count of at least ``minimum`` (an int, NumPy's included), else a one-line
+    :class:`ConfigError`: ``horizon=2.5`` or ``n_samples=0`` would otherwise fail deep inside the model."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{name}={value!r} must be an integer of at least {minimum}")
+    return int(value)
+
+
 class Predictor:
     """A trained SRVP model in evaluation mode with its :class:`~srvp.config.RunConfig`."""
 
@@ -127,6 +135,9 @@ class Predictor:
         if x.ndim != 5 or x.shape[2] not in (1, 3, 4):
             raise DataError(f"{name}: expected clips (B, T, C, H, W) or one clip (T, C, H, W) with C in 1, 3, 4; "
                             f"got shape {tuple(x.shape)}")
+        if x.numel() == 0:
+            raise DataError(f"{name}: no frames to read (shape {tuple(x.shape)}: an empty batch, no frame or frames "
+                            f"of no pixel)")
         if x.dtype == torch.uint8:
             x = x.float() / 255.0
         elif x.is_floating_point():
@@ -173,8 +184,8 @@ class Predictor:
         ``dt`` (default: the training step) must be 1/n; the conditioning states are inferred with the training
         step and the future generated with ``dt``. ``use_mean`` replaces random draws by Gaussian means.
         """
-        if horizon < 1 or n_samples < 1:
-            raise ConfigError(f"horizon={horizon} and n_samples={n_samples} must be positive")
+        _count(horizon, "horizon", 1)
+        _count(n_samples, "n_samples", 1)
         dt = self._check_dt(dt)
         x = self.prepare(frames)
         self._check_length(x, "frames")
@@ -188,6 +199,7 @@ class Predictor:
         """Reconstruction of the frames ``(B, T, C, H, W)`` from their inferred states (distribution means), followed
         by ``horizon`` predicted frames (means): ``(B, T + horizon, C, H, W)``."""
         self._srvp_only("reconstruct")
+        _count(horizon, "horizon", 0)
         cond = self.encode(frames)
         out = self.model.sample_futures(cond, horizon, use_mean=True, include_conditioning=True)
         return out[:, 0].clamp(0.0, 1.0).cpu()
@@ -204,8 +216,8 @@ class Predictor:
         ``keep_intermediate`` and ``dt`` < the training step, every Euler state of the future is decoded).
         """
         self._srvp_only("swap_content")
-        if horizon < 0 or n_samples < 1:
-            raise ConfigError(f"horizon={horizon} must be >= 0 and n_samples={n_samples} positive")
+        _count(horizon, "horizon", 0)
+        _count(n_samples, "n_samples", 1)
         dt = self._check_dt(dt)
         dynamics = self.encode(dynamics_frames)
         content = self.encode(content_frames)
@@ -237,8 +249,8 @@ class Predictor:
         Returns ``(B, n_steps, horizon, C, H, W)``: frames 1..horizon of each trajectory.
         """
         self._srvp_only("interpolate")
-        if n_steps < 2 or horizon < 1:
-            raise ConfigError(f"n_steps={n_steps} must be at least 2 and horizon={horizon} positive")
+        _count(n_steps, "n_steps", 2)
+        _count(horizon, "horizon", 1)
         if content not in CONTENT_CHOICES:
             raise ConfigError(f"content={content!r} is not one of {', '.join(CONTENT_CHOICES)}")
         cond_a, cond_b = self.encode(frames_a), self.encode(frames_b)

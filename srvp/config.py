@@ -26,11 +26,17 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 LR_SCHEDULES = ("linear-decay", "cosine")
 
 
+#: the largest random seed: every seed (training, evaluation, prediction, test sets) is an integer from 0 to 2^32 - 1,
+#: which every generator used here accepts (NumPy's legacy RandomState, as the authors' KTH test-set draw, the
+#: narrowest; torch.manual_seed overflows beyond 64 bits)
+MAX_SEED = 2**32 - 1
+
 #: numeric bounds a field can carry in its metadata (``bound``), checked by :meth:`RunConfig.validate`
 BOUNDS: dict[str, tuple[Any, str]] = {
     "positive": (lambda v: v > 0, "must be positive"),
     "non-negative": (lambda v: v >= 0, "must be >= 0"),
     "unit": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "seed": (lambda v: isinstance(v, int) and 0 <= v <= MAX_SEED, f"must be an integer from 0 to {MAX_SEED}"),
 }
 
 
@@ -117,6 +123,48 @@ class ModelConfig:
         """Whether the model has the auxiliary variable z."""
         return self.transition != "deterministic"
 
+    def validate(self, source: str = "model config") -> None:
+        """Reject impossible values and combinations of the model alone with a one-line :class:`ConfigError` (the
+        models call it, so that ``SRVP(ModelConfig(filters=0))`` is refused as a config file would be)."""
+        _check_fields(self, source, family_of=self.model)
+        try:
+            n = self.euler_steps
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        if self.channels not in (1, 3):
+            raise ConfigError(f"{source}: channels={self.channels} must be 1 (grey) or 3 (colour)")
+        if self.architecture in ("dcgan", "vgg") and self.frame_size != 64:
+            raise ConfigError(f"{source}: the {self.architecture} architecture needs frame_size=64, got "
+                              f"{self.frame_size}")
+        if self.skip_connections and not self.content:
+            raise ConfigError(f"{source}: skip_connections need the content variable (content=true)")
+        if self.skip_connections and self.architecture == "mlp":
+            raise ConfigError(f"{source}: the mlp architecture has no skip connections")
+        if self.transition in ("mlp", "gru") and n != 1:
+            raise ConfigError(f"{source}: dt={self.dt} needs a residual or deterministic transition "
+                              f"(the {self.transition} transition has no Euler step)")
+
+
+def _check_fields(section: Any, source: str, family_of: str | None = None) -> None:
+    """Each field of a config section against its metadata: choices, finiteness, bounds and (for the model section,
+    ``family_of`` its model family) the family that uses it."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{source}: {f.name}={value!r} is not one of {', '.join(choices)}")
+        if isinstance(value, float) and not math.isfinite(value):  # e.g. residual_gain, which has no range
+            raise ConfigError(f"{source}: {f.name}={value!r} must be a finite number")
+        family = f.metadata.get("family")
+        if family_of is not None and family is not None and family != family_of and value != f.default:
+            raise ConfigError(f"{source}: {f.name}={value!r} is an option of the {family} model; the "
+                              f"{family_of} model does not use it (leave it at {f.default!r})")
+        bound = f.metadata.get("bound")
+        if bound is not None:
+            holds, rule = BOUNDS[bound]
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and holds(value)):
+                raise ConfigError(f"{source}: {f.name}={value!r} {rule}")
+
 
 @dataclass
 class DataConfig:
@@ -177,7 +225,8 @@ class TrainConfig:
     ema_decay: float = _opt(0.0, "exponential moving average of the weights (e.g. 0.999), used for validation and "
                             "saved as the model of best.pt and last.pt; 0: no average", bound="unit")
     batch_size: int = _opt(128, "clips per optimisation step and per process", bound="positive")
-    seed: int = _opt(1, "random seed; batches are a pure function of (seed, step), so runs resume exactly")
+    seed: int = _opt(1, "random seed; batches are a pure function of (seed, step), so runs resume exactly",
+                     bound="seed")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
     precision: str = _opt("fp32", "autocast precision of the forward pass", PRECISIONS)
     channels_last: bool = _opt(False, "use channels-last memory format for convolutions")
@@ -230,36 +279,9 @@ class RunConfig:
     def validate(self, source: str = "config") -> None:
         """Reject impossible values and combinations with a one-line :class:`ConfigError`."""
         m, d, t = self.model, self.data, self.train
-        for section in (m, d, t):
-            for f in dataclasses.fields(section):
-                value = getattr(section, f.name)
-                choices = f.metadata.get("choices")
-                if choices and value not in choices:
-                    raise ConfigError(f"{source}: {f.name}={value!r} is not one of {', '.join(choices)}")
-                if isinstance(value, float) and not math.isfinite(value):  # e.g. residual_gain, which has no range
-                    raise ConfigError(f"{source}: {f.name}={value!r} must be a finite number")
-                family = f.metadata.get("family")
-                if section is m and family is not None and family != m.model and value != f.default:
-                    raise ConfigError(f"{source}: {f.name}={value!r} is an option of the {family} model; the "
-                                      f"{m.model} model does not use it (leave it at {f.default!r})")
-                bound = f.metadata.get("bound")
-                if bound is not None:
-                    holds, rule = BOUNDS[bound]
-                    if not (isinstance(value, (int, float)) and holds(value)):
-                        raise ConfigError(f"{source}: {f.name}={value!r} {rule}")
-        try:
-            n = m.euler_steps
-        except ConfigError as e:
-            raise ConfigError(f"{source}: {e}") from None
-        if m.architecture in ("dcgan", "vgg") and m.frame_size != 64:
-            raise ConfigError(f"{source}: the {m.architecture} architecture needs frame_size=64, got {m.frame_size}")
-        if m.skip_connections and not m.content:
-            raise ConfigError(f"{source}: skip_connections need the content variable (content=true)")
-        if m.skip_connections and m.architecture == "mlp":
-            raise ConfigError(f"{source}: the mlp architecture has no skip connections")
-        if m.transition in ("mlp", "gru") and n != 1:
-            raise ConfigError(f"{source}: dt={m.dt} needs a residual or deterministic transition "
-                              f"(the {m.transition} transition has no Euler step)")
+        m.validate(source)
+        _check_fields(d, source)
+        _check_fields(t, source)
         if m.content_frames > d.seq_len:
             raise ConfigError(f"{source}: content_frames={m.content_frames} exceeds seq_len={d.seq_len}")
         if m.content_frames > d.cond_frames:
@@ -358,6 +380,25 @@ def dt_argument(text: str) -> float:
         return parse_dt(text)
     except ConfigError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """``value`` as a random seed (an integer from 0 to :data:`MAX_SEED`), else a one-line :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{name}={value!r} must be an integer from 0 to {MAX_SEED}")
+    return value
+
+
+def seed_argument(text: str) -> int:
+    """A ``--seed`` value as an argparse ``type``: an integer from 0 to :data:`MAX_SEED`, else a usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{value} is outside 0 ... {MAX_SEED} (2^32 - 1), the seeds every random "
+                                         f"generator here accepts")
+    return value
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from srvp.errors import ConfigError
 
 def resolve_device(name: str | torch.device, local_rank: int | None = None) -> torch.device:
     """``auto`` -> CUDA when available, else CPU. Under torch.distributed (``WORLD_SIZE`` > 1) a plain ``cuda``
-    means this process's GPU, ``cuda:LOCAL_RANK``. An invalid or unavailable device is a :class:`ConfigError`."""
+    means this process's GPU, ``cuda:LOCAL_RANK``. An invalid or unavailable device (``mps`` or ``xpu`` on a
+    machine or PyTorch build without one, a GPU index beyond the machine's, ``meta``) is a :class:`ConfigError`."""
     name = str(name)
     if local_rank is None:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -27,6 +28,16 @@ def resolve_device(name: str | torch.device, local_rank: int | None = None) -> t
         raise ConfigError(f"device {name!r} is not a valid device (auto, cpu, cuda, cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine (use cpu or auto)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} GPU(s), numbered from 0")
+    if device.type == "meta":
+        raise ConfigError(f"device {name!r} holds no values (use cpu, cuda or auto)")
+    if device.type not in ("cpu", "cuda"):  # mps, xpu ...: usable only if this PyTorch and machine have one
+        try:
+            torch.empty(1, device=device)
+        except Exception:  # noqa: BLE001 - each backend refuses in its own way (RuntimeError, AssertionError ...)
+            raise ConfigError(f"device {name!r} is not available on this machine or in this PyTorch build (use "
+                              f"cpu, cuda or auto)") from None
     return device
 
 
@@ -148,8 +159,9 @@ def require_memory(need: int, device: torch.device, what: str, lower: str, fract
     the device has available (``what``: the request; ``lower``: the options to lower)."""
     have = available_memory(device)
     if need > fraction * have:
-        raise ConfigError(f"{what} needs about {need / GIB:.1f} GiB of memory, more than the {have / GIB:.1f} GiB "
-                          f"available; lower {lower}")
+        raise ConfigError(f"{what} needs about {need / GIB:.1f} GiB of memory; {have / GIB:.1f} GiB are available, "
+                          f"of which srvp uses at most {fraction:.0%} ({fraction * have / GIB:.1f} GiB, the rest left "
+                          f"to the system); lower {lower}")
 
 
 def generation_bytes(model: torch.nn.Module, clips: int, samples: int, frames: int) -> int:

@@ -128,7 +128,7 @@ def _bounded_fields():
 @pytest.mark.parametrize("section,name,bound", list(_bounded_fields()))
 def test_numeric_bounds_come_from_field_metadata(section, name, bound):
     """Every field with a ``bound`` in its metadata refuses a value just outside it, naming the field."""
-    bad = {"positive": 0, "non-negative": -1, "unit": 1.0}[bound]
+    bad = {"positive": 0, "non-negative": -1, "unit": 1.0, "seed": 2**32}[bound]
     data = preset("svg-cpu" if name.startswith("svg_") else "cpu").to_dict()  # a model that uses the option
     data[section][name] = type(data[section][name])(bad)
     with pytest.raises(ConfigError, match=rf"{name}=.* must be"):

@@ -2,13 +2,15 @@
 
 Each subcommand lives in its own module of :mod:`srvp.cli` that defines ``NAME``, ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``; listing the module in ``SUBCOMMANDS`` is the only registration.
-A user mistake (:class:`~srvp.errors.SrvpError`) is printed on one line with exit status 2, without a traceback.
+A user mistake (:class:`~srvp.errors.SrvpError`, a file the system refuses, an option argparse refuses) is printed on
+one line with exit status 2, without a traceback or a usage block.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 import warnings
 
@@ -27,8 +29,22 @@ SUBCOMMANDS = [
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error (``srvp predict: error: ... (see srvp predict --help)``, exit status 2)
+    instead of the usage block, and negative step sizes such as ``-1/2`` read as values (argparse reads any other
+    word that starts with '-' as an option, and would complain of a missing value instead of the bad one).
+    Sub-commands' parsers are of this class too (argparse makes them of their parent's class)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d+/\d+$")
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="srvp", description="Stochastic Latent Residual Video Prediction: train, evaluate, predict.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in SUBCOMMANDS:
@@ -43,7 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, unknown = parser.parse_known_args(argv)
+    except SystemExit as e:  # --help (0), or a usage error already printed on one line (2)
+        return e.code if isinstance(e.code, int) else 2
+    if unknown:  # named by the sub-command they were given to (argparse names the top-level parser)
+        prog = f"srvp {args.command}" if getattr(args, "command", None) else "srvp"
+        print(f"{prog}: error: unrecognized arguments: {' '.join(unknown)} (see {prog} --help)", file=sys.stderr)
+        return 2
     if not hasattr(args, "_run"):
         parser.print_help()
         return 2

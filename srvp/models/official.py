@@ -53,8 +53,8 @@ def config_from_official(options: dict[str, Any], source: str = "config.json") -
             section, name, convert = _OPTIONS[key]
             try:
                 data[section][name] = convert(value)
-            except (TypeError, ValueError):
-                raise CheckpointError(f"{source}: option {key}={value!r} has the wrong type") from None
+            except (TypeError, ValueError, ArithmeticError):  # ArithmeticError: n_euler_steps=0, an infinite size
+                raise CheckpointError(f"{source}: option {key}={value!r} has the wrong type or value") from None
     dataset = options.get("dataset")
     if dataset in _DATASETS:
         data["data"]["dataset"] = _DATASETS[dataset]

@@ -81,6 +81,7 @@ class SRVP(VideoPredictor):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
+        config.validate()  # a one-line ConfigError for an impossible config, not a failure deep in a layer
         self.config = config
         c = config
         ny, nz = c.state_dim, c.noise_dim if c.stochastic else 0

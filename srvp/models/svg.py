@@ -130,6 +130,7 @@ class SVGLP(VideoPredictor):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
+        config.validate()  # a one-line ConfigError for an impossible config, not a failure deep in a layer
         check_unit_dt(config.dt, "dt")
         self.config = c = config
         self.use_skips = c.architecture != "mlp"
