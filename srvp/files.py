@@ -8,6 +8,7 @@ layer shares (this module imports nothing of the package but :mod:`srvp.errors`)
   into one-line :class:`~srvp.errors.CheckpointError` messages; :func:`read_state_dict` and
   :func:`load_state_checked` for weight files.
 - :func:`staged_output_dir`: output folders written whole or not at all.
+- :func:`folder_lock`: a folder (a training run) used by one process at a time.
 
 :func:`staged_output_dir` gives a command a hidden staging folder next to its ``--out`` folder; when the command
 finishes, the staging folder replaces the output folder in one rename, so an interruption (Ctrl-C, a full disk, a
@@ -21,6 +22,7 @@ directory, its files are replaced one by one instead (a rename would leave the p
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -57,9 +59,22 @@ FILE_MODE = _umask_mode(False)
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def named_os_error(error: OSError, path: str | Path, temporary: str | Path | None = None) -> OSError:
+    """``error`` with ``path`` as its file name when the system gave none (a write that fails on a full disk names no
+    file) or named the ``temporary`` file written instead: the command line prints ``path: No space left on
+    device`` instead of the bare reason."""
+    if error.filename is not None and (temporary is None or str(error.filename) != str(temporary)):
+        return error
+    named = type(error)(error.errno, error.strerror or str(error), str(path)) if error.errno else \
+        OSError(errno.EIO, str(error) or type(error).__name__, str(path))
+    named.__traceback__ = error.__traceback__
+    return named
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the complete new one, never a part.
-    A kill leaves at most a hidden ``.<name>.<random>.tmp`` file (see :func:`remove_stale_temporaries`)."""
+    A kill leaves at most a hidden ``.<name>.<random>.tmp`` file (see :func:`remove_stale_temporaries`); a failed
+    write (a full disk) leaves nothing and raises an :class:`OSError` that names ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -70,6 +85,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.fchmod(f.fileno(), FILE_MODE)
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise named_os_error(e, path, tmp) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -90,6 +108,9 @@ def atomic_output(path: str | Path, write: Callable[[str], Any]) -> Path:
         write(tmp)
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise named_os_error(e, path, tmp) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -107,6 +128,66 @@ def remove_stale_temporaries(directory: str | Path) -> list[Path]:
                 p.unlink(missing_ok=True)
                 removed.append(p)
     return removed
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# A folder used by one process at a time
+# --------------------------------------------------------------------------------------------------------------------
+
+LOCK_FILE = ".srvp.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(directory: str | Path, what: str, option: str = "--out-dir") -> Iterator[Path]:
+    """Hold an exclusive lock on ``directory`` (created if needed) for the block, so that two processes never write
+    the same run: a second one is refused at once with a one-line :class:`ConfigError` naming the holder (``what``
+    names the other work, e.g. "another srvp train"; ``option`` the argument to change).
+
+    The lock is ``flock`` on ``directory/.srvp.lock``: the kernel releases it when its holder ends, however it ends
+    (SIGKILL, a power cut that ends the machine), so a stale file never blocks the next run. The file is removed
+    when the block ends, before the lock is released; a process that opened the removed file finds it is no longer
+    the folder's and tries again. Nothing is locked where ``fcntl`` does not exist (Windows)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Linux or macOS
+        yield Path(directory) / LOCK_FILE
+        return
+    import socket
+    import time
+
+    directory = Path(directory)
+    path = directory / LOCK_FILE
+    for _ in range(100):  # another holder may remove the file between our open and our lock: open it again
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        except FileNotFoundError:  # the folder went away between mkdir and open
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "a process"
+            os.close(fd)
+            raise ConfigError(f"{directory}: {what} is already running in this folder ({holder}); wait for it to "
+                              f"end or choose another {option}") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    else:  # pragma: no cover - a hundred holders in a row
+        raise ConfigError(f"{directory}: cannot lock the folder ({path} keeps changing)")
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} on {socket.gethostname()}, since "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -111,13 +111,17 @@ def save_pretrained(model: torch.nn.Module, config: RunConfig, directory: str | 
                for k, v in model.state_dict().items()}
     meta = {"srvp": {"format": HUB_FORMAT, "step": int(step), "weights_dtype": dtype, "history": list(history or [])}}
     config_text = json.dumps({**config.to_dict(), **meta}, indent=2, sort_keys=True) + "\n"
-    with staged_output_dir(directory, CONFIG_FILE, option, earlier_model_files) as staging:
-        save_file(tensors, str(staging / WEIGHTS_FILE), metadata={
-            "format": "pt", "srvp_model_config": json.dumps(config.to_dict()["model"], sort_keys=True),
-            "srvp_content_sha256": content_digest(tensors)})
-        if card is not None:
-            (staging / CARD_FILE).write_text(card)
-        (staging / CONFIG_FILE).write_text(config_text)
+    try:
+        with staged_output_dir(directory, CONFIG_FILE, option, earlier_model_files) as staging:
+            save_file(tensors, str(staging / WEIGHTS_FILE), metadata={
+                "format": "pt", "srvp_model_config": json.dumps(config.to_dict()["model"], sort_keys=True),
+                "srvp_content_sha256": content_digest(tensors)})
+            if card is not None:
+                (staging / CARD_FILE).write_text(card)
+            (staging / CONFIG_FILE).write_text(config_text)
+    except (OSError, SafetensorError) as e:  # a full disk, a folder that cannot be written: the staging is gone
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).split(": ")[-1]
+        raise CheckpointError(f"{directory}: cannot write the model ({reason}); nothing was written") from None
     return directory
 
 

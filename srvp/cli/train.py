@@ -10,7 +10,7 @@ from pathlib import Path
 
 from srvp.config import PRESETS, RunConfig, add_config_arguments, apply_overrides, preset, read_config_json
 from srvp.pretrained import init_weights, load_pretrained
-from srvp.training.checkpoint import CheckpointManager
+from srvp.training.checkpoint import CheckpointManager, config_of
 from srvp.training.trainer import train
 
 NAME = "train"
@@ -41,12 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace) -> RunConfig:
     """preset -> keys present in the config file -> command-line options. With --resume and neither a preset nor a
-    file, the saved config of the run is the base; with --init-from and neither, the source's configuration (its
-    run folder and starting weights reset)."""
+    file, the configuration the run was last trained with is the base (its newest good checkpoint's, else its
+    config.json); with --init-from and neither, the source's configuration (its run folder and starting weights
+    reset)."""
     out_dir = Path(getattr(args, "cfg__train__out_dir", None) or RunConfig().train.out_dir)
     init_from = getattr(args, "cfg__train__init_from", None)
     if args.preset or args.config is None:
-        if not args.preset and args.resume and (out_dir / "config.json").exists():
+        latest = CheckpointManager(out_dir / "checkpoints").latest_good() if not args.preset and args.resume \
+            else None
+        if latest is not None:  # the run's current configuration: config.json keeps its first one (resumes.jsonl)
+            base = config_of(*latest).to_dict()
+        elif not args.preset and args.resume and (out_dir / "config.json").exists():
             base = RunConfig.from_json(out_dir / "config.json").to_dict()
         elif not args.preset and init_from:
             base = load_pretrained(init_from).config.to_dict()
@@ -92,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
                "-m", "srvp.cli.main", *argv]
         return subprocess.call(cmd)
     weights = None
-    restarting = args.resume and CheckpointManager(Path(cfg.train.out_dir) / "checkpoints").latest_good() is not None
+    restarting = bool(cfg.train.init_from) and args.resume and \
+        CheckpointManager(Path(cfg.train.out_dir) / "checkpoints").latest_good() is not None
     if cfg.train.init_from and not restarting:  # a resumed run's weights come from its checkpoint
         weights = init_weights(cfg.train.init_from, cfg.model)
     out = train(cfg, resume=args.resume, progress=not args.no_progress, init_weights=weights)

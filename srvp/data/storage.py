@@ -31,6 +31,7 @@ import numpy as np
 
 from srvp.data.base import ClipDataset
 from srvp.errors import DataError
+from srvp.files import named_os_error
 
 FORMAT = "srvp-video-store"
 VERSION = 1
@@ -108,13 +109,22 @@ class StoreWriter:
                              f"got {frames.dtype} {frames.shape}")
         if len(frames) == 0:
             raise ValueError(f"{name}: a video needs at least one frame")
-        self._frames.write(np.ascontiguousarray(frames).tobytes())
+        try:
+            self._frames.write(np.ascontiguousarray(frames).tobytes())
+        except OSError as e:  # a full disk: name the file (the system does not)
+            raise named_os_error(e, self.tmp_dir.parent / self.split / FRAMES) from None
         self._index.append((self.num_frames, len(frames)))
         self.names.append(str(name))
         self.num_frames += len(frames)
 
     def commit(self, extra: dict[str, Any] | None = None) -> Path:
         """Finish the files, write ``meta.json`` last and rename the split into place; returns its directory."""
+        try:
+            return self._commit(extra)
+        except OSError as e:  # a full disk: name the split (the system names no file)
+            raise named_os_error(e, split_dir(self.root, self.split)) from None
+
+    def _commit(self, extra: dict[str, Any] | None) -> Path:
         self._frames.seek(0)
         self._frames.write(_npy_header((self.num_frames, *self.frame_shape)))
         self._frames.flush()

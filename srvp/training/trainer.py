@@ -8,6 +8,9 @@ Design points:
 - Checkpoints (rank 0 only) hold model, optimizer, scheduler, step, RNG state and the full config; they are written
   atomically and listed in a manifest with checksums (:mod:`srvp.training.checkpoint`).
 - SIGTERM / SIGINT finish the current step, save a checkpoint and exit cleanly.
+- One process per run directory: :meth:`Trainer.fit` holds a lock on it (:func:`srvp.files.folder_lock`) and a
+  second run there is refused; a run that fails before its first checkpoint leaves nothing it created. A resumed
+  run keeps the run's first ``config.json`` and appends what each resume changed to ``resumes.jsonl``.
 - A non-finite loss term or gradient skips the step and names the term; after ``max_nonfinite`` consecutive
   failures the run stops with the last good checkpoint intact.
 - Learning rate: an optional linear warm-up, then the paper's schedule (constant, then linear decay to 0 over the
@@ -33,6 +36,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import time
 import warnings
@@ -50,7 +54,7 @@ from srvp.config import RunConfig
 from srvp.data import build_train_dataset, load_val_set, to_float
 from srvp.errors import SrvpError
 from srvp.evaluation.metrics import psnr
-from srvp.files import atomic_write_text, load_state_checked, remove_stale_temporaries
+from srvp.files import atomic_write_text, folder_lock, load_state_checked, remove_stale_temporaries
 from srvp.models import build_model
 from srvp.models.cpu_layers import use_cpu_layers
 from srvp.models.inference import inference_layers
@@ -74,6 +78,17 @@ from srvp.training.checkpoint import (
 
 class TrainingError(SrvpError):
     """The run cannot go on (for example, repeated non-finite losses)."""
+
+
+#: the log of a run's resumes (one JSON object per line: time, step, checkpoint, the fields the resume changed)
+RESUMES = "resumes.jsonl"
+
+
+def changed_fields(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
+    """``{"section.field": [before, after]}`` for every field of two config dicts that differs."""
+    return {f"{section}.{name}": [before.get(section, {}).get(name), value]
+            for section, values in after.items() for name, value in values.items()
+            if before.get(section, {}).get(name) != value}
 
 
 class StepBatchSampler(Sampler[list[int]]):
@@ -196,6 +211,7 @@ class Trainer:
         self.train_seconds = 0.0
         self.train_cpu_seconds = 0.0
         self.ema: torch.optim.swa_utils.AveragedModel | None = None
+        self._resumed: tuple[Path, RunConfig] | None = None  # the checkpoint restored and its config
 
     # -- setup ------------------------------------------------------------------------------------------------------
 
@@ -267,6 +283,7 @@ class Trainer:
                             f"{self.out_dir / 'checkpoints'}")
         state, path = found
         saved = config_of(state, path)
+        self._resumed = (path, saved)
         if saved.model != self.cfg.model:
             raise SrvpError(f"{path}: the checkpoint's model config differs from this run's; resume with the "
                             f"same model options (see {self.out_dir / 'config.json'})")
@@ -350,8 +367,28 @@ class Trainer:
                             f"with srvp.pretrained.init_weights(source, cfg.model) (srvp train --init-from does)")
         if self.rank == 0:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.out_dir / "config.json", _json(self.cfg.to_dict()))
+            if self._resumed is None:  # a new run (or one that had no checkpoint yet): its configuration
+                atomic_write_text(self.out_dir / "config.json", _json(self.cfg.to_dict()))
+            else:
+                self._log_resume(*self._resumed)
         return self
+
+    def _log_resume(self, checkpoint: Path, saved: RunConfig) -> None:
+        """Keep the run's history on resume: ``config.json`` stays the run's first configuration (written again
+        from the checkpoint only if it is missing) and ``resumes.jsonl`` gains a line with the time, the step, the
+        checkpoint and every field this call changes from the checkpoint's configuration."""
+        if not (self.out_dir / "config.json").is_file():
+            atomic_write_text(self.out_dir / "config.json", _json(saved.to_dict()))
+        log = self.out_dir / RESUMES
+        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "step": self.step,
+                 "checkpoint": checkpoint.name, "changed": changed_fields(saved.to_dict(), self.cfg.to_dict())}
+        try:
+            earlier = log.read_text() if log.is_file() else ""
+        except (OSError, UnicodeDecodeError):
+            earlier = ""
+        if earlier and not earlier.endswith("\n"):  # a line cut by a kill
+            earlier += "\n"
+        atomic_write_text(log, earlier + json.dumps(entry, sort_keys=True) + "\n")
 
     # -- one step ---------------------------------------------------------------------------------------------------
 
@@ -428,7 +465,40 @@ class Trainer:
         return self._stop_signal is not None
 
     def fit(self) -> Path:
-        """Train to ``cfg.train.steps``; returns the run directory."""
+        """Train to ``cfg.train.steps``; returns the run directory.
+
+        The run directory is locked for the whole run (a second ``fit`` on it, in any process, is refused with a
+        one-line error; the lock ends with the process, however it ends). A run that fails before its first
+        checkpoint removes what it created (``config.json``, ``tensorboard/``, the empty folders), so a failed
+        start leaves nothing behind; a run with checkpoints keeps everything."""
+        if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 holds the lock and writes the files
+            return self._fit()
+        new_folder = not self.out_dir.exists()
+        try:
+            with folder_lock(self.out_dir, "another srvp train"):
+                created = [p for p in (self.out_dir / "config.json", self.out_dir / "tensorboard",
+                                       self.out_dir / "checkpoints", self.out_dir / RESUMES) if not p.exists()]
+                try:
+                    return self._fit()
+                except BaseException:
+                    if not self._has_checkpoint():
+                        for path in created:
+                            if path.is_dir():
+                                shutil.rmtree(path, ignore_errors=True)
+                            else:
+                                path.unlink(missing_ok=True)
+                    raise
+        finally:
+            if new_folder and not self._has_checkpoint():
+                with contextlib.suppress(OSError):
+                    self.out_dir.rmdir()  # only if a failed start left it empty (the lock file is gone by now)
+
+    def _has_checkpoint(self) -> bool:
+        """Whether the run directory holds a model of this run (a periodic checkpoint, ``last.pt``, ``best.pt``)."""
+        return (any((self.out_dir / "checkpoints").glob("step_*.pt")) or (self.out_dir / "last.pt").exists()
+                or (self.out_dir / "best.pt").exists())
+
+    def _fit(self) -> Path:
         tune_glibc_malloc()
         self.setup()
         cfg = self.cfg
