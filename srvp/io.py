@@ -1,7 +1,13 @@
 """Reading a user's clip and fitting frames to a model: video files, GIFs, folders of images and ``.npy`` arrays.
 
 :func:`read_clip` returns frames ``(T, C, H, W)`` float32 in [0, 1] with ``C`` = 1 (grey) or 3 (colour), whatever
-the source; :func:`fit_frames` converts grey/colour and resizes them to a model's frame size.
+the source; :func:`fit_frames` converts grey/colour and resizes them to a model's frame size. :func:`read_frames`
+gives the same frames already fitted and stored as uint8, one chunk at a time (the ``videos`` dataset, which may
+read hours of video): for every clip, ``read_frames(path, size, channels)`` equals
+``to_uint8(fit_frames(read_clip(path), size, channels))``, so that training and ``srvp predict`` see a folder, a
+video or a GIF the same way (the same files in the same order, the same decoders, the same resizing and grey
+conversion). :data:`VIDEO_SUFFIXES` and :data:`IMAGE_SUFFIXES` are the one list of the files read, which the
+``--help`` texts and the documentation give.
 
 Every image and video is measured from its header before a pixel is decoded (:func:`image_size`,
 :func:`gif_size`, :func:`probe_video`) and refused, with a one-line :class:`~srvp.errors.DataError`, beyond the
@@ -21,7 +27,8 @@ import torch.nn.functional as F
 
 from srvp.errors import ConfigError, DataError
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+#: video files (decoded by ffmpeg; GIFs by Pillow) and frame images (a folder of them is a clip), by extension
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 CHANNEL_COUNTS = (1, 3, 4)  # grey, RGB, RGBA (alpha is dropped)
 # ITU-R BT.601 luma weights, the ones Pillow uses for RGB -> L.
@@ -37,9 +44,22 @@ MAX_FRAME_PIXELS = 40_000_000
 MAX_CLIP_PIXELS = 100_000_000
 
 
+def suffix_list(suffixes: tuple[str, ...]) -> str:
+    """``"mp4, avi, ..."``: a list of extensions as the help texts and messages give it."""
+    return ", ".join(s[1:] for s in suffixes)
+
+
 def _natural_key(path: Path) -> list:
     """Sort ``frame2.png`` before ``frame10.png``."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def frame_files(folder: str | Path) -> list[Path]:
+    """The frames of a folder: its image files (:data:`IMAGE_SUFFIXES`, hidden files skipped) in natural order
+    (``frame_2.png`` before ``frame_10.png``); the one order of every reader."""
+    folder = Path(folder)
+    return sorted((f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                   and not f.name.startswith(".")), key=lambda f: (_natural_key(f), f.name))
 
 
 def _scale_to_unit(array: np.ndarray, path: Path) -> np.ndarray:
@@ -181,17 +201,27 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def _read_images(files: list[Path], where: Path) -> np.ndarray:
-    sizes = [image_size(f) for f in files]  # every header first: nothing is decoded beyond the budgets
+def _measure_images(files: list[Path], where: Path, clip_budget: bool = True) -> None:
+    """Every frame's header before any is decoded: each within :data:`MAX_FRAME_PIXELS`, all of one size (the first
+    odd file named), and the clip within :data:`MAX_CLIP_PIXELS` when it is held whole (``clip_budget``)."""
+    sizes = [image_size(f) for f in files]
     for f, (width, height) in zip(files, sizes):
         check_frame_pixels(f, width, height)
-    check_clip_pixels(where, len(files), *max(sizes, key=lambda wh: wh[0] * wh[1]),
-                      total=sum(w * h for w, h in sizes))
+    for f, size in zip(files, sizes):
+        if size != sizes[0]:
+            raise DataError(f"{f}: frame of {size[0]}x{size[1]} pixels in a folder of {sizes[0][0]}x{sizes[0][1]} "
+                            f"frames (mixed sizes: the frames of a clip differ in size)")
+    if clip_budget:
+        check_clip_pixels(where, len(files), *sizes[0])
+
+
+def _read_images(files: list[Path], where: Path) -> np.ndarray:
+    """The frames ``(T, H, W, C)`` float32 of image files of one size; grey frames among colour ones are repeated
+    to RGB (a folder may mix them, as a GIF mixes palette and RGBA frames)."""
+    _measure_images(files, where)
     frames = [read_image(f) for f in files]
-    shapes = {im.shape for im in frames}
-    if len(shapes) > 1:
-        sizes = sorted(shapes)
-        raise DataError(f"{where}: the frames differ in size or channels ({sizes[0]} vs {sizes[-1]})")
+    if len({im.shape[-1] for im in frames}) > 1:
+        frames = [np.repeat(im, 3, axis=-1) if im.shape[-1] == 1 else im for im in frames]
     return np.stack(frames)
 
 
@@ -223,22 +253,40 @@ def gif_size(path: str | Path) -> tuple[int, int, int]:
     return width, height, frames
 
 
-def _read_video(path: Path) -> np.ndarray:
-    """GIFs through imageio (palettes, per-frame sizes), measured first by :func:`gif_size`; every other video
-    through :func:`decode_video`, which refuses a truncated or corrupt file instead of returning the frames before
-    the damage."""
-    if path.suffix.lower() != ".gif":
-        return decode_video(path, None, 3, max_pixels=MAX_CLIP_PIXELS).transpose(0, 2, 3, 1)
-    import imageio.v2 as imageio
+def _gif_frames(path: Path, clip_budget: bool = True):
+    """The frames of a GIF, uint8 ``(H, W, 3)`` one at a time, as Pillow draws them (each frame over the previous
+    as the file says; palette, grey and RGBA frames alike, alpha dropped), measured first by :func:`gif_size`."""
+    from PIL import Image, ImageSequence
 
     width, height, frames = gif_size(path)
     check_frame_pixels(path, width, height)
-    check_clip_pixels(path, frames, width, height)
+    if clip_budget:
+        check_clip_pixels(path, frames, width, height)
     try:
-        return np.stack(imageio.mimread(path, format="GIF", memtest=False))
-    except Exception as e:  # imageio raises many types for unreadable files
+        with Image.open(path) as image:
+            for frame in ImageSequence.Iterator(image):
+                rgb = np.asarray(frame.convert("RGB"))
+                if rgb.shape[:2] != (height, width):  # a frame beyond the logical screen: refused, not cropped
+                    raise DataError(f"{path}: the frames differ in size ({rgb.shape[1]}x{rgb.shape[0]} vs "
+                                    f"{width}x{height})")
+                yield rgb
+    except DataError:
+        raise
+    except Exception as e:  # Pillow raises many types for unreadable files
         msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise DataError(f"{path}: not a readable video ({msg})") from None
+
+
+def _read_video(path: Path) -> np.ndarray:
+    """The frames ``(T, H, W, 3)`` uint8 of a video file or GIF, within :data:`MAX_CLIP_PIXELS`: GIFs through
+    :func:`_gif_frames`, every other video through :func:`iter_video`, which refuses a truncated or corrupt file
+    instead of returning the frames before the damage."""
+    if path.suffix.lower() == ".gif":
+        frames = list(_gif_frames(path))
+        if not frames:
+            raise DataError(f"{path}: not a readable video (no frame)")
+        return np.stack(frames)
+    return np.concatenate(list(iter_video(path, max_pixels=MAX_CLIP_PIXELS)))
 
 
 _VIDEO_STREAM = re.compile(r"Stream #\d+:\d+.*?: Video: (.*)")
@@ -280,7 +328,9 @@ def probe_video(path: str | Path) -> tuple[int, int]:
 def decode_video(path: str | Path, size: int | None, channels: int = 3, crop: bool = True, fps: float | None = None,
                  first_channel: bool = False, max_pixels: int | None = None) -> np.ndarray:
     """Decode a video file with ffmpeg into uint8 ``(T, channels, size, size)`` (``size`` None: the frames as they
-    are, ``(T, channels, H, W)``): the one video decoder of every reader (``srvp predict``, ``srvp data``).
+    are, ``(T, channels, H, W)``), resized by ffmpeg: the decoder of the KTH conversion, which reproduces the
+    authors' ffmpeg command (a user's clips are read by :func:`iter_video`, through :func:`read_clip` and
+    :func:`read_frames`).
 
     ``crop``: take the central square before resizing (else the whole frame is squashed to a square, as the
     authors' KTH preprocessing does). ``fps``: resample to this frame rate (ffmpeg ``-r``). ``first_channel``
@@ -332,6 +382,60 @@ def decode_video(path: str | Path, size: int | None, channels: int = 3, crop: bo
     return np.ascontiguousarray(frames.transpose(0, 3, 1, 2))
 
 
+def iter_video(path: str | Path, max_pixels: int | None = None, chunk_pixels: int = 1 << 24):
+    """The frames of a video file at their own size, RGB uint8 ``(t, H, W, 3)`` in chunks of about ``chunk_pixels``
+    pixels, in order, as ffmpeg decodes them (the stream :func:`probe_video` measured): the video decoder of
+    :func:`read_clip` and :func:`read_frames`, which never hold more of the raw video than a chunk.
+
+    Raises :class:`DataError` naming the file if ffmpeg reports any decoding error (truncated or corrupt file) or
+    yields no frame, before decoding if the header declares frames beyond :data:`MAX_FRAME_PIXELS`, and when the
+    frames exceed ``max_pixels`` (ffmpeg stops one frame after it)."""
+    import tempfile
+
+    import imageio_ffmpeg
+
+    path = Path(path)
+    height, width = probe_video(path)
+    check_frame_pixels(path, width, height)
+    frame_bytes = height * width * 3
+    max_frames = None if max_pixels is None else max(1, max_pixels // (height * width))
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-xerror", "-i", str(path), "-map", "0:V:0",
+           "-an", "-sn", "-vf", "null"]
+    if max_frames is not None:
+        cmd += ["-frames:v", str(max_frames + 1)]
+    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    chunk_bytes = max(1, chunk_pixels // (height * width)) * frame_bytes
+    count, partial = 0, False
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: ffmpeg never blocks on what it says
+        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors)
+        try:
+            while data := process.stdout.read(chunk_bytes):
+                whole = len(data) - len(data) % frame_bytes
+                if whole:
+                    count += whole // frame_bytes
+                    if max_frames is not None and count > max_frames:
+                        raise DataError(f"{path}: more than {max_frames} frames of {width}x{height} pixels (over "
+                                        f"{_megapixels(max_pixels)}, the pixels read per clip); keep fewer frames or "
+                                        f"downscale them first (the model sees 64x64 frames)")
+                    yield np.frombuffer(data[:whole], np.uint8).reshape(-1, height, width, 3)
+                if whole < len(data):  # the stream ended inside a frame
+                    partial = True
+                    break
+            returncode = process.wait()
+        finally:
+            process.stdout.close()
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        if returncode != 0:
+            errors.seek(0)
+            lines = [line.strip() for line in errors.read().decode(errors="replace").splitlines() if line.strip()]
+            reason = lines[-1] if lines else f"ffmpeg exit status {returncode}"
+            raise DataError(f"{path}: cannot decode video (truncated or corrupt?): {reason}")
+    if count == 0 or partial:
+        raise DataError(f"{path}: no complete video frame decoded")
+
+
 def check_npy_size(stream, available: int, where: str) -> None:
     """Read the ``.npy`` header at the start of ``stream`` and refuse, with a one-line :class:`DataError`, an array
     that declares more bytes than the ``available`` bytes of the file: NumPy would first try to allocate the
@@ -352,45 +456,95 @@ def check_npy_size(stream, available: int, where: str) -> None:
                         f"{max(left, 0):,} bytes (truncated or corrupt)")
 
 
-def read_clip(path: str | Path) -> torch.Tensor:
-    """Frames ``(T, C, H, W)`` float32 in [0, 1] (C = 1 or 3) of a video file (.mp4, .avi, ...), a GIF, a folder of
-    images (sorted by name, numbers in natural order) or a ``.npy`` array ``(T, H, W)``, ``(T, H, W, C)`` or
-    ``(T, C, H, W)`` (uint8 0..255 or float 0..1). Images and videos whose three channels are equal are returned
-    grey."""
-    path = Path(path)
+def _clip_kind(path: Path) -> str:
+    """``"folder"``, ``"npy"``, ``"gif"`` or ``"video"``; a missing path, a single image or an unknown extension is
+    a one-line :class:`DataError`."""
     if not path.exists():
         raise DataError(f"{path}: clip not found")
+    suffix = path.suffix.lower()
     if path.is_dir():
-        files = sorted((f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES),
-                       key=_natural_key)
-        if not files:
-            raise DataError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-        frames = _read_images(files, path)
-    elif path.suffix.lower() == ".npy":
+        if not frame_files(path):
+            raise DataError(f"{path}: no image files ({suffix_list(IMAGE_SUFFIXES)}) in this folder")
+        return "folder"
+    if suffix == ".npy":
+        return "npy"
+    if suffix in VIDEO_SUFFIXES:
+        return "gif" if suffix == ".gif" else "video"
+    if suffix in IMAGE_SUFFIXES:
+        raise DataError(f"{path}: a single image is not a clip; give a folder of frames, a video or a .npy array")
+    raise DataError(f"{path}: unknown clip format {path.suffix!r}; use a video ({suffix_list(VIDEO_SUFFIXES)}), "
+                    f".npy or a folder of images ({suffix_list(IMAGE_SUFFIXES)})")
+
+
+def _channels_first(frames: np.ndarray, path: Path) -> np.ndarray:
+    """Decoded frames ``(T, H, W, C)`` -> ``(T, C, H, W)`` (a view)."""
+    if frames.shape[0] == 0:
+        raise DataError(f"{path}: the clip is empty (no frame)")
+    return frames.transpose(0, 3, 1, 2)
+
+
+def read_clip(path: str | Path) -> torch.Tensor:
+    """Frames ``(T, C, H, W)`` float32 in [0, 1] (C = 1 or 3) of a video file (:data:`VIDEO_SUFFIXES`, GIFs
+    included), a folder of images (:func:`frame_files`: numbers in natural order) or a ``.npy`` array
+    ``(T, H, W)``, ``(T, H, W, C)`` or ``(T, C, H, W)`` (uint8 0..255 or float 0..1). Images and videos whose three
+    channels are equal are returned grey. The whole clip is held, within :data:`MAX_CLIP_PIXELS`."""
+    path = Path(path)
+    kind = _clip_kind(path)
+    if kind == "npy":
         try:
             with open(path, "rb") as stream:
                 check_npy_size(stream, path.stat().st_size, str(path))
-            frames = np.load(path, allow_pickle=False)
+            frames = _to_tchw(np.asarray(np.load(path, allow_pickle=False)), path)
         except (ValueError, OSError, EOFError) as e:
             msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
             raise DataError(f"{path}: not a readable .npy array ({msg})") from None
-    elif path.suffix.lower() == ".gif" or path.suffix.lower() in VIDEO_SUFFIXES:
-        frames = _read_video(path)
-    elif path.suffix.lower() in IMAGE_SUFFIXES:
-        raise DataError(f"{path}: a single image is not a clip; give a folder of frames, a video or a .npy array")
     else:
-        raise DataError(f"{path}: unknown clip format {path.suffix!r}; use a video ({', '.join(VIDEO_SUFFIXES)}), "
-                        f".gif, .npy or a folder of images")
-    frames = _to_tchw(np.asarray(frames), path)
-    if path.suffix.lower() != ".npy" and frames.shape[1] == 3 and all(
-            np.array_equal(frames[:, c], frames[:, 0]) for c in (1, 2)):
-        frames = frames[:, :1]  # grey stored as RGB (GIF palettes, most video codecs)
+        frames = _channels_first(_read_images(frame_files(path), path) if kind == "folder" else _read_video(path),
+                                 path)
+        if frames.shape[1] == 3 and all(np.array_equal(frames[:, c], frames[:, 0]) for c in (1, 2)):
+            frames = frames[:, :1]  # grey stored as RGB (GIF palettes, most video codecs)
     return torch.from_numpy(np.ascontiguousarray(_scale_to_unit(frames, path)))
+
+
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """Frames in [0, 1] -> uint8 0..255, rounded to the nearest (how the ``videos`` dataset stores them)."""
+    return (frames * 255.0).round_().clamp_(0.0, 255.0).to(torch.uint8).numpy()
+
+
+def read_frames(path: str | Path, size: int, channels: int, crop: bool = True,
+                max_pixels: int | None = None) -> np.ndarray:
+    """The frames of a clip fitted to ``channels x size x size`` (:func:`fit_frames`) as uint8
+    ``(T, channels, size, size)``: exactly ``to_uint8(fit_frames(read_clip(path), size, channels, crop))`` (the
+    same files, order, decoders, grey conversion and resizing), read one frame (images, GIF) or chunk (video) at a
+    time, so that a clip of any length needs memory for its fitted frames only. ``max_pixels`` bounds those
+    (``size * size`` per frame); the source frames are always within :data:`MAX_FRAME_PIXELS`."""
+    path = Path(path)
+    kind = _clip_kind(path)
+    if kind == "npy":
+        return to_uint8(fit_frames(read_clip(path), size, channels, crop))
+    if kind == "folder":
+        files = frame_files(path)
+        _measure_images(files, path, clip_budget=False)
+        chunks = (read_image(f)[None] for f in files)
+    else:
+        chunks = (frame[None] for frame in _gif_frames(path, clip_budget=False)) if kind == "gif" else iter_video(path)
+    out, count = [], 0
+    for chunk in chunks:
+        frames = torch.from_numpy(np.ascontiguousarray(_scale_to_unit(_channels_first(chunk, path), path)))
+        out.append(to_uint8(fit_frames(frames, size, channels, crop)))
+        count += len(chunk)
+        if max_pixels is not None and count * size * size > max_pixels:
+            raise DataError(f"{path}: more than {max_pixels // (size * size)} frames of {size}x{size} pixels (over "
+                            f"{_megapixels(max_pixels)}); keep fewer frames")
+    if not out:
+        raise DataError(f"{path}: not a readable video (no frame)")
+    return np.concatenate(out)
 
 
 def convert_channels(frames: torch.Tensor, channels: int) -> torch.Tensor:
     """Frames ``(..., C, H, W)`` with C in {1, 3, 4} -> ``channels`` (1 or 3): grey is repeated to RGB, RGB turned
-    to grey with the BT.601 luma weights, alpha dropped."""
+    to grey with the BT.601 luma weights (a pixel whose channels are equal keeps its value, so that a grey frame
+    stored as RGB is read as if stored grey), alpha dropped."""
     if frames.shape[-3] == 4:
         frames = frames[..., :3, :, :]
     have = frames.shape[-3]
@@ -398,9 +552,11 @@ def convert_channels(frames: torch.Tensor, channels: int) -> torch.Tensor:
         return frames
     if have == 1 and channels == 3:
         return frames.expand(*frames.shape[:-3], 3, *frames.shape[-2:])
-    if have == 3 and channels == 1:
+    if have == 3 and channels == 1:  # luma; a pixel whose three channels are equal keeps its value exactly
         weights = torch.tensor(LUMA, dtype=frames.dtype, device=frames.device).view(3, 1, 1)
-        return (frames * weights).sum(dim=-3, keepdim=True)
+        red = frames[..., :1, :, :]
+        grey = (frames[..., 1:2, :, :] == red) & (frames[..., 2:3, :, :] == red)
+        return torch.where(grey, red, (frames * weights).sum(dim=-3, keepdim=True))
     raise ValueError(f"cannot convert {have}-channel frames to {channels} channels")
 
 

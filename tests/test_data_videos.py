@@ -99,7 +99,8 @@ def test_splits_hold_out_whole_videos(folder):
 
 def test_convert_then_train_val_test_clips_match_the_raw_folder(folder, tmp_path, capsys):
     out = tmp_path / "store"
-    args = ["data", "videos", "convert", str(folder), "--out", str(out), "--size", str(SIZE), "--no-progress"]
+    args = ["data", "videos", "convert", str(folder), "--out", str(out), "--size", str(SIZE), "--min-frames", "8",
+            "--no-progress"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "train: 4 videos" in printed and "--video-size 32" in printed
@@ -188,6 +189,7 @@ def test_short_training_run_on_user_videos(folder, tmp_path, converted):
     if converted:
         data_dir = tmp_path / "store"
         assert main(["data", "videos", "convert", str(folder), "--out", str(data_dir), "--size", str(SIZE),
+                     "--min-frames", "8",
                      "--no-progress"]) == 0
     run_dir = tmp_path / "run"
     assert main(["train", "--preset", "cpu", "--dataset", "videos", "--data-dir", str(data_dir), "--video-size",
@@ -210,7 +212,7 @@ def test_the_printed_training_command_is_quoted_valid_and_short(folder, tmp_path
     from srvp.cli.train import add_arguments, build_config
 
     out = tmp_path / "my store"  # a path with a space must survive the copy-paste
-    assert main(["data", "videos", "convert", str(folder), "--out", str(out), "--size", str(SIZE),
+    assert main(["data", "videos", "convert", str(folder), "--out", str(out), "--size", str(SIZE), "--min-frames", "8",
                  "--no-progress"]) == 0
     line = [s for s in capsys.readouterr().out.splitlines() if s.strip().startswith("srvp train")][0]
     argv = shlex.split(line)
@@ -278,6 +280,7 @@ def test_a_rewritten_or_grown_frame_folder_is_converted_again(tmp_path, capsys):
         Image.fromarray(frame).save(folder / f"{t:02d}.bmp")
     out = tmp_path / "store"
     args = ["data", "videos", "convert", str(tmp_path / "videos"), "--out", str(out), "--size", str(SIZE),
+            "--min-frames", "6",
             "--channels", "1", "--no-progress"]
     assert main(args) == 0 and main(args) == 0
     assert "already converted, skipping" in capsys.readouterr().out
@@ -308,3 +311,131 @@ def test_a_truncated_video_is_refused_by_predict_as_by_convert(tmp_path, capsys)
     with pytest.raises(DataError, match="truncated or corrupt") as error:
         read_clip(clip)
     assert str(clip) in str(error.value) and "\n" not in str(error.value)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training and prediction read a clip the same way (reliability issue 21, item 4)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _same_clip_three_ways(tmp_path: Path) -> dict[str, Path]:
+    """One 12-frame clip, 40x30 pixels, grey frames among colour ones, as a frame folder whose names sort
+    differently as strings and naturally (frame_2 before frame_10), as a video and as a GIF."""
+    rng = np.random.default_rng(4)
+    frames = (rng.random((12, 30, 40, 3)) * 80 + 12 * np.arange(12)[:, None, None, None]).astype(np.uint8)
+    frames[3] = frames[3, ..., :1]  # grey frames: equal channels (stored grey in the folder)
+    frames[7] = frames[7, ..., 1:2]
+    folder = tmp_path / "clip" / "frames"
+    folder.mkdir(parents=True)
+    from PIL import Image
+
+    for t, frame in enumerate(frames):
+        image = Image.fromarray(frame[..., 0]) if t in (3, 7) else Image.fromarray(frame)
+        image.save(folder / f"frame_{t}.png")
+    write_video(tmp_path / "clip" / "v.avi", frames, "mpeg4")
+    write_video(tmp_path / "clip" / "g.gif", frames, "gif")
+    return {"folder": folder, "video": tmp_path / "clip" / "v.avi", "gif": tmp_path / "clip" / "g.gif"}
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_videos_dataset_and_predict_read_a_clip_alike(tmp_path, channels):
+    """The `videos` dataset (raw folder and converted store) holds exactly the frames `srvp predict` gives the
+    model, rounded to 8 bits: read_clip then fit_frames (Predictor.prepare); frame folders in natural order."""
+    import torch
+
+    from srvp.api import Predictor
+    from srvp.data.videos import open_split
+    from srvp.io import fit_frames, read_clip, read_frames, to_uint8
+    from srvp.models import build_model
+    from tests.conftest import tiny_model_config
+
+    clips = _same_clip_three_ways(tmp_path)
+    names = [p.name for p in sorted(clips["folder"].iterdir(), key=lambda p: p.name)]
+    assert names.index("frame_10.png") < names.index("frame_2.png")  # string order differs from the frames' order
+    predictor = Predictor(build_model(tiny_model_config(channels=channels)), device="cpu")
+    for kind, path in clips.items():
+        predicted = predictor.prepare(read_clip(path), str(path))[0]  # what predict gives the model
+        expected = to_uint8(fit_frames(read_clip(path), 64, channels))
+        np.testing.assert_array_equal(to_uint8(predicted), expected, err_msg=kind)
+        np.testing.assert_array_equal(read_frames(path, 64, channels), expected, err_msg=kind)
+    # natural order: frame t of the folder is frame t of the video (frames brighten by 12 levels a frame)
+    folder_means = read_clip(clips["folder"]).mean(dim=(1, 2, 3)) * 255
+    video_means = read_clip(clips["video"]).mean(dim=(1, 2, 3)) * 255
+    assert torch.all(torch.abs(folder_means - video_means) < 4), (folder_means, video_means)
+    cfg = DataConfig(dataset="videos", data_dir=str(tmp_path / "clip"), video_size=64, video_channels=channels)
+
+    def videos_of(data_dir: Path) -> dict[str, np.ndarray]:
+        """Every video of the dataset's three splits, by name."""
+        config = DataConfig(**{**cfg.__dict__, "data_dir": str(data_dir)})
+        return {name: split.video(i) for s in ("train", "val", "test")
+                for split in [open_split(config, s)] for i, name in enumerate(split.names)}
+
+    raw = videos_of(tmp_path / "clip")
+    assert sorted(raw) == ["frames", "g.gif", "v.avi"]
+    for name, kind in (("frames", "folder"), ("v.avi", "video"), ("g.gif", "gif")):
+        np.testing.assert_array_equal(raw[name], to_uint8(fit_frames(read_clip(clips[kind]), 64, channels)))
+    out = tmp_path / "store"
+    assert main(["data", "videos", "convert", str(tmp_path / "clip"), "--out", str(out), "--size", "64",
+                 "--channels", str(channels), "--min-frames", "12", "--no-progress"]) == 0
+    stored = videos_of(out)
+    for name, frames in raw.items():
+        np.testing.assert_array_equal(stored[name], frames, err_msg=name)
+
+
+def test_a_gif_with_transparency_is_read(tmp_path):
+    """A GIF whose frames have different modes (a palette frame with a transparent colour, then RGBA frames, as
+    Pillow writes transparent frames) is an ordinary clip: read whole, alpha dropped, by predict and the dataset."""
+    from PIL import Image
+
+    from srvp.io import read_clip, read_frames
+
+    frames = []
+    for t in range(5):
+        rgba = np.zeros((20, 24, 4), np.uint8)
+        rgba[5:15, 3 + 2 * t:9 + 2 * t] = (200, 60, 30, 255)  # an opaque square moving right on transparency
+        frames.append(Image.fromarray(rgba, "RGBA"))
+    path = tmp_path / "sprite.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0, disposal=2)
+    with Image.open(path) as image:
+        modes = set()
+        for t in range(image.n_frames):
+            image.seek(t)
+            modes.add(image.mode)
+    assert len(modes) > 1, modes  # the case that used to be refused
+    clip = read_clip(path)
+    assert clip.shape == (5, 3, 20, 24)
+    for t in range(5):
+        square = clip[t, :, 5:15, 3 + 2 * t:9 + 2 * t]
+        assert torch_allclose(square.mean(dim=(1, 2)), np.array([200, 60, 30]) / 255, atol=2 / 255), t
+    assert read_frames(path, 16, 3).shape == (5, 3, 16, 16)
+
+
+def torch_allclose(values, expected, atol: float) -> bool:
+    return bool(np.allclose(values.numpy(), expected, atol=atol))
+
+
+def test_a_video_too_short_for_the_clips_is_refused_and_the_printed_command_trains(tmp_path, capsys):
+    """`data videos convert` refuses a video shorter than --min-frames (a one-frame video used to become the
+    validation split); with videos that long, the command it prints trains and validates (run here for 2 steps)."""
+    import shlex
+
+    source = tmp_path / "videos"
+    for k, n in enumerate((7, 7, 7)):
+        write_video(source / f"v{k}.avi", make_frames(k, n), "mpeg4")
+    write_video(source / "short.avi", make_frames(3, 1), "mpeg4")
+    out = tmp_path / "store"
+    assert main(["data", "videos", "convert", str(source), "--out", str(out), "--size", "64", "--min-frames", "7",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "short.avi: 1 frame(s); every video needs at least 7" in err, err
+    assert not out.exists()  # nothing half-written: the new folder is gone
+    (source / "short.avi").unlink()
+    assert main(["data", "videos", "convert", str(source), "--out", str(out), "--size", "64", "--min-frames", "7",
+                 "--no-progress"]) == 0
+    line = [s for s in capsys.readouterr().out.splitlines() if s.strip().startswith("srvp train")][0]
+    argv = shlex.split(line)[1:] + ["--steps", "2", "--warmup-steps", "0", "--val-interval", "2",
+                                    "--val-sequences", "2", "--val-samples", "1", "--checkpoint-interval", "2",
+                                    "--sample-interval", "0", "--batch-size", "2", "--precision", "fp32",
+                                    "--no-progress"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert (out / "run" / "best.pt").is_file()

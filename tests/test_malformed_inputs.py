@@ -235,7 +235,8 @@ def store(tmp: Path) -> Path:
         for t in range(6):
             (folder / f"{t:03d}.png").write_bytes(png_bytes(16, 16))
     out = tmp / "store"
-    assert main(["data", "videos", "convert", str(source), "--out", str(out), "--size", "16", "--no-progress"]) == 0
+    assert main(["data", "videos", "convert", str(source), "--out", str(out), "--size", "16", "--min-frames", "6",
+                 "--no-progress"]) == 0
     return out
 
 
@@ -586,6 +587,9 @@ case("videos-png-bomb-header")(lambda t: videos_case(t, lambda src: frame_folder
                                                      "declares 10,000 megapixels", "read per frame"))
 case("videos-huge-video-frames")(lambda t: videos_case(t, lambda src: huge_frame_video(src / "v.avi"),
                                                        "frames of 12000x12000 pixels", "read per frame"))
+# a one-frame video became the validation split, and the printed training command failed (issue 21, item 6)
+case("videos-one-frame-video")(lambda t: videos_case(t, lambda src: frame_folder(src, [16]).parent, "1 frame(s)",
+                                                     "needs at least 15"))
 
 
 def frame_folder(source: Path, sizes: list[int]) -> Path:

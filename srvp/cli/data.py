@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from srvp.config import DataConfig
+from srvp.config import DataConfig, seed_argument
 from srvp.data import bair, kth, moving_mnist, pendulum, videos
 from srvp.data.idx import download_mnist
 from srvp.data.npz import save_sequences_npz
 from srvp.data.storage import VideoStore, format_report
 from srvp.errors import ConfigError
+from srvp.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, suffix_list
 
 NAME = "data"
 HELP = "prepare datasets: convert KTH, BAIR or your own videos to the fast on-disk format, verify, generate"
@@ -40,7 +42,7 @@ def _kth_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="directory of the converted dataset (use it as --data-dir)")
     p.add_argument("--test-size", type=int, default=1000, help="sequences in the fixed test set")
     p.add_argument("--test-seq-len", type=int, default=40, help="frames per test sequence")
-    p.add_argument("--seed", type=int, default=42, help="seed of the test-set draw (the authors': 42)")
+    p.add_argument("--seed", type=seed_argument, default=42, help="seed of the test-set draw (the authors': 42)")
     p.add_argument("--force", action="store_true", help="convert again even if finished parts exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -107,7 +109,7 @@ def _pendulum_generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help=".npz file to write (official layout, usable as --test-set)")
     p.add_argument("--sequences", type=int, default=5000, help="number of sequences")
     p.add_argument("--seq-len", type=int, default=15, help="frames per sequence")
-    p.add_argument("--seed", type=int, default=pendulum.TEST_SEED,
+    p.add_argument("--seed", type=seed_argument, default=pendulum.TEST_SEED,
                    help=f"seed (the built-in test set uses {pendulum.TEST_SEED})")
 
 
@@ -126,12 +128,22 @@ def _pendulum_generate(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+#: clip lengths of the training command printed after a conversion (the quickstart preset's): a video must hold a
+#: test clip, so --min-frames defaults to TEST_CLIP and may not go below PRINTED_COND + 1
+PRINTED_SEQ_LEN, PRINTED_COND, PRINTED_TEST_CLIP = 10, 5, 15
+
+
 def _videos_convert_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="folder of video files and/or frame-image folders (optionally in train/, val/, "
-                                  "test/ sub-folders)")
+    p.add_argument("source", help=f"folder of video files ({suffix_list(VIDEO_SUFFIXES)}) and/or folders of frame "
+                                  f"images ({suffix_list(IMAGE_SUFFIXES)}), optionally in train/, val/, test/ "
+                                  f"sub-folders")
     p.add_argument("--out", required=True, help="directory of the converted store (use it as --data-dir)")
     p.add_argument("--size", type=int, default=64, help="frame width and height after centre-crop and resize")
     p.add_argument("--channels", type=int, choices=(1, 3), default=3, help="1: grey, 3: colour")
+    p.add_argument("--min-frames", type=int, default=PRINTED_TEST_CLIP, metavar="N",
+                   help=f"refuse a video of fewer frames: clips are cut from one video, and the training command "
+                        f"printed at the end tests on clips of min(N, {PRINTED_TEST_CLIP}) frames (at least "
+                        f"{PRINTED_COND + 1}; default {PRINTED_TEST_CLIP})")
     p.add_argument("--force", action="store_true", help="convert again even if finished splits exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -139,13 +151,19 @@ def _videos_convert_arguments(p: argparse.ArgumentParser) -> None:
 def _videos_convert(args: argparse.Namespace) -> int:
     if args.size < 1:
         raise ConfigError(f"--size {args.size} must be positive")
-    for report in videos.convert(args.source, args.out, args.size, args.channels, args.force, not args.no_progress):
+    if args.min_frames < PRINTED_COND + 1:
+        raise ConfigError(f"--min-frames {args.min_frames} must be at least {PRINTED_COND + 1} ({PRINTED_COND} "
+                          f"conditioning frames and one to predict)")
+    for report in videos.convert(args.source, args.out, args.size, args.channels, args.force, not args.no_progress,
+                                 min_frames=args.min_frames):
         print(format_report(report))
     # A command that finishes in minutes on a CPU (the quickstart's small model and recipe); the paper's settings
     # (--preset smmnist: batch 128, 1.1 M steps) are for GPUs.
+    test_clip = min(args.min_frames, PRINTED_TEST_CLIP)  # every video holds a clip of either length
     command = ["srvp", "train", "--preset", "quickstart", "--dataset", "videos", "--data-dir", str(args.out),
                "--video-size", str(args.size), "--video-channels", str(args.channels), "--channels",
-               str(args.channels), "--out-dir", str(Path(args.out) / "run")]
+               str(args.channels), "--seq-len", str(min(PRINTED_SEQ_LEN, test_clip)), "--test-seq-len",
+               str(test_clip), "--out-dir", str(Path(args.out) / "run")]
     if args.size != 64:
         command += ["--architecture", "mlp", "--frame-size", str(args.size), "--filters", "256"]
     print(f"train a small model on them in minutes on a CPU with:\n  {shlex.join(command)}")
@@ -187,7 +205,7 @@ def _mnist_test_set_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=None, help="frames per sequence (default 25 stochastic, "
                    "100 deterministic)")
     p.add_argument("--max-speed", type=int, default=4)
-    p.add_argument("--seed", type=int, default=moving_mnist.TEST_SEED)
+    p.add_argument("--seed", type=seed_argument, default=moving_mnist.TEST_SEED)
 
 
 def _mnist_test_set(args: argparse.Namespace) -> int:
@@ -264,4 +282,11 @@ def run(args: argparse.Namespace) -> int:
     if not hasattr(args, "_data_run"):
         args._data_help()
         return 2
-    return int(args._data_run(args) or 0)
+    out = Path(args.out) if args.data_action in ("convert", "download") else None  # the actions writing a folder
+    created = out is not None and not out.exists()
+    try:
+        return int(args._data_run(args) or 0)
+    except BaseException:
+        if created and out.is_dir():  # a failed conversion into a new folder leaves nothing (finished splits too)
+            shutil.rmtree(out, ignore_errors=True)
+        raise

@@ -1,7 +1,10 @@
-"""A user's own videos: a folder of video files (mp4, avi, gif, webm, mov, mkv) and/or of frame-image folders.
+"""A user's own videos: a folder of video files (srvp.io.VIDEO_SUFFIXES) and/or of frame-image folders.
 
 Frames are centre-cropped to a square, resized to ``video_size`` (``DataConfig.video_size``) and kept in colour or
-grey (``video_channels``). ``data_dir`` is either
+grey (``video_channels``) by :func:`srvp.io.read_frames`, which reads a clip exactly as ``srvp predict`` does
+(:func:`srvp.io.read_clip` then :func:`srvp.io.fit_frames`: the same files in the same order, the same decoders,
+resizing and grey conversion), so that a model sees the same frames in training and in prediction. ``data_dir`` is
+either
 
 - the raw folder: read once into memory when the dataset is built (fine for small collections), or
 - a store converted by ``srvp data videos convert SOURCE --out DIR`` (memory-mapped, for large collections).
@@ -13,10 +16,9 @@ data, which the converter reports). Training clips are random ``seq_len``-frame 
 the validation and test sets are ``val_sequences`` / ``test_sequences`` random ``test_seq_len``-frame clips of the
 held-out videos, drawn from fixed seeds.
 
-Files are decoded by :mod:`srvp.io`, the one reader of user media (``srvp predict`` uses it too): video files by
-:func:`~srvp.io.decode_video` (the ffmpeg binary that ``imageio-ffmpeg`` ships, called directly rather than through
-``imageio_ffmpeg.read_frames`` because we need its exit status and error output to reject truncated or corrupt files
-(``-xerror``), which ``read_frames`` does not report), frame images by :func:`~srvp.io.read_image`.
+Files are decoded by :mod:`srvp.io`, the one reader of user media: video files by :func:`~srvp.io.iter_video` (the
+ffmpeg binary that ``imageio-ffmpeg`` ships, called directly because we need its exit status and error output to
+reject truncated or corrupt files, ``-xerror``), GIFs by Pillow, frame images by :func:`~srvp.io.read_image`.
 """
 
 from __future__ import annotations
@@ -39,11 +41,13 @@ from srvp.data.storage import (
     source_fingerprint,
 )
 from srvp.errors import ConfigError, DataError
-from srvp.io import decode_video, read_image  # the one video and image decoders (decode_video re-exported)
+from srvp.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, decode_video, read_frames, suffix_list  # noqa: F401 (re-exported)
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".gif", ".webm", ".mov", ".mkv", ".m4v")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+#: the files read as videos and as frames: srvp.io's lists, which predict reads too
+VIDEO_EXTENSIONS, IMAGE_EXTENSIONS = VIDEO_SUFFIXES, IMAGE_SUFFIXES
 SPLITS = ("train", "val", "test")
+#: version of the frame reader, in each store's settings: a store made by another reader is converted again
+READER = "srvp.io.read_frames/1"
 #: seeds of the fixed validation and test clips (independent of the training seed)
 VAL_SEED, TEST_SEED = 1234, 4321
 
@@ -54,34 +58,9 @@ VAL_SEED, TEST_SEED = 1234, 4321
 
 
 def read_frame_folder(folder: str | Path, size: int, channels: int = 3, crop: bool = True) -> np.ndarray:
-    """Read a folder of frame images (sorted by name) into uint8 ``(T, channels, size, size)``; every frame must
-    have the same size (else :class:`DataError` naming the first odd file). Files are decoded by
-    :func:`srvp.io.read_image`, the decoder ``srvp predict`` uses too (16-bit, alpha, palettes scaled alike)."""
-    from PIL import Image
-
-    folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise DataError(f"{folder}: no frame images ({', '.join(IMAGE_EXTENSIONS)})")
-    frames = []
-    first_size = None
-    for file in files:
-        pixels = np.rint(read_image(file) * 255.0).astype(np.uint8)  # (H, W, 1 or 3), exact for 8-bit files
-        image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
-        if first_size is None:
-            first_size = image.size
-        elif image.size != first_size:
-            raise DataError(f"{file}: frame of {image.size[0]}x{image.size[1]} pixels in a folder of "
-                            f"{first_size[0]}x{first_size[1]} frames (mixed sizes)")
-        image = image.convert("L" if channels == 1 else "RGB")
-        if crop:
-            w, h = image.size
-            side = min(w, h)
-            left, top = (w - side) // 2, (h - side) // 2
-            image = image.crop((left, top, left + side, top + side))
-        array = np.asarray(image.resize((size, size), Image.Resampling.BICUBIC), dtype=np.uint8)
-        frames.append(array[None] if channels == 1 else array.transpose(2, 0, 1))
-    return np.stack(frames)
+    """A folder of frame images as uint8 ``(T, channels, size, size)``: :func:`srvp.io.read_frames` (frames in
+    natural order, all of one size, else a :class:`DataError` naming the first odd file)."""
+    return read_frames(folder, size, channels, crop)
 
 
 def find_videos(root: str | Path) -> list[tuple[str, Path]]:
@@ -94,13 +73,20 @@ def find_videos(root: str | Path) -> list[tuple[str, Path]]:
             continue
         if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
             found.append((path.relative_to(root).as_posix(), path))
-        elif path.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in path.iterdir() if p.is_file()):
+        elif path.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+                                   for p in path.iterdir() if p.is_file()):
             found.append((path.relative_to(root).as_posix() or ".", path))
     return found
 
 
-def load_video(path: Path, size: int, channels: int) -> np.ndarray:
-    return read_frame_folder(path, size, channels) if path.is_dir() else decode_video(path, size, channels)
+def load_video(path: Path, size: int, channels: int, min_frames: int = 1) -> np.ndarray:
+    """A video file or frame folder as uint8 ``(T, channels, size, size)`` (:func:`srvp.io.read_frames`); one of
+    fewer than ``min_frames`` frames is a :class:`DataError` naming it."""
+    frames = read_frames(path, size, channels)
+    if len(frames) < min_frames:
+        raise DataError(f"{path}: {len(frames)} frame(s); every video needs at least {min_frames} (--min-frames: "
+                        f"the longest clip trained or tested on); remove it or cut longer clips")
+    return frames
 
 
 def split_sources(root: str | Path) -> dict[str, list[tuple[str, Path]]]:
@@ -111,14 +97,14 @@ def split_sources(root: str | Path) -> dict[str, list[tuple[str, Path]]]:
     if (root / "train").is_dir():
         splits = {s: find_videos(root / s) if (root / s).is_dir() else [] for s in SPLITS}
         if not splits["train"]:
-            raise DataError(f"{root / 'train'}: no videos ({', '.join(VIDEO_EXTENSIONS)} or frame-image folders)")
+            raise DataError(f"{root / 'train'}: no videos ({suffix_list(VIDEO_EXTENSIONS)} or frame-image folders)")
         for s in ("val", "test"):
             if not splits[s]:
                 splits[s] = splits["test"] or splits["val"] or splits["train"]
         return splits
     videos = find_videos(root)
     if not videos:
-        raise DataError(f"{root}: no videos ({', '.join(VIDEO_EXTENSIONS)} or folders of frame images)")
+        raise DataError(f"{root}: no videos ({suffix_list(VIDEO_EXTENSIONS)} or folders of frame images)")
     n = len(videos)
     if n < 3:
         return {"train": videos, "val": videos[-1:], "test": videos[-1:]}
@@ -136,9 +122,10 @@ def split_sources(root: str | Path) -> dict[str, list[tuple[str, Path]]]:
 
 
 def convert(source: str | Path, out: str | Path, size: int = 64, channels: int = 3, force: bool = False,
-            progress: bool = True) -> list[dict[str, Any]]:
+            progress: bool = True, min_frames: int = 1) -> list[dict[str, Any]]:
     """Convert a folder of videos into a store at ``out`` with splits train/val/test; skips finished splits made
-    from the same files and settings. Returns the verification report of each split."""
+    from the same files and settings. A video of fewer than ``min_frames`` frames is refused (a clip is cut from
+    one video). Returns the verification report of each split."""
     from tqdm import tqdm
 
     source, out = Path(source), Path(out)
@@ -147,6 +134,7 @@ def convert(source: str | Path, out: str | Path, size: int = 64, channels: int =
     for split in SPLITS:
         videos = splits[split]
         settings = {"kind": "videos", "root": str(source.resolve()), "size": size, "channels": channels,
+                    "reader": READER, "min_frames": min_frames,
                     "files": source_fingerprint([p for _, p in videos]),
                     "videos": [name for name, _ in videos]}
         if not force and is_complete(out, split) and VideoStore(out, split).meta.get("source") == settings:
@@ -154,7 +142,7 @@ def convert(source: str | Path, out: str | Path, size: int = 64, channels: int =
         else:
             with StoreWriter(out, split, (channels, size, size), source=settings) as writer:
                 for name, path in tqdm(videos, desc=f"videos {split}", unit="video", disable=not progress):
-                    writer.add_video(name, load_video(path, size, channels))
+                    writer.add_video(name, load_video(path, size, channels, min_frames))
                 writer.commit()
         reports.append(VideoStore(out, split).verify())
     return reports
