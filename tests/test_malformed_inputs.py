@@ -334,11 +334,29 @@ case("npz-wrong-shape")(lambda t: evaluate_case(t, npz_bytes(sequences=np.zeros(
                                                 "must be (T, N, H, W)"))
 case("npz-no-sequences-inside")(lambda t: evaluate_case(t, npz_bytes(sequences=np.zeros((7, 0, 64, 64), np.uint8)),
                                                         "must be (T, N, H, W)"))
-case("npz-wrong-frame-size")(lambda t: evaluate_case(t, npz_bytes(sequences=np.zeros((7, 2, 32, 32), np.uint8)),
+case("npz-wrong-frame-size")(lambda t: evaluate_case(t, npz_bytes(sequences=np.zeros((7, 2, 32, 32), np.uint8),
+                                                               layout=np.array("TNHW")),
                                                      "frames are 1x32x32", "expects 1x64x64"))
-case("npz-too-few-frames")(lambda t: evaluate_case(t, npz_bytes(sequences=np.zeros((2, 2, 64, 64), np.uint8)),
+case("npz-too-few-frames")(lambda t: evaluate_case(t, npz_bytes(sequences=np.zeros((2, 2, 64, 64), np.uint8),
+                                                             layout=np.array("TNHW")),
                                                    "sequences have 2 frames",
                                                    "fewer than 3 conditioning + 1 predicted"))
+
+
+# A shape does not say which axis is time: a sequence-first file without the KTH keys was read time-first
+# (issue 21, item 4c); the layout is declared by the file or the command line, never guessed
+case("npz-layout-not-declared")(lambda t: evaluate_case(t, npz_bytes(sequences=np.zeros((3, 25, 64, 64), np.uint8)),
+                                                        "cannot tell which axis", "--test-set-layout"))
+case("npz-layout-unknown")(lambda t: evaluate_case(t, npz_bytes(sequences=np.zeros((3, 25, 64, 64), np.uint8),
+                                                                layout=np.array("XYHW")), "'layout' must be"))
+
+
+@case("evaluate-dt-given-twice")
+def _(tmp: Path) -> Case:
+    c = evaluate_case(tmp, npz_bytes(sequences=np.zeros((7, 2, 64, 64), np.uint8), layout=np.array("TNHW")))
+    c.argv += ["--dt", "1", "1/1"]
+    c.fragments = ["--dt", "the step size 1 is given twice"]
+    return c
 
 
 @case("npz-huge-declared-size")
@@ -793,6 +811,31 @@ def test_payloads_are_live(tmp_path):
     marker = tmp_path / "pwned"
     pickle.loads(pickle.dumps(Payload(marker)))
     assert marker.exists()
+
+
+def test_a_declared_or_stated_layout_is_read(tmp_path, capsys):
+    """The layout of a test set comes from the file (``layout``, written by every srvp writer; the authors' KTH
+    ``persons``; Moving MNIST's ``latents``) or from --test-set-layout, and is then read as said."""
+    from srvp.data.npz import load_sequences_npz, save_sequences_npz
+
+    rng = np.random.default_rng(0)
+    sequence_first = rng.integers(0, 256, (3, 6, 64, 64), dtype=np.uint8)  # (N, T, H, W)
+    expected = sequence_first[:, :, None]
+    undeclared = write(tmp_path / "undeclared.npz", npz_bytes(sequences=sequence_first))
+    np.testing.assert_array_equal(load_sequences_npz(undeclared, "sequence-first"), expected)
+    declared = write(tmp_path / "declared.npz", npz_bytes(sequences=sequence_first, layout=np.array("NTHW")))
+    np.testing.assert_array_equal(load_sequences_npz(declared), expected)
+    save_sequences_npz(tmp_path / "ours.npz", {"sequences": sequence_first.transpose(1, 0, 2, 3)})
+    np.testing.assert_array_equal(load_sequences_npz(tmp_path / "ours.npz"), expected)
+    mnist = write(tmp_path / "mnist.npz", npz_bytes(sequences=sequence_first.transpose(1, 0, 2, 3),
+                                                    latents=np.zeros((6, 3, 1, 4), np.float32)))
+    np.testing.assert_array_equal(load_sequences_npz(mnist), expected)
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(checkpoint(tmp_path)), "--test-set", str(undeclared),
+                 "--test-set-layout", "sequence-first", "--samples", "1", "--no-elbo", "--no-progress",
+                 "--out", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["n_sequences"] == 3
+    capsys.readouterr()
 
 
 def test_gzip_idx_round_trip_is_read(tmp_path):

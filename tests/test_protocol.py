@@ -317,11 +317,12 @@ def test_cli_evaluate(tmp_path, monkeypatch, capsys):
     common = ["evaluate", "--checkpoint", str(ckpt), "--test-set", str(test_set), "--samples", "2", "--no-progress"]
     assert main([*common, "--dt", "1", "1/2", "--max-sequences", "3", "--out", str(tmp_path / "a")]) == 0
     summary = json.loads((tmp_path / "a" / "results.json").read_text())
-    assert summary["n_sequences"] == 3 and summary["seed"] == 1 and summary["meta"]["checkpoint_step"] == 10
+    assert summary["n_sequences"] == 3 and summary["seed"] == EvalSettings.seed == 0
+    assert summary["meta"]["checkpoint_step"] == 10
     assert [s["dt"] for s in summary["settings"][:2]] == ["1", "1/2"]
     assert "model dt=1/2 (best of 2)" in capsys.readouterr().out
-    # the same numbers as the Python API with the same options
-    api = evaluate_model(tiny_model(), tiny_sequences(n=3), COND, EvalSettings(n_samples=2, dts=[1.0, 0.5], seed=1),
+    # the same numbers as the Python API with the same options, and by default the same seed
+    api = evaluate_model(tiny_model(), tiny_sequences(n=3), COND, EvalSettings(n_samples=2, dts=[1.0, 0.5]),
                          progress=False)
     assert summary["settings"][1]["metrics"]["psnr"]["best"]["mean"] == pytest.approx(
         api.settings[1].best["psnr"].mean(), rel=1e-6)

@@ -8,8 +8,10 @@ import math
 import shlex
 import sys
 
-from srvp.config import PRESETS, dt_argument
+from srvp.cli.evaluate import distinct_dts
+from srvp.config import PRESETS, check_seed, dt_argument, seed_argument
 from srvp.errors import ConfigError
+from srvp.evaluation import EvalSettings
 from srvp.training.compare import DEFAULT_MODELS, run_comparison
 
 NAME = "compare"
@@ -49,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                         help="autocast precision of the evaluation")
     parser.add_argument("--device", default="cpu", help="evaluation device (training uses the preset's)")
-    parser.add_argument("--seed", type=int, default=0, help="evaluation seed")
+    parser.add_argument("--seed", type=seed_argument, default=EvalSettings.seed,
+                        help=f"evaluation seed, 0 to 2^32 - 1 (default {EvalSettings.seed}, as srvp evaluate)")
     parser.add_argument("--cost-batch", type=int, default=16, help="sequences per generation-cost measurement")
     parser.add_argument("--cost-samples", type=int, default=10, help="futures per sequence in the cost measurement")
     parser.add_argument("--note", default="", help="free text written under the table (e.g. the machine's load)")
@@ -81,12 +84,16 @@ def run(args: argparse.Namespace) -> int:
             seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
         except ValueError:
             raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers") from None
+        for seed in seeds:
+            check_seed(seed, "--seeds: seed")
+        if len(set(seeds)) < len(seeds):
+            raise ConfigError(f"--seeds {args.seeds!r}: a seed appears twice (each seed is one run per model)")
     summary = run_comparison(
         args.preset, args.out_dir, models=models, checkpoints=parse_checkpoints(args.checkpoint), steps=args.steps,
         seconds=args.seconds, n_samples=args.samples, test_sequences=args.test_sequences, precision=args.precision,
         device=args.device, seed=args.seed, cost_batch=args.cost_batch, cost_samples=args.cost_samples,
         progress=not args.no_progress, command=_command_line(), note=args.note, seeds=seeds,
-        train_only=args.train_only, test_dts=args.test_dt)
+        train_only=args.train_only, test_dts=distinct_dts(args.test_dt, "--test-dt"))
     if args.train_only:
         print(f"compare: {len(summary['trained'])} runs trained in {args.out_dir}/runs")
         return 0

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch.distributed as dist
 
-from srvp.config import PRECISIONS, dt_argument
+from srvp.config import PRECISIONS, dt_argument, seed_argument
 from srvp.data import load_test_set
-from srvp.data.npz import load_sequences_npz
+from srvp.data.npz import LAYOUTS, load_sequences_npz
 from srvp.data.videos import open_split
 from srvp.errors import ConfigError, DataError, SrvpError
 from srvp.evaluation import EvalSettings, evaluate_model, write_report
@@ -54,6 +54,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def distinct_dts(dts: list[float] | None, option: str = "--dt") -> list[float] | None:
+    """Step sizes given on the command line, each once: ``--dt 1 1`` (or ``1/2 0.5``) would evaluate, and report,
+    the same setting twice; a one-line :class:`ConfigError` names the repeated value."""
+    seen: list[float] = []
+    for dt in dts or []:
+        if any(abs(dt - other) < 1e-9 for other in seen):
+            raise ConfigError(f"{option}: the step size {dt:g} is given twice; give each step size once")
+        seen.append(dt)
+    return dts
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--checkpoint", required=True, metavar="NAME|PATH",
@@ -62,6 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "repository id owner/name")
     parser.add_argument("--test-set", metavar="FILE.npz", default=None,
                         help="test sequences in the official .npz layout (default: the checkpoint's test set)")
+    parser.add_argument("--test-set-layout", choices=tuple(LAYOUTS), default=None,
+                        help="how --test-set stores its sequences: time-first (T, N, H, W), the official layout, or "
+                        "sequence-first (N, T, H, W); needed only when the file does not say (no 'layout' entry, "
+                        "nor the KTH or Moving MNIST keys)")
     parser.add_argument("--data-dir", metavar="DIR", default=None,
                         help="dataset directory (default: the checkpoint's data_dir)")
     parser.add_argument("--samples", type=_positive, default=100, metavar="N",
@@ -83,7 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="conditioning frames (default: the checkpoint's cond_frames)")
     parser.add_argument("--horizon", type=_positive, default=None, metavar="H",
                         help="predicted frames (default: the rest of each test sequence)")
-    parser.add_argument("--seed", type=int, default=1, help="base seed of the per-sequence draws (default 1)")
+    parser.add_argument("--seed", type=seed_argument, default=EvalSettings.seed,
+                        help=f"base seed of the per-sequence draws, 0 to 2^32 - 1 (default {EvalSettings.seed}, "
+                        f"as EvalSettings)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-elbo", action="store_true", help="skip the test-set ELBO")
     parser.add_argument("--missing-weights", choices=("error", "skip"), default="error",
@@ -103,7 +120,7 @@ def _load_sequences(args: argparse.Namespace, cfg) -> tuple[np.ndarray, str]:
     if args.data_dir is not None:
         data_cfg.data_dir = args.data_dir
     if args.test_set is not None:
-        return load_sequences_npz(args.test_set), str(args.test_set)
+        return load_sequences_npz(args.test_set, args.test_set_layout), str(args.test_set)
     return load_test_set(data_cfg), data_cfg.test_set or f"{data_cfg.dataset} test set"
 
 
@@ -131,6 +148,9 @@ def _check_output_dir(out_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    distinct_dts(args.dt)
+    if args.test_set_layout and not args.test_set:
+        raise ConfigError("--test-set-layout says how a --test-set file is laid out; give --test-set too")
     if args.precision == "fp16" and args.device == "cpu":
         raise ConfigError("--precision fp16 needs a GPU; use bf16 on CPU")
     device = resolve_device(args.device)

@@ -4,6 +4,11 @@
 files also hold ``latents`` (T, N, digits, 4), ``labels`` (N, digits) and ``digits`` (N, digits, 28, 28). The
 authors' KTH test set is the exception: sequence-first ``(N, T, H, W)``, recognised by its ``persons`` array. Files are
 read with ``allow_pickle=False``, so loading never executes code.
+
+A shape does not say which axis is time, so the layout is never guessed: it is read from the file (a ``layout``
+entry, ``"TNHW"``/``"TNHWC"`` or ``"NTHW"``/``"NTHWC"``, which every file written here holds; the authors' KTH
+``persons``; the official Moving MNIST ``latents``, time-first like ``sequences``) or given by the caller
+(``srvp evaluate --test-set-layout``), and a file that says nothing is refused with the fix.
 """
 
 from __future__ import annotations
@@ -18,10 +23,41 @@ from srvp.errors import DataError
 from srvp.files import atomic_write_bytes
 from srvp.io import check_npy_size
 
+LAYOUTS = {"time-first": "TN", "sequence-first": "NT"}
 
-def load_sequences_npz(path: str | Path) -> np.ndarray:
+
+def _declared_layout(data, path: Path, seq_shape: tuple[int, ...]) -> str | None:
+    """``"time-first"`` or ``"sequence-first"`` as the file declares it (module docstring), None if it does not."""
+    if "layout" in data.files:
+        shape, dtype = _header(data, "layout")
+        declared = data["layout"] if shape == () and dtype.kind == "U" and dtype.itemsize <= 64 else shape
+        text = str(declared.item()) if isinstance(declared, np.ndarray) else ""
+        for name, axes in LAYOUTS.items():
+            if text.upper() in (f"{axes}HW", f"{axes}HWC"):
+                return name
+        raise DataError(f"{path}: 'layout' must be 'TNHW' or 'NTHW' (with a C for colour), found {declared!r}")
+    if "persons" in data.files:  # the authors' KTH test set (svg_test_set_40.npz, with 'persons' and 'actions')
+        return "sequence-first"
+    if "latents" in data.files:  # official Moving MNIST: latents (T, N, digits, 4), time-first as sequences
+        latents_shape, _ = _header(data, "latents")
+        if tuple(latents_shape[:2]) == tuple(seq_shape[:2]):
+            return "time-first"
+    return None
+
+
+def _header(data, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of the member ``name`` of an open ``.npz``, from its header (nothing else is read)."""
+    with data.zip.open(f"{name}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(member)
+    return tuple(shape), dtype
+
+
+def load_sequences_npz(path: str | Path, layout: str | None = None) -> np.ndarray:
     """Sequences ``(N, T, C, H, W)`` uint8 from an official-layout ``.npz``; malformed files raise a one-line
-    :class:`DataError`."""
+    :class:`DataError`. ``layout`` (``"time-first"`` or ``"sequence-first"``) reads ``sequences`` that way;
+    by default the file must say which (module docstring), and an undeclared one is refused."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: test set file not found")
@@ -37,8 +73,7 @@ def load_sequences_npz(path: str | Path) -> np.ndarray:
             with data.zip.open(info) as member:
                 check_npy_size(member, info.file_size, f"{path}: 'sequences'")
             seq = data["sequences"]
-            # The authors' KTH test set (svg_test_set_40.npz, with 'persons' and 'actions') is sequence-first.
-            sequence_first = "persons" in data.files
+            declared = _declared_layout(data, path, seq.shape)
     except DataError:
         raise
     except ValueError as e:
@@ -52,12 +87,21 @@ def load_sequences_npz(path: str | Path) -> np.ndarray:
     if seq.ndim != 5 or seq.shape[-1] not in (1, 3) or min(seq.shape) == 0:
         raise DataError(f"{path}: 'sequences' must be (T, N, H, W) or (T, N, H, W, C) with C in 1 or 3, "
                         f"found {seq.shape}")
-    order = (0, 1, 4, 2, 3) if sequence_first else (1, 0, 4, 2, 3)
+    if layout is not None and layout not in LAYOUTS:
+        raise DataError(f"layout={layout!r} is not one of {', '.join(LAYOUTS)}")
+    layout = layout or declared
+    if layout is None:
+        raise DataError(f"{path}: cannot tell which axis of 'sequences' {seq.shape[:2]} is time: the file declares no "
+                        f"layout; add layout='TNHW' (time-first, the official layout) or 'NTHW' (sequence-first) to "
+                        f"it, or tell srvp evaluate with --test-set-layout time-first|sequence-first")
+    order = (0, 1, 4, 2, 3) if layout == "sequence-first" else (1, 0, 4, 2, 3)
     return np.ascontiguousarray(seq.transpose(*order))
 
 
 def save_sequences_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write arrays (``sequences`` time-first as in the official layout) to a compressed ``.npz``, atomically."""
+    """Write arrays (``sequences`` time-first as in the official layout) to a compressed ``.npz``, atomically, with
+    the ``layout`` entry that says so."""
+    layout = "TNHWC" if np.ndim(arrays["sequences"]) == 5 else "TNHW"
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    np.savez_compressed(buffer, **{"layout": np.array(layout), **arrays})
     atomic_write_bytes(path, buffer.getvalue())
