@@ -14,6 +14,7 @@ import json
 import os
 import pickle
 import random
+import re
 import struct
 import subprocess
 import sys
@@ -653,6 +654,45 @@ def _(tmp: Path) -> Case:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Options that raised tracebacks or named the wrong problem (issue 21, items 5 and 7): each family, one line
+# ----------------------------------------------------------------------------------------------------------------
+
+case("usage-unknown-option")(lambda t: predict_option_case(t, "--bogus", fragments=("unrecognized arguments: --bogus",
+                                                                                   "srvp predict --help")))
+case("usage-negative-step-size")(lambda t: predict_option_case(t, "--dt", "-1/2", fragments=(
+    "argument --dt: dt=-0.5 must be 1/n",)))
+case("usage-missing-argument")(lambda t: Case(["predict", "--input", "clip.npy"], ["required", "--checkpoint"],
+                                              t / "predictions"))
+case("seed-beyond-32-bits-predict")(lambda t: predict_option_case(t, "--seed", str(2**70), fragments=(
+    "argument --seed", "outside 0 ... 4294967295")))
+case("seed-negative-data")(lambda t: Case(["data", "pendulum", "generate", "--out", str(t / "p.npz"), "--seed", "-5"],
+                                          ["argument --seed", "-5 is outside"], t))
+case("seed-beyond-32-bits-train")(lambda t: train_case(t, train_config(t, train={"seed": 2**64}), [
+    "seed=18446744073709551616 must be an integer from 0 to 4294967295"]))
+case("predict-device-not-on-this-machine")(lambda t: predict_option_case(t, "--device", "mps", fragments=(
+    "device 'mps' is not available",)))
+case("predict-start-negative")(lambda t: predict_option_case(t, "--start", "-1", fragments=(
+    "--start -1 must be 0 or more",)))
+case("predict-scale-zero")(lambda t: predict_option_case(t, "--scale", "0", fragments=(
+    "--scale 0 must be an integer from 1 to 64",)))
+case("predict-more-conditioning-frames-than-the-clip")(lambda t: predict_option_case(t, "--cond-frames", "20",
+                                                                                     fragments=("fewer than the 20",)))
+case("predict-interpolate-steps-1000")(lambda t: predict_option_case(
+    t, "--interpolate", str(good_clip(t)), "--steps", "1000", fragments=("--steps 1000 must be between 2 and 100",)))
+case("predict-video-wider-than-a-gif")(lambda t: predict_option_case(
+    t, "--side-by-side", "--samples", "1000", "--scale", "2", fragments=("the gif video would be", "GIF side")))
+
+
+@case("import-official-zero-euler-steps")
+def _(tmp: Path) -> Case:
+    options = {"nx": 64, "nc": 1, "nf": 4, "nhx": 16, "ny": 4, "nz": 3, "skipco": False, "nt_inf": 2, "nh_inf": 16,
+               "nlayers_inf": 1, "nh_res": 16, "nlayers_res": 1, "archi": "dcgan", "n_euler_steps": 0}
+    config = raw_json(tmp, options)
+    return Case(["import-official", "--state-dict", str(tmp / "model.pt"), "--config", str(config), "--out",
+                 str(tmp / "out" / "ours.pt")], [str(config), "n_euler_steps=0"], tmp / "out")
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Resuming a run (srvp train --resume)
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -796,7 +836,7 @@ def test_malformed_input_gives_a_one_line_error(name, tmp_path, capsys):
     assert rc == 2, f"exit status {rc}: {err[-3000:]}"
     assert "Traceback" not in err and "\x1b" not in err, err[-3000:]
     assert len(lines) == 1, err
-    assert lines[0].startswith(f"srvp {command}: error: "), lines[0]
+    assert re.match(rf"srvp {command}( [a-z-]+)*: error: ", lines[0]), lines[0]  # the (sub-)command, e.g. data videos
     for fragment in c.fragments:
         assert fragment in lines[0], (fragment, lines[0])
     assert half_written(c.out, before) == []
@@ -878,3 +918,140 @@ def test_pixel_bombs_are_refused_from_their_headers_before_any_decoding(tmp_path
     finally:
         tracemalloc.stop()
     assert decoded == [] and peak < 20 * 2**20, (decoded, peak)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Run directories: one run at a time, a resume keeps the history, a failed start leaves nothing (issue 21, 4 and 6)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_a_run_directory_serves_one_training_at_a_time(tmp_path, capsys):
+    """A second `srvp train` on a run directory in use is refused with one line naming the holder, and touches
+    nothing; once the holder is killed (SIGKILL: no clean-up), its stale lock file does not block the next run."""
+    import signal
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from srvp.files import folder_lock; "
+                               "lock = folder_lock(sys.argv[1], 'x'); lock.__enter__(); print('locked', flush=True); "
+                               "time.sleep(300)", str(run)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = snapshot(run)
+        config = train_config(tmp_path)
+        argv = ["train", "--config", str(config), "--out-dir", str(run), "--no-progress"]
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"srvp train: error: {run}: another srvp train is already "
+                                                   f"running in this folder (process {holder.pid} on "), err
+        assert snapshot(run) == before and sorted(p.name for p in run.iterdir()) == [".srvp.lock"]
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (run / ".srvp.lock").exists()  # left by the killed holder; the kernel released its lock
+    assert main(argv) == 0
+    assert (run / "best.pt").is_file() and not (run / ".srvp.lock").exists()
+
+
+def test_a_resume_keeps_the_run_history(tmp_path):
+    """config.json stays the run's first configuration; resumes.jsonl logs each resume's time, step and changed
+    fields; --resume without options continues with the configuration the run last trained with."""
+    config, run = finished_run(tmp_path)
+    first = (run / "config.json").read_text()
+    assert main(["train", "--config", str(config), "--out-dir", str(run), "--no-progress", "--resume",
+                 "--steps", "3", "--lr", "0.001"]) == 0
+    assert main(["train", "--out-dir", str(run), "--no-progress", "--resume", "--steps", "4"]) == 0
+    assert (run / "config.json").read_text() == first
+    log = [json.loads(line) for line in (run / "resumes.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [2, 3] and all(entry["time"].endswith("Z") for entry in log)
+    assert log[0]["changed"] == {"train.steps": [2, 3], "train.lr": [0.0003, 0.001]}
+    assert log[1]["changed"] == {"train.steps": [3, 4]}  # the learning rate of the last resume carried on
+    final = torch.load(run / "checkpoints" / "step_00000004.pt", weights_only=True)
+    assert final["config"]["train"]["lr"] == 0.001 and final["config"]["train"]["steps"] == 4
+
+
+def _no_space_for(pattern: str):
+    """An ``os.fsync`` that fails as a full disk does (ENOSPC, no file name) for files whose path matches."""
+    import errno
+
+    def fsync(fd: int) -> None:
+        if re.search(pattern, os.readlink(f"/proc/self/fd/{fd}")):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        _REAL_FSYNC(fd)
+
+    return fsync
+
+
+_REAL_FSYNC = os.fsync
+
+
+def test_a_full_disk_is_named_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """When a write fails (a full disk, simulated: fsync raises ENOSPC without naming a file), `train`,
+    `data videos convert` and `pretrained convert` say which file, exit 2 with one line, and leave nothing."""
+    from safetensors import SafetensorError
+
+    def one_line(argv: list[str], *fragments: str) -> None:
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "Traceback" not in err[0], err
+        for fragment in fragments:
+            assert fragment in err[0], (fragment, err[0])
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(os, "fsync", _no_space_for(r"/\.config\.json\."))
+    one_line(["train", "--config", str(train_config(tmp_path)), "--out-dir", str(run), "--no-progress"],
+             f"{run / 'config.json'}: No space left on device")
+    assert not run.exists()
+    monkeypatch.setattr(os, "fsync", _no_space_for(r"/\.step_"))  # config.json and TensorBoard written, then not
+    one_line(["train", "--config", str(train_config(tmp_path)), "--out-dir", str(run), "--no-progress"],
+             f"{run / 'checkpoints' / 'step_00000001.pt'}: No space left on device")
+    assert not run.exists()
+
+    source = tmp_path / "videos"
+    source.mkdir()
+    frame_folder(source, [16] * 6)
+    monkeypatch.setattr(os, "fsync", _no_space_for(r"/frames\.npy$"))
+    one_line(["data", "videos", "convert", str(source), "--out", str(tmp_path / "store"), "--size", "16",
+              "--min-frames", "6", "--no-progress"], f"{tmp_path / 'store' / 'train'}: No space left on device")
+    assert not (tmp_path / "store").exists()
+
+    monkeypatch.setattr(os, "fsync", _no_space_for(r"/\.ours\.pt\."))
+    one_line(["pretrained", "convert", str(checkpoint(tmp_path)), str(tmp_path / "ours.pt")],
+             f"{tmp_path / 'ours.pt'}: No space left on device")
+    monkeypatch.undo()
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr("srvp.pretrained.save_file", full)
+    one_line(["pretrained", "convert", str(checkpoint(tmp_path)), str(tmp_path / "hub")],
+             f"{tmp_path / 'hub'}: cannot write the model (No space left on device", "nothing was written")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".", "ours", "hub"))) == []
+
+
+def test_an_interrupted_comparison_evaluation_leaves_no_partial_folder(tmp_path, monkeypatch):
+    """`srvp compare` writes each model's evaluation aside and renames it into place: interrupted after its first
+    file (SIGKILL, Ctrl-C), no eval/<model>/ exists, and the next run writes the whole evaluation."""
+    from srvp.training import compare
+    from srvp.training.compare import TrainedModel, evaluate_once
+    from tests.test_protocol import COND, tiny_model, tiny_sequences
+
+    settings = {"cond_frames": COND, "n_samples": 2, "dts": [1.0], "precision": "fp32", "seed": 0, "device": "cpu"}
+    tm = TrainedModel("srvp", "SRVP", tmp_path / "best.pt")
+    out = tmp_path / "compare" / "eval" / "srvp"
+    real = compare.write_report
+
+    def killed_after_one_file(result, stage, **kwargs):
+        real(result, stage, **kwargs)
+        assert (stage / "results.json").is_file()
+        raise KeyboardInterrupt  # where a SIGKILL would stop the process
+
+    monkeypatch.setattr(compare, "write_report", killed_after_one_file)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_once(tiny_model(), tm, tiny_sequences(n=2), settings, out, 5, progress=False)
+    assert not out.exists() and list(out.parent.iterdir()) == []
+    monkeypatch.setattr(compare, "write_report", real)
+    evaluate_once(tiny_model(), tm, tiny_sequences(n=2), settings, out, 5, progress=False)
+    assert {"results.json", "compare_eval.json", "scores.npz"} <= {p.name for p in out.iterdir()}
+    assert [p.name for p in out.parent.iterdir()] == ["srvp"]

@@ -29,17 +29,18 @@ import numpy as np
 import torch
 
 from srvp.api import Predictor
-from srvp.config import dt_argument, euler_steps
+from srvp.config import check_seed, dt_argument, euler_steps, seed_argument
 from srvp.errors import ConfigError, DataError, SrvpError
 from srvp.evaluation import metrics
 from srvp.evaluation.report import Curve, curves_figure
 from srvp.files import atomic_write_bytes, atomic_write_text, read_json_marker, staged_output_dir
 from srvp.io import read_clip
 from srvp.visualization import save_grid_png, write_video
+from srvp.visualization.video import check_canvas, grid_size
 
 NAME = "predict"
 # Bounds on work that would run for hours by mistake (a typo of a zero): far above any figure of the paper.
-MAX_SAMPLES, MAX_HORIZON = 1000, 10_000
+MAX_SAMPLES, MAX_HORIZON, MAX_STEPS = 1000, 10_000, 100
 HELP = "predict the futures of a clip (video, GIF, folder of frames or .npy); content swap and interpolation"
 DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else HELP
 
@@ -77,14 +78,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="one video with the ground truth and all samples side by side")
     parser.add_argument("--fps", type=float, default=4.0, help="frames per second of the training frame rate")
     parser.add_argument("--scale", type=int, default=1, help="enlarge frames in the outputs by this factor")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the samples")
+    parser.add_argument("--seed", type=seed_argument, default=0, help="random seed of the samples (0 to 2^32 - 1)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--swap-content", default=None, metavar="OTHER_CLIP",
                       help="decode the dynamics of --input with the content (w, skip connections) of this clip")
     mode.add_argument("--interpolate", default=None, metavar="OTHER_CLIP",
                       help="decode trajectories from initial states interpolated between --input and this clip")
-    parser.add_argument("--steps", type=int, default=5, help="--interpolate: number of interpolated trajectories")
+    parser.add_argument("--steps", type=int, default=5,
+                        help=f"--interpolate: number of interpolated trajectories (2 to {MAX_STEPS})")
     parser.add_argument("--content", choices=("a", "b", "interpolate"), default="a",
                         help="--interpolate: content of --input (a), of the other clip (b) or interpolated")
 
@@ -99,11 +101,16 @@ def select_window(clip: torch.Tensor, cond: int, horizon: int, start: int | None
     """Conditioning frames ``(cond, C, H, W)``, the ground truth after them (up to ``horizon`` frames, None if the
     clip ends there) and the start index used."""
     length = clip.shape[0]
+    if cond > length:
+        raise DataError(f"{source}: the clip has {length} frame(s), fewer than the {cond} conditioning frames "
+                        f"(--cond-frames)")
     if start is None:
         start = length - cond - horizon if length >= cond + horizon else length - cond
-    if start < 0 or start + cond > length:
-        raise DataError(f"{source}: the clip has {length} frame(s); {cond} conditioning frames from index "
-                        f"{max(start, 0)} do not fit (see --cond-frames and --start)")
+    if start < 0:
+        raise ConfigError(f"--start {start} must be 0 or more (the index of the first conditioning frame)")
+    if start + cond > length:
+        raise DataError(f"{source}: the clip has {length} frame(s); {cond} conditioning frames from index {start} "
+                        f"(--start) do not fit")
     truth = clip[start + cond:start + cond + horizon]
     return clip[start:start + cond], (truth if truth.shape[0] else None), start
 
@@ -150,11 +157,26 @@ def _check_common(args: argparse.Namespace, predictor) -> tuple[int, int, float,
         raise ConfigError(f"--cond-frames {cond}: the model needs at least k={predictor.content_frames}")
     if not 1 <= horizon <= MAX_HORIZON:
         raise ConfigError(f"--horizon {horizon} must be between 1 and {MAX_HORIZON}")
-    if not math.isfinite(args.fps) or args.fps <= 0 or args.fps > 1000 or args.scale < 1 or args.scale > 64:
-        raise ConfigError(f"--fps {args.fps:g} must be a finite number in (0, 1000] and --scale {args.scale} an "
-                          f"integer from 1 to 64")
+    if args.start is not None and args.start < 0:
+        raise ConfigError(f"--start {args.start} must be 0 or more (the index of the first conditioning frame)")
+    if not math.isfinite(args.fps) or args.fps <= 0 or args.fps > 1000:
+        raise ConfigError(f"--fps {args.fps:g} must be a finite number in (0, 1000]")
+    if not 1 <= args.scale <= 64:
+        raise ConfigError(f"--scale {args.scale} must be an integer from 1 to 64 (the enlargement of the frames)")
+    check_seed(args.seed, "--seed")
     dt = predictor.dt if args.dt is None else args.dt
     return cond, horizon, dt, (euler_steps(dt) if dt < predictor.dt - 1e-9 else 1)
+
+
+def _check_outputs(args: argparse.Namespace, predictor, video_panels: int, grid_rows: int, grid_columns: int
+                   ) -> None:
+    """Refuse, before any sampling, a video of ``video_panels`` panels side by side or a grid of ``grid_rows`` rows
+    of ``grid_columns`` frames larger than a picture may be (:func:`srvp.visualization.video.check_canvas`)."""
+    size, lower = predictor.frame_size, "--samples, --steps, --horizon, --dt or --scale"
+    check_canvas(*grid_size(video_panels, video_panels, size, size, 2, args.scale), f"the {args.format} video",
+                 lower, gif=args.format == "gif")
+    check_canvas(*grid_size(grid_rows * grid_columns, grid_columns, size * args.scale, size * args.scale),
+                 "grid.png", lower)
 
 
 def _write(path: Path, frames, args: argparse.Namespace, fps: float, ncols: int = 1) -> str:
@@ -178,6 +200,8 @@ def _samples(args, default: int) -> int:
 def _predict(args, predictor, clip, out: Path) -> dict:
     cond, horizon, dt, n = _check_common(args, predictor)
     n_samples = _samples(args, default=10)
+    _check_outputs(args, predictor, n_samples + 1 if args.side_by_side else 1, 1 + GRID_SAMPLES_WITHOUT_TRUTH,
+                   cond + horizon * n)
     x_cond, truth, start = select_window(clip, cond, horizon, args.start, args.input)
     samples = predictor.predict(x_cond.unsqueeze(0), horizon, n_samples=n_samples, dt=dt, use_mean=args.mean,
                                 keep_intermediate=n > 1)[0]  # (N, horizon * n, C, H, W)
@@ -235,6 +259,7 @@ def _predict(args, predictor, clip, out: Path) -> dict:
 def _swap(args, predictor, clip, out: Path) -> dict:
     cond, horizon, dt, n = _check_common(args, predictor)
     n_samples = _samples(args, default=1)
+    _check_outputs(args, predictor, n_samples + 2, n_samples + 2, cond + horizon * n)
     x_dyn, truth, start = select_window(clip, cond, horizon, args.start, args.input)
     other = predictor.prepare(read_clip(args.swap_content), args.swap_content)[0].cpu()
     x_content, _, _ = select_window(other, min(cond, other.shape[0]), 0, None, args.swap_content)
@@ -265,8 +290,9 @@ def _interpolate(args, predictor, clip, out: Path) -> dict:
     if args.dt is not None:
         raise ConfigError("--dt is not used by --interpolate (trajectories are generated at the training step)")
     cond, horizon, _, _ = _check_common(args, predictor)
-    if args.steps < 2:
-        raise ConfigError(f"--steps {args.steps} must be at least 2")
+    if not 2 <= args.steps <= MAX_STEPS:
+        raise ConfigError(f"--steps {args.steps} must be between 2 and {MAX_STEPS}")
+    _check_outputs(args, predictor, args.steps + 2, args.steps + 4, cond + horizon)
     x_a, truth_a, start = select_window(clip, cond, horizon, args.start, args.input)
     other = predictor.prepare(read_clip(args.interpolate), args.interpolate)[0].cpu()
     x_b, truth_b, _ = select_window(other, cond, horizon, None, args.interpolate)

@@ -37,7 +37,7 @@ from srvp.evaluation import EvalResult, EvalSettings, evaluate_model, read_score
 from srvp.evaluation.metrics import psnr
 from srvp.evaluation.protocol import dt_label
 from srvp.evaluation.report import Curve, curves_figure, per_step_csv
-from srvp.files import atomic_write_bytes, atomic_write_text, sha256_file
+from srvp.files import atomic_write_bytes, atomic_write_text, read_json_marker, sha256_file, staged_output_dir
 from srvp.training.checkpoint import CheckpointManager, load_checkpoint
 from srvp.training.trainer import Trainer
 from srvp.visualization import save_grid_png
@@ -316,8 +316,9 @@ def run_comparison(base_name: str, out_dir: str | Path, models: Sequence[str] = 
 def evaluate_once(model: torch.nn.Module, tm: TrainedModel, test: np.ndarray, settings: dict[str, Any],
                   out_dir: Path, train_seq_len: int, progress: bool) -> EvalResult:
     """The evaluation of ``tm`` on ``test`` with ``settings``, computed and written to ``out_dir`` (its report,
-    ``scores.npz`` and ``compare_eval.json``), or read back when ``out_dir`` already holds one for the same
-    checkpoint, test sequences and settings: rerunning a comparison does not evaluate twice."""
+    ``scores.npz`` and ``compare_eval.json``, whole or not at all: :func:`srvp.files.staged_output_dir`), or read
+    back when ``out_dir`` already holds one for the same checkpoint, test sequences and settings: rerunning a
+    comparison does not evaluate twice."""
     key_file = out_dir / "compare_eval.json"
     if key_file.exists() and (out_dir / "scores.npz").exists():
         try:
@@ -332,10 +333,20 @@ def evaluate_once(model: torch.nn.Module, tm: TrainedModel, test: np.ndarray, se
                             precision=settings["precision"], seed=settings["seed"], elbo=False)
     result = evaluate_model(model, test, settings["cond_frames"], protocol, device=settings["device"],
                             progress=progress, meta={"model": tm.name, "checkpoint": str(tm.checkpoint)})
-    key_file.unlink(missing_ok=True)
-    write_report(result, out_dir, train_seq_len=train_seq_len)
-    atomic_write_text(key_file, json.dumps(settings, indent=2) + "\n")
+    # the report and its key written aside and renamed into place: a kill leaves the earlier evaluation or this one,
+    # never a part (the key, which says the report is complete, last)
+    with staged_output_dir(out_dir, key_file.name, "--out-dir", earlier_evaluation) as stage:
+        write_report(result, stage, train_seq_len=train_seq_len)
+        atomic_write_text(stage / key_file.name, json.dumps(settings, indent=2) + "\n")
     return result
+
+
+def earlier_evaluation(folder: Path) -> tuple[str, ...] | None:
+    """The files of an earlier evaluation of :func:`evaluate_once` in ``folder`` (its report and key), which a new
+    one replaces; None if its key is not one."""
+    from srvp.cli.evaluate import REPORT_FILES
+
+    return REPORT_FILES if read_json_marker(folder / "compare_eval.json") is not None else None
 
 
 def group_runs(trained: Sequence[TrainedModel]) -> dict[str, list[TrainedModel]]:

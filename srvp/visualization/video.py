@@ -25,6 +25,11 @@ from srvp.errors import SrvpError
 from srvp.files import atomic_output
 
 VIDEO_FORMATS = (".gif", ".mp4")
+#: Output sizes: GIF stores its sides in 16 bits, and no picture or video frame written here may exceed
+#: MAX_OUTPUT_PIXELS (a 64 x 64 frame enlarged 4 times is 0.07 megapixels; held as float32 colour while it is drawn,
+#: 40 megapixels take 0.5 GB per frame)
+MAX_GIF_SIDE = 65535
+MAX_OUTPUT_PIXELS = 40_000_000
 MARK_COLOUR = (1.0, 0.0, 0.0)  # red, as the intermediate-frame bars of the paper's figure 7
 
 FrameArray = torch.Tensor | np.ndarray
@@ -40,6 +45,29 @@ def _as_tensor(frames: FrameArray, what: str = "frames") -> torch.Tensor:
     if t.ndim != 4 or t.shape[1] not in (1, 3):
         raise ValueError(f"{what}: expected shape (T, C, H, W) with C = 1 or 3, got {tuple(t.shape)}")
     return t.clamp(0.0, 1.0)
+
+
+def grid_size(cells: int, ncols: int, height: int, width: int, pad: int = 2, scale: int = 1) -> tuple[int, int]:
+    """``(width, height)`` of :func:`make_grid` of ``cells`` videos of ``height x width`` frames in ``ncols``
+    columns, enlarged ``scale`` times as :func:`write_video` enlarges it (also the size of :func:`make_image_grid`
+    of rows of ``ncols`` frames, ``cells`` frames in all, before its labels)."""
+    ncols = max(1, min(ncols, cells))
+    nrows = -(-cells // ncols)
+    return scale * (pad + ncols * (width + pad)), scale * (pad + nrows * (height + pad))
+
+
+def check_canvas(width: int, height: int, what: str, lower: str, gif: bool = False) -> None:
+    """Refuse, before anything is drawn, a picture or video frame of ``width x height`` pixels beyond
+    :data:`MAX_OUTPUT_PIXELS` (or, for a GIF, a side beyond :data:`MAX_GIF_SIDE`), with a one-line
+    :class:`~srvp.errors.ConfigError` naming ``what`` and the options to ``lower``."""
+    from srvp.errors import ConfigError
+
+    if gif and max(width, height) > MAX_GIF_SIDE:
+        raise ConfigError(f"{what} would be {width}x{height} pixels; a GIF side holds at most {MAX_GIF_SIDE}; "
+                          f"lower {lower}")
+    if width * height > MAX_OUTPUT_PIXELS:
+        raise ConfigError(f"{what} would be {width}x{height} pixels ({width * height / 1e6:,.0f} megapixels), more "
+                          f"than the {MAX_OUTPUT_PIXELS // 10**6} megapixels written per picture; lower {lower}")
 
 
 def _to_rgb(frames: torch.Tensor) -> torch.Tensor:
@@ -133,7 +161,10 @@ def write_video(path: str | Path, frames: FrameArray | Sequence[FrameArray], fps
     if suffix not in VIDEO_FORMATS:
         raise SrvpError(f"{path}: unsupported video format {path.suffix!r}; use one of {', '.join(VIDEO_FORMATS)}")
     tiled = isinstance(frames, (list, tuple))
-    video = make_grid(frames, ncols=ncols, pad=pad) if tiled else _as_tensor(frames)
+    first = _as_tensor(frames[0]) if tiled else _as_tensor(frames)
+    check_canvas(*grid_size(len(frames) if tiled else 1, ncols if tiled else 1, *first.shape[-2:], pad if tiled
+                            else 0, scale), f"{path.name}", "the number of panels or the scale", suffix == ".gif")
+    video = make_grid(frames, ncols=ncols, pad=pad) if tiled else first
     cell_height = (_as_tensor(frames[0]) if tiled else video).shape[-2] * scale
     if scale > 1:
         video = video.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
@@ -250,8 +281,15 @@ def save_grid_png(path: str | Path, rows: Sequence[FrameArray], labels: Sequence
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise SrvpError(f"{path}: save_grid_png needs a .png file name")
+    rows = [_as_tensor(r, f"rows[{i}]") for i, r in enumerate(rows)]
+    if rows:  # its size before anything is enlarged or drawn
+        columns = max((o + len(r)) if isinstance(o, (int, np.integer)) else max(o, default=-1) + 1
+                      for r, o in zip(rows, offsets if offsets is not None else [0] * len(rows)))
+        width, height = grid_size(len(rows) * max(columns, 1), max(columns, 1), *(rows[0].shape[-2] * scale,
+                                                                                    rows[0].shape[-1] * scale), pad)
+        check_canvas(width, height, path.name, "the number of rows or frames, or the scale")
     if scale > 1:
-        rows = [_as_tensor(r).repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1) for r in rows]
+        rows = [r.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1) for r in rows]
     image = make_image_grid(rows, offsets=offsets, marks=marks, pad=pad)
     data = to_uint8(image.unsqueeze(0))[0]
     if labels is not None:
