@@ -13,6 +13,9 @@ temporary folder of the server. What a request can do is bounded:
   flat names, at most ``MAX_ZIP_FILES`` files and ``MAX_ZIP_BYTES`` uncompressed), never outside its folder; every
   frame is measured from its header against the pixel budgets of :mod:`srvp.io` before it is decoded;
 - settings: the same bounds as the command line (samples, horizon), and at most ``MAX_DEMO_SAMPLES`` samples;
+  every control offers only values the chosen model accepts (:func:`model_limits`: conditioning frames from its k,
+  step sizes only for a model with an Euler step), each tab has its own controls, and a request clears the
+  previous results first, so that an error never leaves them on screen as if they were its own;
 - messages and ``summary.json`` name clips and models by their names, never by a path of the server
   (:func:`page_message`);
 - disk: each request writes into its own folder of the server's temporary folder, of which the
@@ -44,10 +47,10 @@ import torch
 from srvp.api import Predictor
 from srvp.cli import predict
 from srvp.cli.predict import predict_files, select_window
-from srvp.config import parse_dt
+from srvp.config import MAX_SEED, parse_dt
 from srvp.data import load_test_set
 from srvp.errors import ConfigError, DataError, SrvpError
-from srvp.io import read_clip
+from srvp.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_clip
 from srvp.pretrained import available
 from srvp.visualization import save_grid_png
 
@@ -57,8 +60,11 @@ MAX_ZIP_BYTES = 200 * 2**20
 MAX_DEMO_SAMPLES = 50
 KEEP_FOLDERS = 16  # request folders kept in the server's temporary folder (a request makes at most 3)
 CACHE_SECONDS = 3600  # Gradio's copies of uploads and results are deleted after an hour (checked every 10 min)
+MAX_DEMO_COND, MAX_DEMO_HORIZON, MAX_DEMO_STEPS = 20, 100, 20  # the sliders' upper ends
 DT_CHOICES = ("1", "1/2", "1/3", "1/4")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+#: uploads offered by the page: the clips srvp.io reads, and zips of frames (whose members are read as a folder is:
+#: srvp.io.IMAGE_SUFFIXES)
+UPLOAD_SUFFIXES = (*VIDEO_SUFFIXES, ".npy", ".zip")
 
 
 def gradio_upload_folder() -> Path:
@@ -191,6 +197,15 @@ def test_clip(state: DemoState, model: str, index: int) -> Path:
     return path
 
 
+def model_limits(predictor) -> dict[str, Any]:
+    """What the page's controls may offer for a model: conditioning frames from its k (``content_frames``) to
+    ``MAX_DEMO_COND``, and the step sizes it accepts (below the training step only with an Euler-step
+    transition)."""
+    k = predictor.content_frames
+    dts = ["training step", *DT_CHOICES] if predictor.model.supports_dt else ["training step"]
+    return {"cond_min": k, "cond_max": max(MAX_DEMO_COND, k), "cond_value": max(k, 5), "dt_choices": dts}
+
+
 def _args(**values: Any) -> argparse.Namespace:
     """``srvp predict``'s options with its own defaults (from its parser), then the page's values."""
     parser = argparse.ArgumentParser()
@@ -247,8 +262,8 @@ def interpolate_clips(state: DemoState, model: str, clip_a: Path, clip_b: Path, 
                       steps: int) -> dict[str, Any]:
     """Figure 9: trajectories from initial states interpolated between two clips (``--interpolate``)."""
     clip_a, clip_b = state.clip(clip_a, "clip A"), state.clip(clip_b, "clip B")
-    if not 2 <= int(steps) <= 20:
-        raise ConfigError(f"--steps {int(steps)} must be between 2 and 20")
+    if not 2 <= int(steps) <= MAX_DEMO_STEPS:
+        raise ConfigError(f"--steps {int(steps)} must be between 2 and {MAX_DEMO_STEPS} on the demo page")
     out = state.new_folder("interpolate-") / "out"
     args = _args(checkpoint=model, input=str(clip_a), interpolate=str(clip_b), cond_frames=int(cond_frames),
                  horizon=int(horizon), steps=int(steps), out=str(out))
@@ -358,6 +373,30 @@ def build_app(state: DemoState):
                                    clip_input(state, upload_b, "clip B"), cond_frames, horizon, steps)
         return (result["files"]["interpolation.gif"], result["files"]["grid.png"], list(result["files"].values()))
 
+    first = model_limits(state.predictor(labels[0]))  # the controls start at the first model's limits
+
+    def conditioning_slider() -> Any:
+        return gr.Slider(first["cond_min"], first["cond_max"], value=first["cond_value"], step=1,
+                         label="conditioning frames (at least the model's k)")
+
+    def horizon_slider(value: int) -> Any:
+        return gr.Slider(1, MAX_DEMO_HORIZON, value=value, step=1, label="horizon (frames to predict)")
+
+    def seed_box() -> Any:
+        return gr.Number(label=f"seed (0 to {MAX_SEED})", value=0, precision=0, minimum=0, maximum=MAX_SEED)
+
+    @guarded
+    def limits(model):
+        """The controls' ranges for the chosen model (conditioning frames, step sizes)."""
+        m = model_limits(state.predictor(model))
+        cond = gr.update(minimum=m["cond_min"], maximum=m["cond_max"], value=m["cond_value"])
+        return cond, cond, cond, gr.update(choices=m["dt_choices"], value="training step")
+
+    def cleared(outputs: list) -> dict[str, Any]:
+        """A listener that empties ``outputs`` in the browser when the button is pressed (no request to the server,
+        no API endpoint): the results of a failed request are then empty, not those of the previous one."""
+        return {"fn": None, "inputs": None, "outputs": outputs, "js": f"() => [{', '.join(['null'] * len(outputs))}]"}
+
     # one request at a time (concurrency_id): memory is bounded and a request never removes another's folder
     once = {"concurrency_id": "srvp", "concurrency_limit": 1}
     with gr.Blocks(title="srvp: stochastic video prediction", delete_cache=(600, CACHE_SECONDS)) as app:
@@ -366,8 +405,8 @@ def build_app(state: DemoState):
         model = gr.Dropdown(labels, value=labels[0], label="model")
         with gr.Tab("Predict"):
             with gr.Row():
-                upload = gr.File(label="clip: video, GIF, .npy or a zip of frames", file_types=[
-                    ".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".npy", ".zip"], elem_id="clip-upload")
+                upload = gr.File(label="clip: video, GIF, .npy or a zip of frames", file_types=list(UPLOAD_SUFFIXES),
+                                 elem_id="clip-upload")
                 with gr.Column():
                     use_test = gr.Checkbox(label="use a generated Moving MNIST test clip instead", value=False)
                     test_index = gr.Number(label="test clip index", value=0, precision=0, minimum=0, maximum=999)
@@ -375,14 +414,14 @@ def build_app(state: DemoState):
             preview = gr.Image(label="conditioning frames as the model sees them", type="filepath",
                                elem_id="preview")
             with gr.Row():
-                cond_frames = gr.Slider(1, 20, value=5, step=1, label="conditioning frames")
-                horizon = gr.Slider(1, 100, value=20, step=1, label="horizon (frames to predict)")
+                cond_frames = conditioning_slider()
+                horizon = horizon_slider(20)
                 samples = gr.Slider(1, MAX_DEMO_SAMPLES, value=10, step=1, label="samples")
-                dt = gr.Dropdown(["training step", *DT_CHOICES], value="training step",
+                dt = gr.Dropdown(first["dt_choices"], value="training step",
                                  label="Euler step dt (smaller: intermediate frames)")
             with gr.Row():
                 use_mean = gr.Checkbox(label="means instead of random draws", value=False)
-                seed = gr.Number(label="seed", value=0, precision=0)
+                seed = seed_box()
                 metric = gr.Radio(["psnr", "ssim"], value="psnr", label="best / worst sample by")
                 go = gr.Button("Predict", variant="primary", elem_id="predict")
             animation = gr.Image(label="conditioning | ground truth, then each sample", type="filepath",
@@ -393,30 +432,42 @@ def build_app(state: DemoState):
             summary = gr.Code(label="summary.json", language="json")
             downloads = gr.File(label="downloads", file_count="multiple")
             clip_inputs = [model, upload, test_index, use_test, cond_frames, horizon]
+            show.click(**cleared([preview]))
             show.click(show_clip, clip_inputs, [preview], **once)
-            go.click(run_predict, [*clip_inputs, samples, dt, use_mean, seed, metric],
-                     [preview, animation, grid, plot, summary, downloads], **once)
+            predict_outputs = [preview, animation, grid, plot, summary, downloads]
+            go.click(**cleared(predict_outputs))
+            go.click(run_predict, [*clip_inputs, samples, dt, use_mean, seed, metric], predict_outputs, **once)
         with gr.Tab("Swap content (figure 8)"):
             with gr.Row():
                 dyn = gr.File(label="dynamics from this clip")
                 con = gr.File(label="content from this clip")
+            with gr.Row():
+                swap_cond = conditioning_slider()
+                swap_horizon = horizon_slider(10)
+                swap_seed = seed_box()
             swap_go = gr.Button("Swap", variant="primary")
             swap_anim = gr.Image(type="filepath", label="dynamics | content | swapped")
             swap_grid = gr.Image(type="filepath", label="grid")
             swap_files = gr.File(file_count="multiple", label="downloads")
-            swap_go.click(run_swap, [model, dyn, con, cond_frames, horizon, seed], [swap_anim, swap_grid, swap_files],
-                          **once)
+            swap_outputs = [swap_anim, swap_grid, swap_files]
+            swap_go.click(**cleared(swap_outputs))
+            swap_go.click(run_swap, [model, dyn, con, swap_cond, swap_horizon, swap_seed], swap_outputs, **once)
         with gr.Tab("Interpolate (figure 9)"):
             with gr.Row():
                 clip_a = gr.File(label="clip A")
                 clip_b = gr.File(label="clip B")
-            steps = gr.Slider(2, 20, value=5, step=1, label="interpolated trajectories")
+            with gr.Row():
+                int_cond = conditioning_slider()
+                int_horizon = horizon_slider(10)
+                steps = gr.Slider(2, MAX_DEMO_STEPS, value=5, step=1, label="interpolated trajectories")
             int_go = gr.Button("Interpolate", variant="primary")
             int_anim = gr.Image(type="filepath", label="A | interpolations | B")
             int_grid = gr.Image(type="filepath", label="grid")
             int_files = gr.File(file_count="multiple", label="downloads")
-            int_go.click(run_interpolate, [model, clip_a, clip_b, cond_frames, horizon, steps],
-                         [int_anim, int_grid, int_files], **once)
+            int_outputs = [int_anim, int_grid, int_files]
+            int_go.click(**cleared(int_outputs))
+            int_go.click(run_interpolate, [model, clip_a, clip_b, int_cond, int_horizon, steps], int_outputs, **once)
+        model.change(limits, [model], [cond_frames, swap_cond, int_cond, dt], **once)
     return app
 
 

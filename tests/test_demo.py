@@ -381,6 +381,50 @@ def test_the_page_in_a_browser_uploads_predicts_and_shows_the_results(live_demo,
     assert (tmp_path / "demo.png").stat().st_size > 10_000
 
 
+def test_the_pages_controls_offer_only_what_is_accepted(state, clip, uploads):
+    """Every control's range is what the request accepts for the chosen model (issue 21, item 7): conditioning
+    frames from the model's k, step sizes only for an Euler-step model, seeds 0 to MAX_SEED; the Swap and
+    Interpolate tabs have controls of their own; every button first clears the results it replaces, in the browser
+    (a listener without an endpoint), so that a failed request leaves no earlier result on screen."""
+    import gradio as gr
+
+    from srvp.config import MAX_SEED
+
+    state.workdir.mkdir()
+    app = demo.build_app(state)
+    k = state.predictor("tiny").content_frames
+    controls = [b for b in app.blocks.values() if isinstance(b, (gr.Slider, gr.Number))]
+    conditioning = [b for b in controls if b.label.startswith("conditioning frames")]
+    seeds = [b for b in controls if b.label.startswith("seed")]
+    assert len(conditioning) == 3 and {(b.minimum, b.maximum) for b in conditioning} == {(k, demo.MAX_DEMO_COND)}
+    assert len(seeds) == 2 and {(b.minimum, b.maximum) for b in seeds} == {(0, MAX_SEED)}
+    fns = list(app.fns.values()) if isinstance(app.fns, dict) else list(app.fns)
+    runs = {f.fn.__name__: f for f in fns if f.fn is not None}
+    inputs = {name: {b._id for b in f.inputs} for name, f in runs.items()}
+    assert not {b._id for b in conditioning + seeds} & inputs["run_predict"] & (inputs["run_swap"] | inputs[
+        "run_interpolate"])  # no control of the Predict tab drives another tab
+    for name in ("show_clip", "run_predict", "run_swap", "run_interpolate"):
+        clears = [f for f in fns if f.fn is None and f.targets == runs[name].targets]
+        assert len(clears) == 1 and [b._id for b in clears[0].outputs] == [b._id for b in runs[name].outputs], name
+        assert clears[0].js.startswith("() => [null"), clears[0].js
+    assert demo.model_limits(state.predictor("tiny"))["dt_choices"] == ["training step", *demo.DT_CHOICES]
+    from srvp.api import Predictor
+    from srvp.models import build_model
+    from tests.conftest import tiny_model_config
+
+    gru = Predictor(build_model(tiny_model_config(transition="gru")), device="cpu")
+    assert demo.model_limits(gru)["dt_choices"] == ["training step"]  # no Euler step: no smaller step offered
+    # the ends of the ranges are accepted; one past them is refused with the command line's message
+    demo.predict_clip(state, "tiny", clip, cond_frames=k, horizon=1, samples=1, dt="1/4", use_mean=False,
+                      seed=MAX_SEED)
+    with pytest.raises(ConfigError, match="--seed=4294967296 must be an integer from 0 to 4294967295"):
+        demo.predict_clip(state, "tiny", clip, cond_frames=k, horizon=1, samples=1, dt="1", use_mean=False,
+                          seed=MAX_SEED + 1)
+    with pytest.raises(ConfigError, match=f"--cond-frames {k - 1}: the model needs at least k={k}"):
+        demo.predict_clip(state, "tiny", clip, cond_frames=k - 1, horizon=1, samples=1, dt="1", use_mean=False,
+                          seed=0)
+
+
 def test_swap_and_interpolation_from_the_page(state, clip, uploads):
     state.workdir.mkdir()
     other = uploads / "other.npy"

@@ -335,7 +335,7 @@ def predict_files(args: argparse.Namespace, predictor, shown: dict[str, str] | N
     summary names no file of its server)."""
     clip = predictor.prepare(read_clip(args.input), args.input)[0].cpu()  # (T, C, S, S)
     out = Path(args.out) if args.out else Path("predictions") / Path(args.input).stem
-    torch.manual_seed(args.seed)
+    torch.manual_seed(check_seed(args.seed, "--seed"))
     try:
         # every file goes to a staging folder that replaces --out at the end: outputs whole or absent
         with staged_output_dir(out, "summary.json", earlier=earlier_outputs) as stage:
