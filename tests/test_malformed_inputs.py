@@ -28,9 +28,11 @@ import pytest
 import torch
 
 from srvp.cli.main import main
+from srvp.config import ModelConfig
 from srvp.data.bair import IMAGE_KEY
 from srvp.data.idx import write_idx
 from srvp.data.tfrecord import make_example, masked_crc32c, write_records
+from srvp.models import SRVP
 from tests.conftest import REPO
 from tests.test_predict import save_tiny_checkpoint
 
@@ -1055,3 +1057,63 @@ def test_an_interrupted_comparison_evaluation_leaves_no_partial_folder(tmp_path,
     evaluate_once(tiny_model(), tm, tiny_sequences(n=2), settings, out, 5, progress=False)
     assert {"results.json", "compare_eval.json", "scores.npz"} <= {p.name for p in out.iterdir()}
     assert [p.name for p in out.parent.iterdir()] == ["srvp"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The Python API: one-line errors too (issue 21, item 5), and messages that state the real numbers (item 7)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory):
+    from srvp.api import Predictor
+
+    return Predictor.from_checkpoint(checkpoint(tmp_path_factory.mktemp("api")), device="cpu")
+
+
+API_CLIP = torch.rand(1, 4, 1, 64, 64)
+API_CASES = {
+    "float frames in 0..255": (lambda p: p.predict(API_CLIP * 255, 2), "float frames must be in [0, 1]"),
+    "NaN frames": (lambda p: p.predict(torch.full_like(API_CLIP, float("nan")), 2), "NaN or infinite"),
+    "int64 frames": (lambda p: p.predict((API_CLIP * 255).long(), 2), "unsupported dtype torch.int64"),
+    "horizon=0": (lambda p: p.predict(API_CLIP, 0), "horizon=0 must be an integer of at least 1"),
+    "horizon=2.5": (lambda p: p.predict(API_CLIP, 2.5), "horizon=2.5 must be an integer"),
+    "n_samples=0": (lambda p: p.predict(API_CLIP, 2, n_samples=0), "n_samples=0 must be an integer of at least 1"),
+    "no conditioning frame": (lambda p: p.predict(API_CLIP[:, :0], 2), "no frames to read"),
+    "an empty batch": (lambda p: p.predict(API_CLIP[:0], 2), "no frames to read"),
+    "an empty batch to interpolate": (lambda p: p.interpolate(API_CLIP[:0], API_CLIP[:0], 2, 2), "no frames"),
+    "negative reconstruction horizon": (lambda p: p.reconstruct(API_CLIP, -1), "horizon=-1"),
+    "device mps": (lambda p: type(p)(p.model, p.config, device="mps"), "device 'mps' is not available"),
+    "model filters=0": (lambda p: SRVP(ModelConfig(filters=0)), "filters=0 must be positive"),
+    "model state_dim=-1": (lambda p: SRVP(ModelConfig(state_dim=-1)), "state_dim=-1 must be positive"),
+    "model frame_size=48 with DCGAN": (lambda p: SRVP(ModelConfig(frame_size=48)), "needs frame_size=64, got 48"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(API_CASES))
+def test_the_python_api_refuses_bad_input_in_one_line(name, predictor):
+    from srvp.errors import SrvpError
+
+    call, fragment = API_CASES[name]
+    with pytest.raises(SrvpError) as error:
+        call(predictor)
+    assert fragment in str(error.value) and "\n" not in str(error.value), str(error.value)
+
+
+def test_the_python_api_takes_float64_and_uint8_frames(predictor):
+    reference = predictor.predict(API_CLIP, 2, use_mean=True)
+    assert torch.allclose(predictor.predict(API_CLIP.double(), 2, use_mean=True), reference, atol=1e-5)
+    assert predictor.predict((API_CLIP * 255).round().to(torch.uint8), 2).shape == reference.shape
+
+
+def test_the_memory_guard_states_the_numbers_it_compares(monkeypatch):
+    """'needs about 19.5 GiB, more than the 20.5 GiB available' hid a margin: the message states the need, what is
+    available and the share srvp may use."""
+    from srvp import runtime
+    from srvp.errors import ConfigError
+
+    monkeypatch.setattr(runtime, "available_memory", lambda device: int(20.5 * runtime.GIB))
+    with pytest.raises(ConfigError) as error:
+        runtime.require_memory(int(19.5 * runtime.GIB), torch.device("cpu"), "a request", "the horizon")
+    assert str(error.value) == ("a request needs about 19.5 GiB of memory; 20.5 GiB are available, of which srvp uses "
+                                "at most 80% (16.4 GiB, the rest left to the system); lower the horizon")

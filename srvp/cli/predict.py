@@ -34,7 +34,7 @@ from srvp.errors import ConfigError, DataError, SrvpError
 from srvp.evaluation import metrics
 from srvp.evaluation.report import Curve, curves_figure
 from srvp.files import atomic_write_bytes, atomic_write_text, read_json_marker, staged_output_dir
-from srvp.io import read_clip
+from srvp.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_clip, suffix_list
 from srvp.visualization import save_grid_png, write_video
 from srvp.visualization.video import check_canvas, grid_size
 
@@ -56,7 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "authors' code (config.json + model.pt), an srvp train checkpoint (.pt), or a Hub "
                         "repository id owner/name")
     parser.add_argument("--input", required=True, metavar="CLIP",
-                        help="video file, .gif, folder of frames, or .npy (T,H,W) / (T,H,W,C) / (T,C,H,W)")
+                        help=f"a video file ({suffix_list(VIDEO_SUFFIXES)}), a folder of frames "
+                        f"({suffix_list(IMAGE_SUFFIXES)}; in natural order: frame_2 before frame_10), or .npy "
+                        f"(T,H,W) / (T,H,W,C) / (T,C,H,W)")
     parser.add_argument("--cond-frames", type=int, default=None, metavar="K",
                         help="conditioning frames (default: the checkpoint's cond_frames)")
     parser.add_argument("--horizon", type=int, default=None, metavar="H",

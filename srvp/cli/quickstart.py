@@ -28,7 +28,7 @@ from srvp.training.trainer import train
 from srvp.visualization.video import save_grid_png, write_gif
 
 NAME = "quickstart"
-HELP = "train, evaluate and animate a small model on the embedded Moving MNIST digits (about 10 min on CPU)"
+HELP = "train, evaluate and animate a small model on the embedded Moving MNIST digits (about 6-8 min on a 2-core CPU)"
 SHOW_DEFAULTS = True
 
 

@@ -1,4 +1,4 @@
-"""A user's own videos: a folder of video files (srvp.io.VIDEO_SUFFIXES) and/or of frame-image folders.
+"""A user's own videos: a folder of video files and/or frame-image folders, read as srvp predict reads a clip.
 
 Frames are centre-cropped to a square, resized to ``video_size`` (``DataConfig.video_size``) and kept in colour or
 grey (``video_channels``) by :func:`srvp.io.read_frames`, which reads a clip exactly as ``srvp predict`` does
