@@ -8,6 +8,15 @@ A model folder in the Hub layout holds::
                         whose metadata repeats the model section of config.json
     README.md           the model card (optional)
 
+or, written with ``save_pretrained(..., max_shard_bytes=N)`` when the weights exceed N bytes, the Hub's sharded
+layout instead of ``model.safetensors``::
+
+    model-00001-of-0000M.safetensors ...   the weights in M files of at most N bytes each (a tensor larger than N
+                                           alone in its file), each with the same metadata
+    model.safetensors.index.json           {"metadata": {"total_size": ...}, "weight_map": {tensor: file}}
+
+Both are checked the same way when read: the digest of all the tensors must match the one written with them.
+
 :func:`load_pretrained` resolves, in this order: a name of a model shipped with the package
 (:data:`SHIPPED`, listed by ``srvp pretrained list``), a local path (a folder in the Hub layout, a folder of the
 authors' code with ``config.json`` + ``model.pt``, an ``srvp train`` checkpoint ``.pt``), then a Hub repository id
@@ -49,6 +58,12 @@ from srvp.training.checkpoint import InitialWeights, load_checkpoint, stage_reco
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
+#: the Hub's index of sharded weights (tensor name -> shard file), written instead of WEIGHTS_FILE when sharded
+INDEX_FILE = "model.safetensors.index.json"
+#: shard file names of the Hub convention: model-00001-of-00003.safetensors
+SHARD_NAME = re.compile(r"^model-(\d{5})-of-(\d{5})\.safetensors$")
+#: the shard size that fits the 16 MiB per file that some transfers allow (benchmarks/gpu_check.py)
+SHARD_BYTES_16MIB = 16 * 2**20
 HUB_FORMAT = 1
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -74,9 +89,14 @@ SHIPPED: dict[str, ShippedModel] = {m.name: m for m in [
 ]}
 
 
+def has_weights(directory: str | Path) -> bool:
+    """Whether ``directory`` holds Hub-layout weights: ``model.safetensors`` or a sharded index."""
+    return (Path(directory) / WEIGHTS_FILE).is_file() or (Path(directory) / INDEX_FILE).is_file()
+
+
 def available() -> list[ShippedModel]:
     """The shipped models whose files are installed."""
-    return [m for m in SHIPPED.values() if (m.path / WEIGHTS_FILE).is_file()]
+    return [m for m in SHIPPED.values() if has_weights(m.path)]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -86,23 +106,53 @@ def available() -> list[ShippedModel]:
 
 def earlier_model_files(directory: str | Path) -> tuple[str, ...] | None:
     """The files of a model folder written by :func:`save_pretrained` in ``directory``, recognised by its
-    ``config.json`` with an ``"srvp"`` entry (None for any other folder): only these are replaced by an overwrite."""
+    ``config.json`` with an ``"srvp"`` entry (None for any other folder): only these are replaced by an overwrite
+    (the weights file or the shards and their index, and the card)."""
     config = read_json_marker(Path(directory) / CONFIG_FILE)
-    return (WEIGHTS_FILE, CARD_FILE) if config is not None and isinstance(config.get("srvp"), dict) else None
+    if config is None or not isinstance(config.get("srvp"), dict):
+        return None
+    try:
+        shards = [entry.name for entry in os.scandir(directory) if SHARD_NAME.match(entry.name)]
+    except OSError:
+        shards = []
+    return (WEIGHTS_FILE, INDEX_FILE, CARD_FILE, *shards)
+
+
+def _plan_shards(tensors: dict[str, torch.Tensor], max_bytes: int, metadata: dict[str, str]) -> list[list[str]]:
+    """Tensor names grouped into files of at most ``max_bytes`` bytes each, headers included (in state-dict order,
+    a new file when the next tensor would not fit; a tensor larger than ``max_bytes`` alone in its file)."""
+    fixed = 8 + len(json.dumps({"__metadata__": metadata})) + 64  # length prefix, metadata, padding
+    shards: list[list[str]] = []
+    size = 0
+    for name, t in tensors.items():
+        entry = t.numel() * t.element_size() + len(json.dumps(name)) + 96 + 21 * t.dim()  # data + its header entry
+        if not shards or size + entry > max_bytes:
+            shards.append([])
+            size = fixed
+        shards[-1].append(name)
+        size += entry
+    return shards
 
 
 def save_pretrained(model: torch.nn.Module, config: RunConfig, directory: str | Path, *, step: int = 0,
                     card: str | None = None, dtype: str = "float32", overwrite: bool = False,
-                    option: str = "directory", history: list[dict[str, Any]] | None = None) -> Path:
+                    option: str = "directory", history: list[dict[str, Any]] | None = None,
+                    max_shard_bytes: int | None = None) -> Path:
     """Write ``model`` and ``config`` in the Hub layout into ``directory`` (created; it must not exist unless
     ``overwrite``), with the model's training ``history`` (:attr:`LoadedModel.history`) in the ``srvp`` entry.
     ``dtype`` (``float32``, ``float16``, ``bfloat16``) is the storage type of floating-point weights; they are cast
-    back to float32 when loaded. The folder is written aside and renamed into place
+    back to float32 when loaded. With ``max_shard_bytes`` (e.g. :data:`SHARD_BYTES_16MIB`), weights that do not fit
+    one file of that size are written as the Hub's shards (``model-0000N-of-0000M.safetensors``, each at most that
+    size unless one tensor is larger, and ``model.safetensors.index.json``); weights that fit stay one
+    ``model.safetensors``. The folder is written aside and renamed into place
     (:func:`srvp.files.staged_output_dir`); ``overwrite`` replaces an empty folder or a model folder written by this
     function, and refuses any other folder with a one-line :class:`ConfigError`, leaving it as it was (``option``
     names the argument in that message)."""
     if dtype not in _DTYPES:
         raise ConfigError(f"dtype={dtype!r}: choose one of {', '.join(_DTYPES)}")
+    if max_shard_bytes is not None and (isinstance(max_shard_bytes, bool) or not isinstance(max_shard_bytes, int)
+                                        or max_shard_bytes < 1):
+        raise ConfigError(f"max_shard_bytes={max_shard_bytes!r} must be a positive number of bytes (or None)")
     directory = Path(directory)
     if directory.exists() and not overwrite:
         raise CheckpointError(f"{directory}: already exists (choose another folder or allow overwriting)")
@@ -111,11 +161,22 @@ def save_pretrained(model: torch.nn.Module, config: RunConfig, directory: str | 
                for k, v in model.state_dict().items()}
     meta = {"srvp": {"format": HUB_FORMAT, "step": int(step), "weights_dtype": dtype, "history": list(history or [])}}
     config_text = json.dumps({**config.to_dict(), **meta}, indent=2, sort_keys=True) + "\n"
+    header = {"format": "pt", "srvp_model_config": json.dumps(config.to_dict()["model"], sort_keys=True),
+              "srvp_content_sha256": content_digest(tensors)}
+    shards = _plan_shards(tensors, max_shard_bytes, header) if max_shard_bytes is not None else [list(tensors)]
     try:
         with staged_output_dir(directory, CONFIG_FILE, option, earlier_model_files) as staging:
-            save_file(tensors, str(staging / WEIGHTS_FILE), metadata={
-                "format": "pt", "srvp_model_config": json.dumps(config.to_dict()["model"], sort_keys=True),
-                "srvp_content_sha256": content_digest(tensors)})
+            if len(shards) == 1:
+                save_file(tensors, str(staging / WEIGHTS_FILE), metadata=header)
+            else:  # every shard carries the digest of all the tensors; the index maps each tensor to its file
+                weight_map = {}
+                for i, names in enumerate(shards, 1):
+                    name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+                    save_file({k: tensors[k] for k in names}, str(staging / name), metadata=header)
+                    weight_map.update(dict.fromkeys(names, name))
+                total = sum(t.numel() * t.element_size() for t in tensors.values())
+                index = {"metadata": {"total_size": total, **header}, "weight_map": weight_map}
+                (staging / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
             if card is not None:
                 (staging / CARD_FILE).write_text(card)
             (staging / CONFIG_FILE).write_text(config_text)
@@ -131,8 +192,9 @@ def push_to_hub(directory: str | Path, repo_id: str, token: str | None = None, p
     from huggingface_hub import HfApi
 
     directory = Path(directory)
-    if not (directory / WEIGHTS_FILE).is_file():
-        raise CheckpointError(f"{directory}: no {WEIGHTS_FILE}; write the folder with save_pretrained first")
+    if not has_weights(directory):
+        raise CheckpointError(f"{directory}: no {WEIGHTS_FILE} nor {INDEX_FILE}; write the folder with "
+                              f"save_pretrained first")
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     return str(api.upload_folder(folder_path=str(directory), repo_id=repo_id))
@@ -143,8 +205,56 @@ def push_to_hub(directory: str | Path, repo_id: str, token: str | None = None, p
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def _read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The metadata and the tensors of one safetensors file; an unreadable file is a one-line error."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+            return header, {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable safetensors file ({msg[:160]})") from None
+
+
+def _read_shards(directory: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The metadata and the tensors of sharded weights (:data:`INDEX_FILE` and the files it names): every file of
+    the Hub's ``model-0000N-of-0000M`` series present, each holding exactly the tensors the index maps to it, all
+    written by one save (the same metadata)."""
+    index_path = directory / INDEX_FILE
+    index = read_json_object(index_path, "weights index", "with a weight_map", CheckpointError)
+    weight_map = index.get("weight_map")
+    if not (isinstance(weight_map, dict) and weight_map and all(isinstance(v, str) for v in weight_map.values())):
+        raise CheckpointError(f"{index_path}: no weight_map (tensor name -> shard file) in the index")
+    files = sorted(set(weight_map.values()))
+    numbers = [SHARD_NAME.match(name) for name in files]
+    if not all(numbers) or {int(m.group(2)) for m in numbers} != {len(files)} \
+            or sorted(int(m.group(1)) for m in numbers) != list(range(1, len(files) + 1)):
+        shown = ", ".join(files[:3]) + (" ..." if len(files) > 3 else "")
+        raise CheckpointError(f"{index_path}: the weight_map names {shown}, not a complete series "
+                              f"model-00001-of-0000M.safetensors ... (a damaged or foreign index)")
+    header: dict[str, str] | None = None
+    weights: dict[str, torch.Tensor] = {}
+    for name in files:
+        path = directory / name
+        if not path.is_file():
+            raise CheckpointError(f"{path}: shard listed in {INDEX_FILE} not found (an incomplete copy or "
+                                  f"download); copy or download the model again")
+        shard_header, tensors = _read_safetensors(path)
+        listed = {k for k, v in weight_map.items() if v == name}
+        if set(tensors) != listed:
+            raise CheckpointError(f"{path}: holds other tensors than {INDEX_FILE} maps to it (shards of another "
+                                  f"save, or a damaged index); copy or download the model again")
+        if header is None:
+            header = shard_header
+        elif shard_header != header:
+            raise CheckpointError(f"{path}: written by another save than {files[0]} (the shards do not belong "
+                                  f"together); copy or download the model again")
+        weights.update(tensors)
+    return header or {}, weights
+
+
 def read_hub_folder(directory: str | Path) -> LoadedModel:
-    """Load a folder in the Hub layout (weights read with safetensors only)."""
+    """Load a folder in the Hub layout, with one weights file or sharded (weights read with safetensors only)."""
     directory = Path(directory)
     weights_path, config_path = directory / WEIGHTS_FILE, directory / CONFIG_FILE
     data = read_json_object(config_path, "model config", "with sections model, data, train", CheckpointError)
@@ -156,15 +266,13 @@ def read_hub_folder(directory: str | Path) -> LoadedModel:
         config = RunConfig.from_dict(data, str(config_path))
     except ConfigError as e:
         raise CheckpointError(str(e)) from None
-    if not weights_path.is_file():
+    if weights_path.is_file():
+        header, weights = _read_safetensors(weights_path)
+    elif (directory / INDEX_FILE).is_file():
+        weights_path = directory / INDEX_FILE  # the sharded weights are named by their index in the messages
+        header, weights = _read_shards(directory)
+    else:
         raise CheckpointError(f"{weights_path}: weights file not found")
-    try:
-        with safe_open(str(weights_path), framework="pt", device="cpu") as f:
-            header = f.metadata() or {}
-            weights = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{weights_path}: not a readable safetensors file ({msg[:160]})") from None
     digest = header.get("srvp_content_sha256")
     if digest is not None and content_digest(weights) != digest:
         raise CheckpointError(f"{weights_path}: corrupt weights: their content does not match the checksum written "
@@ -219,13 +327,13 @@ def _known_names() -> str:
 
 def _read_local(path: Path) -> LoadedModel:
     if path.is_dir():
-        if (path / WEIGHTS_FILE).exists():
+        if (path / WEIGHTS_FILE).exists() or (path / INDEX_FILE).exists():
             return read_hub_folder(path)
         if (path / "model.pt").exists() and (path / CONFIG_FILE).exists():
             return read_official_folder(path)
-        raise CheckpointError(f"{path}: neither a Hub-layout folder ({WEIGHTS_FILE} + {CONFIG_FILE}) nor an "
-                              f"official SRVP folder (model.pt + {CONFIG_FILE})")
-    if path.suffix == ".safetensors":
+        raise CheckpointError(f"{path}: neither a Hub-layout folder ({WEIGHTS_FILE} or {INDEX_FILE} + "
+                              f"{CONFIG_FILE}) nor an official SRVP folder (model.pt + {CONFIG_FILE})")
+    if path.suffix == ".safetensors" or path.name == INDEX_FILE:
         return read_hub_folder(path.parent)
     return read_checkpoint_file(path)
 
@@ -235,7 +343,8 @@ def _download(repo_id: str, revision: str | None) -> Path:
 
     try:
         return Path(snapshot_download(repo_id, revision=revision,
-                                      allow_patterns=[WEIGHTS_FILE, CONFIG_FILE, CARD_FILE]))
+                                      allow_patterns=[WEIGHTS_FILE, INDEX_FILE, "model-*-of-*.safetensors",
+                                                      CONFIG_FILE, CARD_FILE]))
     except Exception as e:  # offline, no such repository, no permission, network error: one line, what to do
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
         if offline or type(e).__name__ in ("LocalEntryNotFoundError", "OfflineModeIsEnabled"):
@@ -253,7 +362,7 @@ def load_pretrained(name_or_path: str | Path, revision: str | None = None) -> Lo
     text = str(name_or_path)
     if text in SHIPPED:
         shipped = SHIPPED[text]
-        if not (shipped.path / WEIGHTS_FILE).is_file():
+        if not has_weights(shipped.path):
             raise CheckpointError(f"{text}: the shipped model's files are missing from the installation "
                                   f"({shipped.path}); reinstall the package")
         loaded = read_hub_folder(shipped.path)
@@ -285,6 +394,6 @@ def init_weights(source: str | Path, model_config: ModelConfig) -> InitialWeight
     return InitialWeights({k: v.detach().clone() for k, v in loaded.model.state_dict().items()}, loaded.history)
 
 
-__all__ = ["CARD_FILE", "CONFIG_FILE", "SHIPPED", "WEIGHTS_FILE", "LoadedModel", "ShippedModel", "available",
-           "init_weights", "load_pretrained", "push_to_hub", "read_hub_folder", "read_official_files",
-           "read_official_folder", "save_pretrained"]
+__all__ = ["CARD_FILE", "CONFIG_FILE", "INDEX_FILE", "SHARD_BYTES_16MIB", "SHIPPED", "WEIGHTS_FILE", "LoadedModel",
+           "ShippedModel", "available", "has_weights", "init_weights", "load_pretrained", "push_to_hub",
+           "read_hub_folder", "read_official_files", "read_official_folder", "save_pretrained"]

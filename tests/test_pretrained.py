@@ -277,3 +277,118 @@ def test_overwrite_replaces_a_model_folder_and_nothing_else(tmp_path, monkeypatc
     atomic_torch_save(make_checkpoint(old.model, old.config, 1), target)
     assert main(["pretrained", "convert", str(folder), str(target), "--overwrite"]) == 0
     assert all(torch.equal(v, new.model.state_dict()[k]) for k, v in read_checkpoint(target)["model"].items())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sharded weights: the Hub's model-0000N-of-0000M.safetensors + model.safetensors.index.json (issue 22)
+# ----------------------------------------------------------------------------------------------------------------
+
+SHARD = 48 * 1024  # the tiny model holds 183 KB of weights, its largest tensor 40 KB: four or five shards
+
+
+def _shards(folder: Path) -> list[Path]:
+    return sorted(folder.glob("model-*-of-*.safetensors"))
+
+
+def test_sharded_weights_are_written_and_read_back_bit_identically(tmp_path):
+    from srvp.pretrained import INDEX_FILE, SHARD_NAME
+
+    predictor = tiny_predictor()
+    folder = save_pretrained(predictor.model, predictor.config, tmp_path / "sharded", step=3, max_shard_bytes=SHARD)
+    shards = _shards(folder)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["config.json", INDEX_FILE, *(p.name for p in shards)])
+    assert len(shards) >= 3 and all(SHARD_NAME.match(p.name) for p in shards)
+    assert [p.name for p in shards] == [f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+                                        for i in range(1, len(shards) + 1)]
+    assert all(p.stat().st_size <= SHARD for p in shards), [p.stat().st_size for p in shards]
+    index = json.loads((folder / INDEX_FILE).read_text())
+    state = predictor.model.state_dict()
+    assert set(index["weight_map"]) == set(state) and set(index["weight_map"].values()) == {p.name for p in shards}
+    assert index["metadata"]["total_size"] == sum(v.numel() * v.element_size() for v in state.values())
+    loaded = load_pretrained(folder)
+    assert loaded.step == 3 and loaded.config == predictor.config
+    back = loaded.model.state_dict()
+    assert all(torch.equal(back[k], v) and back[k].dtype == v.dtype for k, v in state.items())
+    assert torch.equal(predictions(Predictor.from_pretrained(folder, device="cpu")), predictions(predictor))
+    # the same digest as one file of the same weights; weights that fit one shard stay one model.safetensors
+    single = save_pretrained(predictor.model, predictor.config, tmp_path / "single")
+    whole = save_pretrained(predictor.model, predictor.config, tmp_path / "fits", max_shard_bytes=1 << 20)
+    assert sorted(p.name for p in whole.iterdir()) == ["config.json", "model.safetensors"]
+    digest = _header(single / WEIGHTS_FILE)["__metadata__"]["srvp_content_sha256"]
+    assert all(_header(p)["__metadata__"]["srvp_content_sha256"] == digest for p in shards)
+    assert index["metadata"]["srvp_content_sha256"] == digest
+    # half precision shards, and a path to one shard or to the index loads the folder
+    half = save_pretrained(predictor.model, predictor.config, tmp_path / "half", dtype="float16",
+                           max_shard_bytes=SHARD // 2)
+    for source in (half, _shards(half)[0], half / INDEX_FILE):
+        assert all(torch.allclose(load_pretrained(source).model.state_dict()[k], v, rtol=1e-3, atol=1e-4)
+                   for k, v in state.items() if v.is_floating_point())
+    with pytest.raises(Exception, match="max_shard_bytes"):
+        save_pretrained(predictor.model, predictor.config, tmp_path / "bad", max_shard_bytes=0)
+
+
+def _header(path: Path) -> dict:
+    data = path.read_bytes()
+    return json.loads(data[8:8 + struct.unpack("<Q", data[:8])[0]])
+
+
+@pytest.mark.parametrize("tamper", ["missing-shard", "flipped-value", "moved-tensor", "foreign-shard", "path-escape",
+                                    "no-weight-map"])
+def test_damaged_sharded_weights_are_refused_with_one_line(tmp_path, tamper, capsys):
+    from srvp.pretrained import INDEX_FILE
+
+    predictor = tiny_predictor()
+    folder = save_pretrained(predictor.model, predictor.config, tmp_path / "model", max_shard_bytes=SHARD)
+    shards, index_path = _shards(folder), folder / INDEX_FILE
+    index = json.loads(index_path.read_text())
+    if tamper == "missing-shard":
+        shards[1].unlink()
+    elif tamper == "flipped-value":
+        data = bytearray(shards[-1].read_bytes())
+        data[-3] ^= 0x40
+        shards[-1].write_bytes(bytes(data))
+    elif tamper == "moved-tensor":
+        key = next(k for k, v in index["weight_map"].items() if v == shards[0].name)
+        index["weight_map"][key] = shards[1].name
+        index_path.write_text(json.dumps(index))
+    elif tamper == "foreign-shard":  # the same layout from another model's save
+        other = save_pretrained(tiny_predictor(1).model, predictor.config, tmp_path / "other", max_shard_bytes=SHARD)
+        shards[1].write_bytes((other / shards[1].name).read_bytes())
+    elif tamper == "path-escape":
+        index["weight_map"] = {k: "../" + v for k, v in index["weight_map"].items()}
+        index_path.write_text(json.dumps(index))
+    else:
+        index_path.write_text(json.dumps({"metadata": {}}))
+    with pytest.raises(CheckpointError) as error:
+        load_pretrained(folder)
+    assert "\n" not in str(error.value) and str(folder) in str(error.value)
+    assert main(["predict", "--checkpoint", str(folder), "--input", str(tmp_path / "none.gif")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_overwrite_switches_between_one_file_and_shards_and_keeps_users_files(tmp_path, monkeypatch):
+    from srvp.errors import SrvpError
+    from srvp.pretrained import INDEX_FILE
+
+    old, new = tiny_predictor(0), tiny_predictor(1)
+    folder = save_pretrained(old.model, old.config, tmp_path / "model", max_shard_bytes=SHARD, card="# old\n")
+    n_shards = len(_shards(folder))
+    save_pretrained(new.model, new.config, folder, overwrite=True)  # sharded -> one file: no shard left
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    assert all(torch.equal(v, new.model.state_dict()[k]) for k, v in _weights(folder).items())
+    save_pretrained(old.model, old.config, folder, overwrite=True, max_shard_bytes=SHARD)  # and back
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["config.json", INDEX_FILE,
+                                                               *(p.name for p in _shards(folder))])
+    assert len(_shards(folder)) == n_shards
+    monkeypatch.chdir(folder)  # in place (the current directory): the old shards are removed one by one
+    new.save_pretrained(".", overwrite=True)
+    assert sorted(p.name for p in Path(".").iterdir()) == ["config.json", "model.safetensors"]
+    save_pretrained(old.model, old.config, ".", overwrite=True, max_shard_bytes=SHARD)
+    assert sorted(p.name for p in Path(".").iterdir()) == sorted(["config.json", INDEX_FILE,
+                                                                  *(p.name for p in _shards(Path(".")))])
+    assert all(torch.equal(v, old.model.state_dict()[k]) for k, v in _weights(Path(".")).items())
+    (folder / "notes.txt").write_text("mine")  # a user's file beside the shards: refused, nothing changed
+    before = _tree(folder)
+    with pytest.raises(SrvpError, match="'notes.txt' is not an output"):
+        save_pretrained(new.model, new.config, folder, overwrite=True, max_shard_bytes=SHARD)
+    assert _tree(folder) == before
