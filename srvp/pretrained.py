@@ -119,19 +119,25 @@ def earlier_model_files(directory: str | Path) -> tuple[str, ...] | None:
 
 
 def _plan_shards(tensors: dict[str, torch.Tensor], max_bytes: int, metadata: dict[str, str]) -> list[list[str]]:
-    """Tensor names grouped into files of at most ``max_bytes`` bytes each, headers included (in state-dict order,
-    a new file when the next tensor would not fit; a tensor larger than ``max_bytes`` alone in its file)."""
+    """Tensor names grouped into as few files of at most ``max_bytes`` bytes each (headers included) as first-fit
+    by decreasing size finds (a tensor larger than ``max_bytes`` alone in its file); the files and the tensors in
+    each in state-dict order. (Filling files in state-dict order would write the paper's SM-MNIST model, 40.7 MiB,
+    as four files of 16 MiB instead of three.)"""
     fixed = 8 + len(json.dumps({"__metadata__": metadata})) + 64  # length prefix, metadata, padding
+    order = {name: i for i, name in enumerate(tensors)}
+    size = {name: t.numel() * t.element_size() + len(json.dumps(name)) + 96 + 21 * t.dim()  # data + header entry
+            for name, t in tensors.items()}
     shards: list[list[str]] = []
-    size = 0
-    for name, t in tensors.items():
-        entry = t.numel() * t.element_size() + len(json.dumps(name)) + 96 + 21 * t.dim()  # data + its header entry
-        if not shards or size + entry > max_bytes:
+    used: list[int] = []
+    for name in sorted(tensors, key=lambda n: (-size[n], order[n])):
+        i = next((i for i, u in enumerate(used) if u + size[name] <= max_bytes), None)
+        if i is None:
             shards.append([])
-            size = fixed
-        shards[-1].append(name)
-        size += entry
-    return shards
+            used.append(fixed)
+            i = len(shards) - 1
+        shards[i].append(name)
+        used[i] += size[name]
+    return sorted((sorted(names, key=order.get) for names in shards), key=lambda names: order[names[0]])
 
 
 def save_pretrained(model: torch.nn.Module, config: RunConfig, directory: str | Path, *, step: int = 0,
