@@ -564,6 +564,10 @@ def fit_frames(frames: torch.Tensor, size: int, channels: int, crop: bool = True
     """Frames ``(..., C, H, W)`` in [0, 1] -> ``(..., channels, size, size)``: channels converted, non-square
     frames centre-cropped to a square (``crop``, keeps the aspect ratio) or squeezed, then resized with area
     averaging (bilinear with antialiasing when enlarging)."""
+    if size * size > MAX_FRAME_PIXELS:  # a typo of a zero would ask for gigabytes per frame
+        raise ConfigError(f"frames of {size}x{size} pixels ({_megapixels(size * size)}) exceed the "
+                          f"{_megapixels(MAX_FRAME_PIXELS)} per frame; choose a smaller frame size (the models see "
+                          f"64x64 frames)")
     frames = convert_channels(frames, channels)
     height, width = frames.shape[-2:]
     if crop and height != width:

@@ -685,6 +685,26 @@ case("predict-video-wider-than-a-gif")(lambda t: predict_option_case(
     t, "--side-by-side", "--samples", "1000", "--scale", "2", fragments=("the gif video would be", "GIF side")))
 
 
+case("data-test-set-beyond-memory")(lambda t: Case(["data", "mnist", "test-set", "--out", str(t / "m.npz"),
+                                                    "--sequences", str(10**12), "--digits", "embedded"],
+                                                   ["1000000000000 Moving MNIST sequences", "GiB"], t))
+case("data-test-set-zero-frames")(lambda t: Case(["data", "mnist", "test-set", "--out", str(t / "m.npz"), "--frames",
+                                                  "0", "--digits", "embedded"], ["--frames must be positive"], t))
+
+
+@case("videos-frame-size-beyond-the-budget")
+def _(tmp: Path) -> Case:
+    c = videos_case(tmp, lambda src: frame_folder(src, [16] * 6).parent, "frames of 100000x100000 pixels")
+    c.argv[c.argv.index("--size") + 1] = "100000"
+    c.fragments = c.fragments[1:]  # a frame size, not a file
+    return c
+
+
+case("compare-device-not-on-this-machine")(lambda t: Case(
+    ["compare", "--preset", "cpu", "--models", "srvp", "--device", "mps", "--out-dir", str(t / "cmp")],
+    ["device 'mps' is not available"], t / "cmp"))
+
+
 @case("import-official-zero-euler-steps")
 def _(tmp: Path) -> Case:
     options = {"nx": 64, "nc": 1, "nf": 4, "nhx": 16, "ny": 4, "nz": 3, "skipco": False, "nt_inf": 2, "nh_inf": 16,

@@ -12,6 +12,7 @@ from srvp.cli.evaluate import distinct_dts
 from srvp.config import PRESETS, check_seed, dt_argument, seed_argument
 from srvp.errors import ConfigError
 from srvp.evaluation import EvalSettings
+from srvp.runtime import resolve_device
 from srvp.training.compare import DEFAULT_MODELS, run_comparison
 
 NAME = "compare"
@@ -75,6 +76,7 @@ def _command_line() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    resolve_device(args.device)  # an unavailable device is named before any run is trained or loaded
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
         raise ConfigError(f"--seconds {args.seconds:g} must be a positive finite number")

@@ -209,7 +209,7 @@ def _mnist_test_set_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _mnist_test_set(args: argparse.Namespace) -> int:
-    frames = args.frames or (100 if args.deterministic else 25)
+    frames = args.frames if args.frames is not None else (100 if args.deterministic else 25)
     if min(args.num_digits, args.sequences, frames) < 1 or args.max_speed < 0:
         raise ConfigError("--num-digits, --sequences and --frames must be positive and --max-speed >= 0")
     digits = moving_mnist.resolve_digits(DataConfig(digits=args.digits, data_dir="data"), "test")

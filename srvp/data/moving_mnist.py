@@ -14,11 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from srvp.config import DataConfig
 from srvp.data.base import ClipDataset, DatasetSpec
 from srvp.data.idx import has_mnist, load_embedded_digits, load_mnist_digits
 from srvp.errors import DataError
+from srvp.runtime import require_memory
 
 FRAME_SIZE = 64
 TEST_SEED = 42
@@ -108,6 +110,12 @@ def make_test_set(digits: np.ndarray, n_sequences: int, n_frames: int, num_digit
     """A fixed test set in the official SRVP ``.npz`` layout: ``sequences`` (T, N, 64, 64) uint8, ``latents``
     (T, N, num_digits, 4), ``labels`` (N, num_digits) (digit indices when labels are unknown) and ``digits``
     (N, num_digits, 28, 28) uint8. Each sequence uses distinct digits drawn without replacement."""
+    # before anything is allocated: a typo of a few zeros would otherwise ask for petabytes (twice: the arrays and
+    # their copy while they are saved)
+    require_memory(2 * (n_sequences * n_frames * (FRAME_SIZE * FRAME_SIZE + 32 * num_digits)
+                        + n_sequences * num_digits * (digits[0].size + 8)), torch.device("cpu"),
+                   f"a set of {n_sequences} Moving MNIST sequences of {n_frames} frames",
+                   "the number of sequences or frames (--sequences, --frames, test_sequences, val_sequences)")
     rng = np.random.default_rng(seed)
     order = [rng.permutation(len(digits)) for _ in range(num_digits)]
     sequences = np.empty((n_frames, n_sequences, FRAME_SIZE, FRAME_SIZE), dtype=np.uint8)

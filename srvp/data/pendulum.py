@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from srvp.config import DataConfig
 from srvp.data.base import ClipDataset, DatasetSpec
 from srvp.data.npz import save_sequences_npz
+from srvp.runtime import require_memory
 
 FRAME_SIZE = 16
 TEST_SEED = 2020
@@ -105,6 +107,9 @@ class Pendulum(ClipDataset):
 
 def generate(n_sequences: int, n_frames: int, seed: int) -> np.ndarray:
     """A fixed set of clips, uint8 ``(N, T, 1, 16, 16)``: clip i is ``Pendulum(n_frames, seed)[i]``."""
+    require_memory(3 * n_sequences * n_frames * FRAME_SIZE * FRAME_SIZE, torch.device("cpu"),
+                   f"a set of {n_sequences} pendulum sequences of {n_frames} frames",
+                   "the number of sequences or frames (--sequences, --seq-len, test_sequences, val_sequences)")
     dataset = Pendulum(n_frames, seed)
     return np.stack([dataset[i].numpy() for i in range(n_sequences)])
 
