@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: quickstart test lint setup browser
+.PHONY: quickstart test lint setup browser gpu-check
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,12 @@ test: $(VENV)/.installed browser
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+
+# The GPU check of issue 22 (benchmarks/gpu_check.py: correctness on CUDA, speed at batch 128, the paper's model
+# trained for the time left, in 7 minutes): writes the training digits as IDX files once (data/gpu-digits, ignored by
+# git), then runs the check on this machine's GPU into GPU_CHECK_OUT. On this project's lent GPU machines, which
+# have no virtual environment, use the one-liner of docs/benchmarks.md ("On a GPU") with carry data/gpu-digits.
+GPU_CHECK_OUT ?= runs/gpu-check
+gpu-check: $(VENV)/.installed
+	test -f data/gpu-digits/train-images-idx3-ubyte.gz || $(BIN)/python benchmarks/gpu_check.py --write-digits data/gpu-digits
+	$(BIN)/python benchmarks/gpu_check.py --out $(GPU_CHECK_OUT)

