@@ -387,8 +387,8 @@ def init_weights(source: str | Path, model_config: ModelConfig) -> InitialWeight
     """The weights to start a training run of ``model_config`` from (``TrainConfig.init_from``), with the source's
     training history: ``source`` is anything :func:`load_pretrained` reads (a shipped name, a Hub-layout or authors'
     folder, an ``srvp train`` checkpoint, a Hub id). Only the model's weights are taken (float32 state dict,
-    batch-norm statistics included), never an optimiser or schedule. Every field that defines the networks must equal the source's (the
-    objective weights, ``dt`` and the initialisation gain may differ); otherwise a one-line
+    batch-norm statistics included), never an optimiser or schedule. Every field that defines the networks must
+    equal the source's (the objective weights, ``dt`` and the initialisation gain may differ); otherwise a one-line
     :class:`CheckpointError` names the fields."""
     loaded = load_pretrained(source)
     differences = model_config.architecture_differences(loaded.config.model)
