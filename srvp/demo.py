@@ -373,10 +373,12 @@ def build_app(state: DemoState):
                                    clip_input(state, upload_b, "clip B"), cond_frames, horizon, steps)
         return (result["files"]["interpolation.gif"], result["files"]["grid.png"], list(result["files"].values()))
 
-    first = model_limits(state.predictor(labels[0]))  # the controls start at the first model's limits
+    # The controls show the chosen model's limits (set when the page loads and when the model changes); their
+    # static ranges, which Gradio checks on the server for every session, are those of any model (k >= 1).
+    first = model_limits(state.predictor(labels[0]))
 
     def conditioning_slider() -> Any:
-        return gr.Slider(first["cond_min"], first["cond_max"], value=first["cond_value"], step=1,
+        return gr.Slider(1, first["cond_max"], value=first["cond_value"], step=1,
                          label="conditioning frames (at least the model's k)")
 
     def horizon_slider(value: int) -> Any:
@@ -389,7 +391,7 @@ def build_app(state: DemoState):
     def limits(model):
         """The controls' ranges for the chosen model (conditioning frames, step sizes)."""
         m = model_limits(state.predictor(model))
-        cond = gr.update(minimum=m["cond_min"], maximum=m["cond_max"], value=m["cond_value"])
+        cond = gr.update(minimum=m["cond_min"], maximum=max(m["cond_max"], first["cond_max"]), value=m["cond_value"])
         return cond, cond, cond, gr.update(choices=m["dt_choices"], value="training step")
 
     def cleared(outputs: list) -> dict[str, Any]:
@@ -417,7 +419,7 @@ def build_app(state: DemoState):
                 cond_frames = conditioning_slider()
                 horizon = horizon_slider(20)
                 samples = gr.Slider(1, MAX_DEMO_SAMPLES, value=10, step=1, label="samples")
-                dt = gr.Dropdown(first["dt_choices"], value="training step",
+                dt = gr.Dropdown(["training step", *DT_CHOICES], value="training step",
                                  label="Euler step dt (smaller: intermediate frames)")
             with gr.Row():
                 use_mean = gr.Checkbox(label="means instead of random draws", value=False)
@@ -467,7 +469,9 @@ def build_app(state: DemoState):
             int_outputs = [int_anim, int_grid, int_files]
             int_go.click(**cleared(int_outputs))
             int_go.click(run_interpolate, [model, clip_a, clip_b, int_cond, int_horizon, steps], int_outputs, **once)
-        model.change(limits, [model], [cond_frames, swap_cond, int_cond, dt], **once)
+        limited = [cond_frames, swap_cond, int_cond, dt]
+        app.load(limits, [model], limited, **once)
+        model.change(limits, [model], limited, **once)
     return app
 
 

@@ -396,10 +396,19 @@ def test_the_pages_controls_offer_only_what_is_accepted(state, clip, uploads):
     controls = [b for b in app.blocks.values() if isinstance(b, (gr.Slider, gr.Number))]
     conditioning = [b for b in controls if b.label.startswith("conditioning frames")]
     seeds = [b for b in controls if b.label.startswith("seed")]
-    assert len(conditioning) == 3 and {(b.minimum, b.maximum) for b in conditioning} == {(k, demo.MAX_DEMO_COND)}
-    assert len(seeds) == 2 and {(b.minimum, b.maximum) for b in seeds} == {(0, MAX_SEED)}
+    assert len(conditioning) == 3 and len(seeds) == 2 and {(b.minimum, b.maximum) for b in seeds} == {(0, MAX_SEED)}
     fns = list(app.fns.values()) if isinstance(app.fns, dict) else list(app.fns)
     runs = {f.fn.__name__: f for f in fns if f.fn is not None}
+    # when the page loads and when the model changes, the sliders take the model's range and dt its choices
+    limits = [f for f in fns if f.fn is not None and f.fn.__name__ == "limits"]
+    assert {t[1] for f in limits for t in f.targets} == {"load", "change"}
+    shown = {b._id for b in limits[0].outputs}
+    assert {b._id for b in conditioning} <= shown
+    *sliders, dt_choices = limits[0].fn("tiny")
+    assert [(u["minimum"], u["maximum"]) for u in sliders] == [(k, demo.MAX_DEMO_COND)] * 3
+    assert [c if isinstance(c, str) else c[0] for c in dt_choices["choices"]] == ["training step", *demo.DT_CHOICES]
+    # the ranges Gradio checks on the server hold every model's (k >= 1); the function checks this model's k
+    assert {(b.minimum, b.maximum) for b in conditioning} == {(1, demo.MAX_DEMO_COND)}
     inputs = {name: {b._id for b in f.inputs} for name, f in runs.items()}
     assert not {b._id for b in conditioning + seeds} & inputs["run_predict"] & (inputs["run_swap"] | inputs[
         "run_interpolate"])  # no control of the Predict tab drives another tab
