@@ -195,6 +195,8 @@ def _value_strategy(field: dataclasses.Field, default):
         return st.sampled_from(choices)
     if field.name == "dt":
         return st.integers(1, 5).map(lambda n: 1.0 / n)
+    if field.name == "channels":  # 1 or 3: any other count is refused (ModelConfig.validate)
+        return st.sampled_from((1, 3))
     if isinstance(default, bool):
         return st.booleans()
     if isinstance(default, int):
@@ -227,7 +229,9 @@ def _command_line(cfg: RunConfig) -> list[str]:
     return argv
 
 
-@settings(max_examples=60, deadline=None)
+# most drawn dicts are invalid combinations (assume() discards them): without the health check's exemption the test
+# failed in about 2 runs of 5, before and after the seed and channel bounds
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(data=config_dicts())
 def test_valid_configs_survive_dict_json_and_command_line_round_trips(data):
     try:
