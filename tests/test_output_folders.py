@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from srvp.cli.evaluate import REPORT_FILES
 from srvp.cli.main import main
 from srvp.data.npz import save_sequences_npz
 from srvp.errors import ConfigError
+from srvp.evaluation.report import REPORT_FILES
 from srvp.files import replaceable_names, staged_output_dir
 from tests.test_predict import moving_square, save_tiny_checkpoint
 

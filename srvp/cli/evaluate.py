@@ -33,7 +33,7 @@ from srvp.data.videos import open_split
 from srvp.errors import ConfigError, DataError, SrvpError
 from srvp.evaluation import EvalSettings, evaluate_model, write_report
 from srvp.evaluation.protocol import load_metric_networks
-from srvp.evaluation.report import markdown_table
+from srvp.evaluation.report import REPORT_FILES, markdown_table
 from srvp.files import read_json_marker, replaceable_names, staged_output_dir
 from srvp.pretrained import load_pretrained
 from srvp.runtime import init_distributed, resolve_device, tune_glibc_malloc
@@ -126,7 +126,6 @@ def _load_sequences(args: argparse.Namespace, cfg) -> tuple[np.ndarray, str]:
 
 #: the files of an evaluation report (srvp.evaluation.report.write_report), which a new report into the same --out
 #: replaces; tests/test_predict.py checks that the list covers what write_report writes
-REPORT_FILES = ("results.json", "results.md", "per_sequence.csv", "scores.npz", "per_step.csv", "per_step.png")
 
 
 def earlier_report(folder: Path) -> tuple[str, ...] | None:

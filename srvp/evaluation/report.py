@@ -24,6 +24,8 @@ from srvp.evaluation.metrics import confidence_interval
 from srvp.evaluation.protocol import RANDOM_KEPT, EvalResult, SettingScores, dt_label
 from srvp.files import atomic_write_bytes, atomic_write_text
 
+#: every file :func:`write_report` may write (what an overwrite of an earlier report may replace)
+REPORT_FILES = ("results.json", "results.md", "per_sequence.csv", "scores.npz", "per_step.csv", "per_step.png")
 METRIC_TITLES = {"psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓", "fvd": "FVD ↓"}
 #: rows of the posterior reconstruction (``EvalResult.reconstruction``) in the tables and plots
 RECONSTRUCTION_LABELS = {"clip": "posterior reconstruction, whole clip (every frame seen)",

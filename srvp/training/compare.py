@@ -36,7 +36,7 @@ from srvp.errors import ConfigError, DataError
 from srvp.evaluation import EvalResult, EvalSettings, evaluate_model, read_scores, write_report
 from srvp.evaluation.metrics import psnr
 from srvp.evaluation.protocol import dt_label
-from srvp.evaluation.report import Curve, curves_figure, per_step_csv
+from srvp.evaluation.report import REPORT_FILES, Curve, curves_figure, per_step_csv
 from srvp.files import atomic_write_bytes, atomic_write_text, read_json_marker, sha256_file, staged_output_dir
 from srvp.training.checkpoint import CheckpointManager, load_checkpoint
 from srvp.training.trainer import Trainer
@@ -344,8 +344,6 @@ def evaluate_once(model: torch.nn.Module, tm: TrainedModel, test: np.ndarray, se
 def earlier_evaluation(folder: Path) -> tuple[str, ...] | None:
     """The files of an earlier evaluation of :func:`evaluate_once` in ``folder`` (its report and key), which a new
     one replaces; None if its key is not one."""
-    from srvp.cli.evaluate import REPORT_FILES
-
     return REPORT_FILES if read_json_marker(folder / "compare_eval.json") is not None else None
 
 

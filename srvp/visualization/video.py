@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srvp.errors import SrvpError
+from srvp.errors import ConfigError, SrvpError
 from srvp.files import atomic_output
 
 VIDEO_FORMATS = (".gif", ".mp4")
@@ -60,8 +60,6 @@ def check_canvas(width: int, height: int, what: str, lower: str, gif: bool = Fal
     """Refuse, before anything is drawn, a picture or video frame of ``width x height`` pixels beyond
     :data:`MAX_OUTPUT_PIXELS` (or, for a GIF, a side beyond :data:`MAX_GIF_SIDE`), with a one-line
     :class:`~srvp.errors.ConfigError` naming ``what`` and the options to ``lower``."""
-    from srvp.errors import ConfigError
-
     if gif and max(width, height) > MAX_GIF_SIDE:
         raise ConfigError(f"{what} would be {width}x{height} pixels; a GIF side holds at most {MAX_GIF_SIDE}; "
                           f"lower {lower}")
