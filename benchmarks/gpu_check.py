@@ -83,6 +83,11 @@ for _path in (ROOT / "benchmarks", ROOT):  # run from anywhere, without installi
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+# Imported here, before any part runs: PyTorch imports them lazily (the fused Adam and torch.compile), and a part
+# stopped by SIGALRM in the middle of that import left half-initialised modules behind ('MPContext' object has no
+# attribute 'qp' in the next part's optimiser, seen under load).
+import torch._dynamo  # noqa: E402, F401
 from common import load_report, machine_summary, matmul_peak, median, timed  # noqa: E402
 
 from srvp.config import DataConfig, ModelConfig, RunConfig, preset  # noqa: E402
@@ -91,6 +96,8 @@ from srvp.errors import SrvpError  # noqa: E402
 from srvp.files import atomic_write_text  # noqa: E402
 from srvp.models import build_model  # noqa: E402
 
+#: training steps of ``--tiny`` at most (its budget is only a ceiling there)
+TINY_MAX_STEPS = 20
 #: the tiny model and clips of ``--tiny`` (tests/conftest.py's tiny model: milliseconds per step on a CPU)
 TINY_MODEL = dict(filters=4, frame_dim=16, state_dim=4, noise_dim=3, inference_hidden=16, forward_hidden=16,
                   content_frames=2)
@@ -600,10 +607,11 @@ class Run:
     def part(self, name: str, budget: float, work: Callable[[Run, dict[str, Any], float], None]) -> None:
         """Run ``work(run, record, deadline)`` with ``budget`` seconds (at most what the total leaves); its record
         is saved whatever happens, with its status: ok, failed (with the error), out of time, or skipped."""
-        budget = min(budget, self.left())
-        record: dict[str, Any] = {"status": "running", "budget_s": round(budget, 1)}
+        left = self.left()
+        budget = min(budget, left)
+        record: dict[str, Any] = {"status": "running", "budget_s": round(budget, 2)}
         self.report["parts"][name] = record
-        if budget < 1:
+        if left < 1:  # the total is spent (a part's own budget may be below a second: it starts and is stopped)
             record["status"] = "skipped: no time left in the total budget"
             self.log(f"{name}: skipped (no time left)")
             self.save()
@@ -617,6 +625,7 @@ class Run:
             record["status"] = "ok"
         except PartTimeout:
             record["status"] = f"out of time: stopped after {time.monotonic() - start:.0f} s"
+            forget_interrupted_imports()
         except Exception as e:  # noqa: BLE001 - recorded, and the next part runs
             record["status"] = "failed"
             record["error"] = f"{type(e).__name__}: {str(e).strip()[:500]}"
@@ -625,6 +634,17 @@ class Run:
         self.log(f"{name}: {record['status']} ({record['seconds']:.0f} s)"
                  + (f": {record['error']}" if "error" in record else ""))
         self.save()
+
+
+def forget_interrupted_imports() -> list[str]:
+    """Remove from ``sys.modules`` the modules whose import a :class:`PartTimeout` interrupted (Python marks a
+    module being imported with ``__spec__._initializing``), so that the next part imports them afresh instead of
+    finding them half-initialised."""
+    broken = [name for name, module in list(sys.modules.items())
+              if getattr(getattr(module, "__spec__", None), "_initializing", False)]
+    for name in broken:
+        del sys.modules[name]
+    return broken
 
 
 def describe_machine(device: torch.device) -> dict[str, Any]:
@@ -934,6 +954,8 @@ def part_training(run: Run, record: dict[str, Any], deadline: float) -> None:
     train_wall = max(1.0, deadline - time.monotonic() - reserve - (1 if tiny else 5))
     n_snapshots = int(train_wall // args.snapshot_every)
     steps = max(10, int((train_wall - n_snapshots * snapshot_s) / step_s))
+    if tiny:  # the test suite's mode: a few steps whatever the budget, so that a loaded machine cannot overrun it
+        steps = min(steps, TINY_MAX_STEPS)
     warmup = max(1, min(100, steps // 10))
     for key, value in dict(steps=steps, warmup_steps=warmup, checkpoint_interval=max(1, steps // 4),
                            log_interval=max(1, steps // 50)).items():

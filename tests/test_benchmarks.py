@@ -138,13 +138,14 @@ def test_gpu_check_a_part_out_of_time_loses_nothing_of_the_others(tmp_path, gpu_
 
     out = tmp_path / "out"
     done = run_gpu_check(tmp_path, "--device", "cpu", "--tiny", "--threads", "1", "--out", str(out), "--digits",
-                         str(gpu_digits), "--parts", "throughput", "training", "--throughput-budget", "1.5",
-                         "--grace", "0", "--training-budget", "4")
+                         str(gpu_digits), "--parts", "throughput", "training", "--throughput-budget", "0.01",
+                         "--grace", "0", "--training-budget", "60")
     assert done.returncode == 1, (done.stdout + done.stderr)[-4000:]  # a part that did not finish is a problem
     report = json.loads((out / "gpu_check.json").read_text())
-    assert report["parts"]["throughput"]["status"].startswith("out of time")  # 1.5 s: a tiny run takes 3-7 s
-    assert report["parts"]["training"]["status"] == "ok" and report["parts"]["training"]["recipe"]["step_s_from"] \
-        == "a guess"
+    assert report["parts"]["throughput"]["status"].startswith("out of time")  # 10 ms: the peak alone takes longer
+    training = report["parts"]["training"]
+    assert training["status"] == "ok", training.get("traceback", training)
+    assert training["recipe"]["step_s_from"] == "a guess"
     assert (out / "model" / "config.json").is_file()
     assert "throughput: out of time" in (out / "gpu_check.log").read_text()
     assert main_usage_error(tmp_path)
