@@ -125,3 +125,36 @@ def test_import_rejects_state_dict_with_missing_parameter(name, tmp_path, capsys
                "--out", str(tmp_path / "ours.pt")])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "1 missing" in err
+
+
+@pytest.mark.parametrize("name,dataset,protocol", [("dcgan-mmnist", "smmnist", (5, 25)), ("vgg-kth", "kth", (10, 40)),
+                                                   ("vgg-bair", "bair", (2, 30))])
+def test_the_paper_protocol_travels_with_an_imported_model(name, dataset, protocol):
+    """The authors' files say the training clip length (15, 20, 12); the test clips of the paper are longer
+    (SM-MNIST 5 -> 20, KTH 10 -> 30, BAIR 2 -> 28): the import sets the dataset's protocol, not the training
+    length."""
+    from srvp.models.official import config_from_official
+
+    if not OFFICIAL.is_dir():
+        pytest.skip(f"{OFFICIAL} is absent")
+    options = json.loads((OFFICIAL / name / "config.json").read_text())
+    cfg = config_from_official(options)
+    assert cfg.data.dataset == dataset and (cfg.data.cond_frames, cfg.data.test_seq_len) == protocol
+    assert cfg.data.seq_len == options["seq_len"]  # training clips as the authors trained
+    # conditioned otherwise than the paper: no protocol to borrow, predict as far as it was trained
+    other = config_from_official({**options, "nt_cond": protocol[0] + 1})
+    assert other.data.test_seq_len == max(protocol[0] + 2, options["seq_len"])
+
+
+def test_evaluate_says_which_protocol_it_runs(tmp_path, capsys):
+    if not OFFICIAL.is_dir():
+        pytest.skip(f"{OFFICIAL} is absent")
+    out = tmp_path / "ours.pt"
+    folder = OFFICIAL / "dcgan-mmnist"
+    assert main(["import-official", "--state-dict", str(folder / "model.pt"), "--config", str(folder / "config.json"),
+                 "--out", str(out)]) == 0
+    rc = main(["evaluate", "--checkpoint", str(out), "--samples", "2", "--max-sequences", "2", "--no-progress",
+               "--no-elbo", "--out", str(tmp_path / "eval")])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "5 conditioning -> 20 predicted frames, best of 2 samples (the paper's smmnist protocol)" in err

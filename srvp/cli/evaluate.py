@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch.distributed as dist
 
-from srvp.config import PRECISIONS, dt_argument, seed_argument
+from srvp.config import PRECISIONS, PRESETS, dt_argument, seed_argument
 from srvp.data import load_test_set
 from srvp.data.npz import LAYOUTS, load_sequences_npz
 from srvp.data.videos import open_split
@@ -198,6 +198,12 @@ def run(args: argparse.Namespace) -> int:
         settings = EvalSettings(n_samples=args.samples, dts=args.dt, metrics=metrics, horizon=horizon,
                                 batch_size=args.batch_size, precision=args.precision, seed=args.seed,
                                 elbo=not args.no_elbo, fvd_batch_size=args.fvd_batch_size)
+        if rank == 0:  # which protocol runs, before the hours it may take
+            paper = PRESETS.get(cfg.data.dataset, {}).get("data", {})
+            matches = (paper.get("cond_frames"), paper.get("test_seq_len")) == (cond_frames, cond_frames + horizon)
+            print(f"srvp evaluate: {len(sequences)} sequences of {source}, {cond_frames} conditioning -> {horizon} "
+                  f"predicted frames, best of {args.samples} samples"
+                  + (f" (the paper's {cfg.data.dataset} protocol)" if matches and paper else ""), file=sys.stderr)
         result = evaluate_model(model, sequences, cond_frames, settings, device=device,
                                 progress=not args.no_progress, networks=networks, meta=meta)
         result.skipped.update(skipped)
