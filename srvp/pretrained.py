@@ -20,7 +20,8 @@ Both are checked the same way when read: the digest of all the tensors must matc
 :func:`load_pretrained` resolves, in this order: a name of a model shipped with the package
 (:data:`SHIPPED`, listed by ``srvp pretrained list``), a local path (a folder in the Hub layout, a folder of the
 authors' code with ``config.json`` + ``model.pt``, an ``srvp train`` checkpoint ``.pt``), then a Hub repository id
-``owner/name`` fetched through ``huggingface_hub`` (cached; with ``HF_HUB_OFFLINE=1`` only the cache is used).
+``owner/name``, or a folder of one ``owner/name/folder`` (in either layout), fetched through ``huggingface_hub``
+(cached; with ``HF_HUB_OFFLINE=1`` only the cache is used).
 Every failure is a one-line :class:`~srvp.errors.CheckpointError` that says what to do.
 
 :func:`save_pretrained` writes the layout into a staging folder renamed into place (whole or absent);
@@ -66,7 +67,8 @@ SHARD_NAME = re.compile(r"^model-(\d{5})-of-(\d{5})\.safetensors$")
 SHARD_BYTES_16MIB = 16 * 2**20
 HUB_FORMAT = 1
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+#: ``owner/name`` and an optional folder of the repository (``owner/name/kth``, ``owner/name/mmnist/stochastic``)
+_REPO_PATH = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:/(?P<folder>[\w.-]+(?:/[\w.-]+)*))?$")
 
 
 @dataclass(frozen=True)
@@ -344,27 +346,41 @@ def _read_local(path: Path) -> LoadedModel:
     return read_checkpoint_file(path)
 
 
-def _download(repo_id: str, revision: str | None) -> Path:
+def _download(repo_id: str, revision: str | None, subfolder: str | None = None) -> Path:
+    """The local folder of ``repo_id`` (or of its ``subfolder``) from the Hub cache, downloading only the files of a
+    model in either layout (the Hub's, or the authors' ``config.json`` + ``model.pt``) in that folder."""
     from huggingface_hub import snapshot_download
 
+    prefix = f"{subfolder}/" if subfolder else ""
+    names = [WEIGHTS_FILE, INDEX_FILE, "model-*-of-*.safetensors", CONFIG_FILE, CARD_FILE, "model.pt"]
+    where = f"{repo_id}, folder {subfolder}" if subfolder else repo_id
     try:
-        return Path(snapshot_download(repo_id, revision=revision,
-                                      allow_patterns=[WEIGHTS_FILE, INDEX_FILE, "model-*-of-*.safetensors",
-                                                      CONFIG_FILE, CARD_FILE]))
+        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=[prefix + n for n in names]))
+        folder = folder / subfolder if subfolder else folder
+        if not folder.is_dir():
+            raise CheckpointError(f"{where}: the repository has no folder {subfolder!r}")
+        return folder
+    except CheckpointError:
+        raise
     except Exception as e:  # offline, no such repository, no permission, network error: one line, what to do
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
         if offline or type(e).__name__ in ("LocalEntryNotFoundError", "OfflineModeIsEnabled"):
             raise CheckpointError(
-                f"{repo_id}: not a shipped model ({_known_names()}) nor a local path, and the Hub repository is not "
+                f"{where}: not a shipped model ({_known_names()}) nor a local path, and the Hub repository is not "
                 f"in the local cache (offline); download it once with network access "
-                f"(huggingface-cli download {repo_id}) or give a local folder") from None
+                f"(huggingface-cli download {repo_id}"
+                + (f" --include '{prefix}*'" if subfolder else "") + ") or give a local folder") from None
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{repo_id}: could not fetch the Hub repository ({reason}); known names: "
+        raise CheckpointError(f"{where}: could not fetch the Hub repository ({reason}); known names: "
                               f"{_known_names()}") from None
 
 
-def load_pretrained(name_or_path: str | Path, revision: str | None = None) -> LoadedModel:
-    """A model by shipped name, local path or Hub repository id (see the module docstring)."""
+def load_pretrained(name_or_path: str | Path, revision: str | None = None, subfolder: str | None = None
+                    ) -> LoadedModel:
+    """A model by shipped name, local path or Hub repository id (see the module docstring). A model in a folder of a
+    Hub repository is ``owner/name/folder`` or ``owner/name`` with ``subfolder="folder"``; only that folder is
+    downloaded, in either layout (the Hub's, or the authors' ``config.json`` + ``model.pt``, read without executing
+    code)."""
     text = str(name_or_path)
     if text in SHIPPED:
         shipped = SHIPPED[text]
@@ -377,10 +393,16 @@ def load_pretrained(name_or_path: str | Path, revision: str | None = None) -> Lo
     path = Path(text).expanduser()
     if path.exists():
         return _read_local(path)
-    if _REPO_ID.match(text) and not text.startswith((".", "/")):
-        return read_hub_folder(_download(text, revision))
+    match = _REPO_PATH.match(text)
+    if match and not text.startswith((".", "/")) and ".." not in text.split("/"):
+        folder = "/".join(p for p in (match["folder"], subfolder and subfolder.strip("/")) if p) or None
+        if folder and ".." in folder.split("/"):
+            raise CheckpointError(f"{text}: subfolder {subfolder!r} must stay inside the repository")
+        loaded = _read_local(_download(match["repo"], revision, folder))
+        loaded.source = f"{match['repo']}" + (f" (folder {folder})" if folder else "")
+        return loaded
     raise CheckpointError(f"{text}: not found (no such file or folder) and not a shipped model name; known "
-                          f"names: {_known_names()} (or a Hub repository id owner/name)")
+                          f"names: {_known_names()} (or a Hub repository id owner/name, or owner/name/folder)")
 
 
 def init_weights(source: str | Path, model_config: ModelConfig) -> InitialWeights:

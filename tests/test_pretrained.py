@@ -409,3 +409,41 @@ def test_the_papers_model_fits_three_files_of_16_mib(tmp_path):
     assert len(shards) == 3 and all(p.stat().st_size <= SHARD_BYTES_16MIB for p in shards)
     back = load_pretrained(folder).model.state_dict()
     assert all(torch.equal(back[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_folder_of_a_cached_hub_repository_loads_in_either_layout(tmp_path, monkeypatch, shared_dir):
+    """owner/name/folder (or subfolder=) reads one model of a repository holding several, in the Hub layout or in the
+    authors' (config.json + model.pt, as the public mirror of their models holds them), offline from the cache; a
+    folder the repository does not have, or one that leaves it, is a one-line error."""
+    import shutil
+
+    predictor = tiny_predictor()
+    cache = tmp_path / "hub"
+    repo = cache / "models--someone--mirror"
+    commit = "1" * 40
+    snapshot = repo / "snapshots" / commit
+    save_pretrained(predictor.model, predictor.config, snapshot / "tiny")
+    authors = shared_dir / "data" / "official-srvp" / "vgg-kth"
+    (snapshot / "kth").mkdir(parents=True)
+    for name in ("config.json", "model.pt"):
+        shutil.copy(authors / name, snapshot / "kth" / name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    assert torch.equal(predictions(Predictor.from_pretrained("someone/mirror/tiny", device="cpu")),
+                       predictions(predictor))
+    assert torch.equal(predictions(Predictor.from_pretrained("someone/mirror", subfolder="tiny", device="cpu")),
+                       predictions(predictor))
+    kth = load_pretrained("someone/mirror/kth")
+    direct = load_pretrained(authors)
+    assert kth.config.data.dataset == "kth" and kth.source == "someone/mirror (folder kth)"
+    for k, v in direct.model.state_dict().items():
+        assert torch.equal(kth.model.state_dict()[k], v), k
+    with pytest.raises(CheckpointError, match="someone/mirror, folder bair: the repository has no folder 'bair'"):
+        load_pretrained("someone/mirror/bair")
+    with pytest.raises(CheckpointError, match="must stay inside the repository"):
+        load_pretrained("someone/mirror", subfolder="../../etc")
