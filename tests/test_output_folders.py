@@ -60,6 +60,7 @@ def test_the_current_directory_as_out_is_replaced_in_place_and_leaves_nothing_hi
     for samples in (3, 1):  # twice into ".": the second run replaces the first one's files (fewer samples: fewer)
         args = argv(inputs, ".") if command == "evaluate" else predict_argv(inputs, ".", samples)
         assert main(args) == 0, capsys.readouterr().err
+        capsys.readouterr()  # what a successful run printed (evaluate names its protocol) is not the error below
         assert Path.cwd().stat().st_ino == inode  # the process is still in its folder, not in a deleted one
         names = sorted(os.listdir("."))
         assert not [n for n in names if n.startswith(".")], names  # no hidden staging or "old" folder
@@ -93,6 +94,7 @@ def test_a_folder_with_other_files_is_refused_and_left_as_it_was(inputs, command
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             (out / rel).write_bytes(data)
     assert main(argv(inputs, str(tmp_path / "a-folder-named-like-an-output"))) == 0  # an earlier run's folder...
+    capsys.readouterr()
     (tmp_path / "a-folder-named-like-an-output" / "grid.png").unlink(missing_ok=True)
     (tmp_path / "a-folder-named-like-an-output" / "grid.png").mkdir()  # ...in which a listed name is now a folder
     (tmp_path / "a-folder-named-like-an-output" / "grid.png" / "mine.txt").write_text("keep me")
