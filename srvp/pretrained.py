@@ -18,7 +18,9 @@ layout instead of ``model.safetensors``::
 Both are checked the same way when read: the digest of all the tensors must match the one written with them.
 
 :func:`load_pretrained` resolves, in this order: a name of a model shipped with the package
-(:data:`SHIPPED`, listed by ``srvp pretrained list``), a local path (a folder in the Hub layout, a folder of the
+(:data:`SHIPPED`, listed by ``srvp pretrained list``), a name of one of the authors' trained models (:data:`AUTHORS`:
+their public Hub mirror's folder, fetched through ``huggingface_hub``, its ``config.json`` checked against what the
+paper gives for that name and the paper's test protocol set), a local path (a folder in the Hub layout, a folder of the
 authors' code with ``config.json`` + ``model.pt``, an ``srvp train`` checkpoint ``.pt``), then a Hub repository id
 ``owner/name``, or a folder of one ``owner/name/folder`` (in either layout), fetched through ``huggingface_hub``
 (cached; with ``HF_HUB_OFFLINE=1`` only the cache is used).
@@ -42,7 +44,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from srvp.config import ModelConfig, RunConfig, read_json_object
+from srvp.config import PRESETS, ModelConfig, RunConfig, read_json_object
 from srvp.errors import CheckpointError, ConfigError
 from srvp.files import (
     content_digest,
@@ -99,6 +101,222 @@ def has_weights(directory: str | Path) -> bool:
 def available() -> list[ShippedModel]:
     """The shipped models whose files are installed."""
     return [m for m in SHIPPED.values() if has_weights(m.path)]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The authors' trained models, by name
+# --------------------------------------------------------------------------------------------------------------------
+
+#: the public Hub mirror of the authors' trained models (their server, data.lip6.fr/srvp, is down since March 2025)
+AUTHORS_MIRROR = "nkiyohara/srvp-pretrained-model-mirror"
+#: the files of a model in the authors' layout
+AUTHORS_FILES = (CONFIG_FILE, "model.pt")
+#: the defaults of the authors' code (its args.py) for the options a config.json may leave out
+_AUTHORS_DEFAULTS: dict[str, Any] = {"archi": "dcgan", "nx": 64, "skipco": False, "n_euler_steps": 1,
+                                     "obs_scale": 1.0, "deterministic": False}
+#: what each checked option of the authors' config.json is, for the messages
+_OPTION_MEANING = {"dataset": "dataset", "deterministic": "deterministic bounces", "archi": "encoder/decoder",
+                   "nx": "frame size", "nc": "channels", "ny": "size of y", "nz": "size of z",
+                   "skipco": "skip connections", "nt_inf": "content frames k", "nt_cond": "conditioning frames",
+                   "n_euler_steps": "Euler steps per frame", "obs_scale": "observation scale"}
+
+
+@dataclass(frozen=True)
+class PaperProtocol:
+    """The paper's test protocol of a dataset: condition on ``cond_frames`` frames, predict ``predicted`` frames and
+    report the best of ``samples`` futures per test sequence."""
+
+    dataset: str
+    cond_frames: int
+    predicted: int
+    samples: int = 100
+
+    def __str__(self) -> str:
+        return f"{self.cond_frames} -> {self.predicted} frames, best of {self.samples}"
+
+
+def _preset_protocol(dataset: str, samples: int = 100) -> PaperProtocol:
+    data = PRESETS[dataset]["data"]
+    return PaperProtocol(dataset, data["cond_frames"], data["test_seq_len"] - data["cond_frames"], samples)
+
+
+#: the paper's test protocols, by srvp dataset name (from the presets; deterministic Moving MNIST on one sample)
+PAPER_PROTOCOLS: dict[str, PaperProtocol] = {
+    "smmnist": _preset_protocol("smmnist"), "mmnist": _preset_protocol("mmnist", samples=1),
+    "kth": _preset_protocol("kth"), "bair": _preset_protocol("bair"),
+}
+
+
+@dataclass(frozen=True)
+class AuthorsModel:
+    """A model trained by the paper's authors, in their layout (``config.json`` + ``model.pt``) in ``folder`` of the
+    Hub repository ``repo``. ``options`` are the values of their ``config.json`` that define this model (from the
+    paper's appendix and the authors' README); a download that says otherwise is refused."""
+
+    name: str
+    label: str
+    description: str
+    folder: str
+    options: dict[str, Any]
+    protocol: PaperProtocol
+    training: str
+    repo: str = AUTHORS_MIRROR
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The repository's files of this model."""
+        return tuple(f"{self.folder}/{name}" for name in AUTHORS_FILES)
+
+    def download_command(self) -> str:
+        """The shell command that puts this model in the Hugging Face cache (with network access)."""
+        return f"{hub_cli()} download {self.repo} {' '.join(self.files)}"
+
+
+_MNIST = {"archi": "dcgan", "nx": 64, "nc": 1, "ny": 20, "nz": 20, "skipco": False, "nt_inf": 5, "nt_cond": 5,
+          "n_euler_steps": 1, "obs_scale": 1.0}
+_VGG = {"archi": "vgg", "nx": 64, "ny": 50, "nz": 50, "skipco": True, "n_euler_steps": 2}
+
+# The one registry of the authors' models (the values: the paper's appendix C and the training options of the
+# authors' README; training facts from the same two sources).
+AUTHORS: dict[str, AuthorsModel] = {m.name: m for m in [
+    AuthorsModel(
+        "authors-smmnist", "SM-MNIST", "the paper's two-digit Stochastic Moving MNIST model, by its authors: DCGAN, "
+        "64x64 grey, ny=nz=20, no skip connections", "mmnist/stochastic",
+        {"dataset": "smmnist", "deterministic": False, **_MNIST}, PAPER_PROTOCOLS["smmnist"],
+        "1,100,000 steps (the last 100,000 with a linearly decaying learning rate), batch 128, 15-frame clips "
+        "generated on the fly"),
+    AuthorsModel(
+        "authors-mmnist-deterministic", "deterministic Moving MNIST", "the paper's deterministic two-digit Moving "
+        "MNIST model, by its authors: DCGAN, 64x64 grey, ny=nz=20, no skip connections", "mmnist/deterministic",
+        {"dataset": "smmnist", "deterministic": True, **_MNIST}, PAPER_PROTOCOLS["mmnist"],
+        "900,000 steps (the last 100,000 decaying), batch 128, 15-frame clips generated on the fly"),
+    AuthorsModel(
+        "authors-kth", "KTH", "the paper's KTH model, by its authors: VGG with skip connections, 64x64 grey, "
+        "ny=nz=50, dt=1/2", "kth",
+        {"dataset": "kth", **_VGG, "nc": 1, "nt_inf": 3, "nt_cond": 10, "obs_scale": 0.2}, PAPER_PROTOCOLS["kth"],
+        "200,000 steps (the last 50,000 decaying), batch 100, 20-frame clips of 20 people, the checkpoint with the "
+        "best validation score"),
+    AuthorsModel(
+        "authors-bair", "BAIR", "the paper's BAIR robot-pushing model, by its authors: VGG with skip connections, "
+        "64x64 colour, ny=nz=50, dt=1/2", "bair",
+        {"dataset": "bair", **_VGG, "nc": 3, "nt_inf": 2, "nt_cond": 2, "obs_scale": 0.71}, PAPER_PROTOCOLS["bair"],
+        "250,000 steps with batch 128 in the paper, 1,500,000 (the last 500,000 decaying) with batch 192 in the "
+        "authors' README; 12-frame clips"),
+    AuthorsModel(
+        "authors-human", "Human3.6M", "the authors' Human3.6M model (ICML 2020 version of the paper): VGG with "
+        "skip connections, 64x64 colour, ny=nz=50, dt=1/2", "human",
+        {"dataset": "human", **_VGG, "nc": 3, "nt_inf": 3, "nt_cond": 8, "obs_scale": 0.2},
+        PaperProtocol("human", 8, 45),
+        "350,000 steps (the last 25,000 decaying), batch 100, 16-frame clips of every 8th frame (the authors' "
+        "README), the checkpoint with the best validation score"),
+]}
+
+
+def hub_cli() -> str:
+    """The command-line program of the installed ``huggingface_hub``: ``hf`` from 0.34 on, ``huggingface-cli``
+    before."""
+    import huggingface_hub
+
+    try:
+        version = tuple(int(part) for part in huggingface_hub.__version__.split(".")[:2])
+    except ValueError:
+        return "hf"
+    return "hf" if version >= (0, 34) else "huggingface-cli"
+
+
+def paper_protocol(name: str | Path, config: RunConfig) -> PaperProtocol | None:
+    """The paper's test protocol of a model: the authors' model's by its name, else the one of its dataset."""
+    if str(name) in AUTHORS:
+        return AUTHORS[str(name)].protocol
+    return PAPER_PROTOCOLS.get(config.data.dataset)
+
+
+def _same(found: Any, expected: Any) -> bool:
+    if isinstance(expected, bool) or isinstance(found, bool):
+        return found is expected
+    if isinstance(expected, float) and isinstance(found, int | float):
+        return abs(found - expected) < 1e-9
+    return type(found) is type(expected) and found == expected
+
+
+def check_authors_options(model: AuthorsModel, options: dict[str, Any], where: str) -> None:
+    """Refuse, with a one-line :class:`CheckpointError` naming the model, the option, the expected and the found
+    value, an authors' ``config.json`` (``options``, read from ``where``) that describes another model than
+    ``model``'s name (an option left out takes the authors' default)."""
+    for key, expected in model.options.items():
+        found = options.get(key, _AUTHORS_DEFAULTS.get(key))
+        if not _same(found, expected):
+            shown = "missing" if found is None else repr(found)
+            raise CheckpointError(
+                f"{model.name}: {where} says {key}={shown} ({_OPTION_MEANING[key]}), but the paper's {model.label} "
+                f"model has {key}={expected!r}; refusing a different model under this name (the upstream file "
+                f"changed?)")
+
+
+def cached_authors_folder(model: AuthorsModel) -> Path | None:
+    """The folder of ``model`` in the local Hugging Face cache when both its files are there (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    paths = [try_to_load_from_cache(model.repo, name) for name in model.files]
+    if all(isinstance(p, str) and Path(p).is_file() for p in paths):
+        return Path(paths[0]).parent
+    return None
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    return env or bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def _not_cached(model: AuthorsModel, why: str) -> CheckpointError:
+    from huggingface_hub import constants
+
+    working = ", ".join(m.name for m in available()) or "none installed"
+    return CheckpointError(
+        f"{model.name}: the authors' {model.label} model ({model.repo}, folder {model.folder}) is not in the local "
+        f"Hugging Face cache ({constants.HF_HUB_CACHE}) and {why}; download it where the network allows with: "
+        f"{model.download_command()}; shipped models that work now: {working}")
+
+
+def _download_authors(model: AuthorsModel, revision: str | None) -> Path:
+    """The local folder of ``model`` (its two files only), from the Hugging Face cache or downloaded into it."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot = Path(snapshot_download(model.repo, revision=revision, allow_patterns=list(model.files)))
+    except Exception as e:  # offline, no network, no such revision: one line, what to do
+        if _offline():
+            raise _not_cached(model, "the Hub is off (HF_HUB_OFFLINE)") from None
+        if type(e).__name__ in ("LocalEntryNotFoundError", "IncompleteSnapshotError"):
+            raise _not_cached(model, "the Hub cannot be reached") from None
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{model.name}: could not fetch {model.repo}, folder {model.folder} ({reason})"
+                              ) from None
+    folder = snapshot / model.folder
+    missing = [name for name in AUTHORS_FILES if not (folder / name).is_file()]
+    if missing and _offline():
+        raise _not_cached(model, "the Hub is off (HF_HUB_OFFLINE)")
+    if missing:
+        raise CheckpointError(f"{model.name}: {model.repo} has no {model.folder}/{missing[0]} (the mirror changed); "
+                              f"give a local folder of the authors' model instead")
+    return folder
+
+
+def load_authors_model(name: str, revision: str | None = None) -> LoadedModel:
+    """The authors' model ``name`` (:data:`AUTHORS`) from the Hub mirror (cached by ``huggingface_hub``): its
+    ``config.json`` checked against the name's model before ``model.pt`` is read (tensors only, never code), and
+    the paper's test protocol of the name set in the configuration (conditioning frames, test clip length)."""
+    model = AUTHORS[name]
+    folder = _download_authors(model, revision)
+    options = read_official_options(folder / CONFIG_FILE)
+    check_authors_options(model, options, f"{model.repo}/{model.folder}/{CONFIG_FILE}")
+    loaded = read_official_folder(folder)
+    loaded.config.data.cond_frames = model.protocol.cond_frames
+    loaded.config.data.test_seq_len = model.protocol.cond_frames + model.protocol.predicted
+    loaded.source = f"{name} ({model.repo}, folder {model.folder})"
+    return loaded
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -330,7 +548,7 @@ def read_checkpoint_file(path: str | Path) -> LoadedModel:
 
 
 def _known_names() -> str:
-    return ", ".join(sorted(SHIPPED)) or "(none installed)"
+    return ", ".join([*sorted(SHIPPED), *AUTHORS])
 
 
 def _read_local(path: Path) -> LoadedModel:
@@ -346,6 +564,14 @@ def _read_local(path: Path) -> LoadedModel:
     return read_checkpoint_file(path)
 
 
+def _repo_not_cached(where: str, repo_id: str, revision: str | None, subfolder: str | None) -> CheckpointError:
+    command = f"{hub_cli()} download {repo_id}" + (f" --revision {revision}" if revision else "") \
+        + (f" --include '{subfolder}/*'" if subfolder else "")
+    return CheckpointError(f"{where}: not a known model name ({_known_names()}) nor a local path, and the Hub "
+                           f"repository is not in the local cache (offline); download it once with network access "
+                           f"({command}) or give a local folder")
+
+
 def _download(repo_id: str, revision: str | None, subfolder: str | None = None) -> Path:
     """The local folder of ``repo_id`` (or of its ``subfolder``) from the Hub cache, downloading only the files of a
     model in either layout (the Hub's, or the authors' ``config.json`` + ``model.pt``) in that folder."""
@@ -357,19 +583,17 @@ def _download(repo_id: str, revision: str | None, subfolder: str | None = None) 
     try:
         folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=[prefix + n for n in names]))
         folder = folder / subfolder if subfolder else folder
+        if not folder.is_dir() and _offline():  # the snapshot holds other folders of the repository, not this one
+            raise _repo_not_cached(where, repo_id, revision, subfolder)
         if not folder.is_dir():
             raise CheckpointError(f"{where}: the repository has no folder {subfolder!r}")
         return folder
     except CheckpointError:
         raise
     except Exception as e:  # offline, no such repository, no permission, network error: one line, what to do
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-        if offline or type(e).__name__ in ("LocalEntryNotFoundError", "OfflineModeIsEnabled"):
-            raise CheckpointError(
-                f"{where}: not a shipped model ({_known_names()}) nor a local path, and the Hub repository is not "
-                f"in the local cache (offline); download it once with network access "
-                f"(huggingface-cli download {repo_id}"
-                + (f" --include '{prefix}*'" if subfolder else "") + ") or give a local folder") from None
+        if _offline() or type(e).__name__ in ("LocalEntryNotFoundError", "OfflineModeIsEnabled",
+                                              "IncompleteSnapshotError"):
+            raise _repo_not_cached(where, repo_id, revision, subfolder) from None
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{where}: could not fetch the Hub repository ({reason}); known names: "
                               f"{_known_names()}") from None
@@ -390,6 +614,11 @@ def load_pretrained(name_or_path: str | Path, revision: str | None = None, subfo
         loaded = read_hub_folder(shipped.path)
         loaded.source = f"{text} (shipped: {shipped.path})"
         return loaded
+    if text in AUTHORS:
+        if subfolder:
+            raise CheckpointError(f"{text}: an authors' model by name is one folder already; subfolder= is for a "
+                                  f"Hub repository id")
+        return load_authors_model(text, revision)
     path = Path(text).expanduser()
     if path.exists():
         return _read_local(path)
@@ -422,6 +651,8 @@ def init_weights(source: str | Path, model_config: ModelConfig) -> InitialWeight
     return InitialWeights({k: v.detach().clone() for k, v in loaded.model.state_dict().items()}, loaded.history)
 
 
-__all__ = ["CARD_FILE", "CONFIG_FILE", "INDEX_FILE", "SHARD_BYTES_16MIB", "SHIPPED", "WEIGHTS_FILE", "LoadedModel",
-           "ShippedModel", "available", "has_weights", "init_weights", "load_pretrained", "push_to_hub",
+__all__ = ["AUTHORS", "AUTHORS_MIRROR", "CARD_FILE", "CONFIG_FILE", "INDEX_FILE", "PAPER_PROTOCOLS",
+           "SHARD_BYTES_16MIB", "SHIPPED", "WEIGHTS_FILE", "AuthorsModel", "LoadedModel", "PaperProtocol",
+           "ShippedModel", "available", "cached_authors_folder", "check_authors_options", "has_weights", "hub_cli",
+           "init_weights", "load_authors_model", "load_pretrained", "paper_protocol", "push_to_hub",
            "read_hub_folder", "read_official_files", "read_official_folder", "save_pretrained"]

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch.distributed as dist
 
-from srvp.config import PRECISIONS, PRESETS, dt_argument, seed_argument
+from srvp.config import PRECISIONS, dt_argument, seed_argument
 from srvp.data import load_test_set
 from srvp.data.npz import LAYOUTS, load_sequences_npz
 from srvp.data.videos import open_split
@@ -35,7 +35,7 @@ from srvp.evaluation import EvalSettings, evaluate_model, write_report
 from srvp.evaluation.protocol import load_metric_networks
 from srvp.evaluation.report import REPORT_FILES, markdown_table
 from srvp.files import read_json_marker, replaceable_names, staged_output_dir
-from srvp.pretrained import load_pretrained
+from srvp.pretrained import load_pretrained, paper_protocol
 from srvp.runtime import init_distributed, resolve_device, tune_glibc_malloc
 
 NAME = "evaluate"
@@ -68,9 +68,9 @@ def distinct_dts(dts: list[float] | None, option: str = "--dt") -> list[float] |
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--checkpoint", required=True, metavar="NAME|PATH",
-                        help="a shipped model name (srvp pretrained list), a Hub-layout folder, a folder of the "
-                        "authors' code (config.json + model.pt), an srvp train checkpoint (.pt), or a Hub "
-                        "repository id owner/name")
+                        help="a model name (srvp pretrained list: shipped, or the authors' such as authors-smmnist), "
+                        "a Hub-layout folder, a folder of the authors' code (config.json + model.pt), an srvp train "
+                        "checkpoint (.pt), or a Hub repository id owner/name[/folder]")
     parser.add_argument("--test-set", metavar="FILE.npz", default=None,
                         help="test sequences in the official .npz layout (default: the checkpoint's test set)")
     parser.add_argument("--test-set-layout", choices=tuple(LAYOUTS), default=None,
@@ -79,9 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "nor the KTH or Moving MNIST keys)")
     parser.add_argument("--data-dir", metavar="DIR", default=None,
                         help="dataset directory (default: the checkpoint's data_dir)")
-    parser.add_argument("--samples", type=_positive, default=100, metavar="N",
-                        help="futures drawn per sequence; the best is reported (default 100; 1 for deterministic "
-                        "Moving MNIST)")
+    parser.add_argument("--samples", type=_positive, default=None, metavar="N",
+                        help="futures drawn per sequence; the best is reported (default: the paper's protocol of the "
+                        "model, 100; 1 for deterministic Moving MNIST)")
     parser.add_argument("--dt", type=dt_argument, nargs="+", default=None, metavar="DT",
                         help="test Euler step size(s), 1/n, e.g. --dt 1 1/2 1/3 (default: the training step)")
     parser.add_argument("--metrics", nargs="+", choices=METRIC_CHOICES, default=["psnr", "ssim"],
@@ -195,15 +195,16 @@ def run(args: argparse.Namespace) -> int:
                 "test_set": source, "dataset": cfg.data.dataset, "model": m.model, "world_size": world}
         if cfg.data.dataset == "videos" and not args.test_set:
             meta["test_videos"] = sum(1 for n in open_split(cfg.data, "test").lengths if n >= cond_frames + horizon)
-        settings = EvalSettings(n_samples=args.samples, dts=args.dt, metrics=metrics, horizon=horizon,
+        paper = paper_protocol(args.checkpoint, cfg)
+        samples = args.samples or (paper.samples if paper else 100)
+        settings = EvalSettings(n_samples=samples, dts=args.dt, metrics=metrics, horizon=horizon,
                                 batch_size=args.batch_size, precision=args.precision, seed=args.seed,
                                 elbo=not args.no_elbo, fvd_batch_size=args.fvd_batch_size)
         if rank == 0:  # which protocol runs, before the hours it may take
-            paper = PRESETS.get(cfg.data.dataset, {}).get("data", {})
-            matches = (paper.get("cond_frames"), paper.get("test_seq_len")) == (cond_frames, cond_frames + horizon)
+            matches = paper is not None and (paper.cond_frames, paper.predicted) == (cond_frames, horizon)
             print(f"srvp evaluate: {len(sequences)} sequences of {source}, {cond_frames} conditioning -> {horizon} "
-                  f"predicted frames, best of {args.samples} samples"
-                  + (f" (the paper's {cfg.data.dataset} protocol)" if matches and paper else ""), file=sys.stderr)
+                  f"predicted frames, best of {samples} samples"
+                  + (f" (the paper's {paper.dataset} protocol)" if matches else ""), file=sys.stderr)
         result = evaluate_model(model, sequences, cond_frames, settings, device=device,
                                 progress=not args.no_progress, networks=networks, meta=meta)
         result.skipped.update(skipped)

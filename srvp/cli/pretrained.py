@@ -1,6 +1,7 @@
 """``srvp pretrained``: the shipped models, and conversion between a training checkpoint and the Hub layout.
 
-- ``srvp pretrained list``: every shipped name, what it is and where its files are;
+- ``srvp pretrained list``: every known name, shipped and the authors' (their models' Hub mirror), with where it
+  comes from, its size, whether it is installed or in the local Hugging Face cache, and what it is;
 - ``srvp pretrained convert SOURCE OUT``: SOURCE is anything ``--checkpoint`` accepts (name, Hub-layout folder, the
   authors' folder, ``.pt`` checkpoint, Hub repository id); OUT ending in ``.pt`` is written as an ``srvp train``
   checkpoint (weights and configuration, no optimizer state), anything else as a Hub-layout folder
@@ -10,20 +11,32 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 from srvp.errors import CheckpointError, ConfigError
 from srvp.files import replaceable_names, safe_torch_load
-from srvp.pretrained import CONFIG_FILE, SHIPPED, WEIGHTS_FILE, earlier_model_files, load_pretrained, save_pretrained
+from srvp.pretrained import (
+    AUTHORS,
+    AUTHORS_FILES,
+    CONFIG_FILE,
+    SHIPPED,
+    cached_authors_folder,
+    earlier_model_files,
+    has_weights,
+    load_pretrained,
+    save_pretrained,
+)
 from srvp.training.checkpoint import FORMAT, atomic_torch_save, make_checkpoint
 
 NAME = "pretrained"
-HELP = "list the shipped models; convert between training checkpoints and the Hub layout"
+HELP = "list the models known by name; convert between training checkpoints and the Hub layout"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    sub.add_parser("list", help="the shipped model names, what each is and where it is stored")
+    sub.add_parser("list", help="the shipped models and the authors' side by side: where each comes from, its size, "
+                               "whether it is here, what it is")
     convert = sub.add_parser("convert", help="SOURCE (name, folder, .pt, Hub id) -> OUT (.pt checkpoint or Hub "
                                              "folder)")
     convert.add_argument("source", metavar="SOURCE")
@@ -51,11 +64,46 @@ def _check_replaceable_checkpoint(out: Path) -> None:
                           f"another OUT); nothing was changed")
 
 
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.1f} MiB"
+
+
+def model_table() -> str:
+    """``srvp pretrained list``: every known name, shipped and the authors', side by side (where it comes from, its
+    size, whether it is here), then what each is. Reads the local cache only, never the network."""
+    rows = [("NAME", "FROM", "SIZE", "HERE")]
+    for m in SHIPPED.values():
+        files = [p for p in m.path.iterdir() if p.is_file()] if m.path.is_dir() else []
+        here = "installed" if has_weights(m.path) else "missing from this installation"
+        rows.append((m.name, f"shipped: {m.path}", _mib(sum(p.stat().st_size for p in files)) if files else "-", here))
+    for a in AUTHORS.values():
+        folder = cached_authors_folder(a)
+        size = _mib(sum((folder / n).stat().st_size for n in AUTHORS_FILES)) if folder else "unknown"
+        rows.append((a.name, f"{a.repo}, folder {a.folder}", size, "cached" if folder else "not cached"))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = ["  ".join([*(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)), row[3]]).rstrip()
+             for row in rows]
+    what = [f"{m.name}: {m.description}" for m in SHIPPED.values()]
+    what += [f"{a.name}: {a.description}; the paper's test: {a.protocol}; trained: {a.training}"
+             for a in AUTHORS.values()]
+    cache = hub_constants().HF_HUB_CACHE
+    what.append("")
+    what.append(f"The authors' models download on first use into the Hugging Face cache ({cache}; "
+                f"HF_HUB_OFFLINE=1 reads only the cache); their model.pt is read as tensors only, never code.")
+    lines += ["", *(textwrap.fill(text, width=118, subsequent_indent="    ", break_on_hyphens=False) for text in what)]
+    return "\n".join(lines)
+
+
+def hub_constants():
+    """``huggingface_hub.constants`` (imported when needed)."""
+    from huggingface_hub import constants
+
+    return constants
+
+
 def run(args: argparse.Namespace) -> int:
     if args.action == "list":
-        for m in SHIPPED.values():
-            state = "installed" if (m.path / WEIGHTS_FILE).is_file() else "missing from this installation"
-            print(f"{m.name}\n    {m.description}\n    {m.path} ({state})")
+        print(model_table())
         return 0
 
     if args.out.exists() and not args.overwrite:
