@@ -243,11 +243,56 @@ def test_pretrained_list_shows_shipped_and_authors_models_side_by_side(hub_cache
     rows = {line.split()[0]: line for line in out.splitlines()[1:] if line and not line.startswith(" ")}
     for name, model in SHIPPED.items():
         size = sum(p.stat().st_size for p in model.path.iterdir() if p.is_file()) / 2**20
-        assert str(model.path) in rows[name] and f"{size:.1f} MiB" in rows[name] and "installed" in rows[name]
+        assert f"{size:.1f} MiB" in rows[name] and rows[name].endswith(" installed")
+        assert f"\n    installed in {model.path}\n" in out
     kth_bytes = sum(len(data) for data in authors_files("authors-kth").values())
     assert f"{kth_bytes / 2**20:.1f} MiB" in rows["authors-kth"] and rows["authors-kth"].endswith(" cached")
+    snapshot = hub_cache / f"models--{AUTHORS_MIRROR.replace('/', '--')}" / "snapshots" / COMMIT
+    assert f"\n    cached in {snapshot / 'kth'}\n" in out and f"\n    {hub_cache}" in out
     for name, model in AUTHORS.items():
         assert f"{model.repo}, folder {model.folder}" in rows[name]
         assert f"{name}: {model.description.split(':')[0]}" in " ".join(out.split())  # what it is, below
         if name != "authors-kth":
             assert rows[name].split()[-2:] == ["not", "cached"] and "unknown" in rows[name]
+
+
+def _official_name(key: str) -> str:
+    """Our parameter name -> the authors' (the inverse of srvp.models.official.convert_state_dict)."""
+    import re
+
+    from srvp.models.official import _MLPS, _PREFIXES
+
+    m = re.match(r"^(\w+)\.net\.(\d+)\.(weight|bias)$", key)
+    theirs = {ours: official for official, ours in _MLPS.items()}
+    if m and m.group(1) in theirs:
+        return f"{theirs[m.group(1)]}.module.{int(m.group(2)) // 2}.0.{m.group(3)}"
+    return next((official + key[len(ours):] for official, ours in _PREFIXES if key.startswith(ours)), key)
+
+
+def test_authors_human_by_name_takes_the_readme_model_and_the_8_to_45_protocol(hub_cache):
+    """No checkpoint of the authors' Human3.6M code is at hand: a model of that configuration (the README's options,
+    narrower layers), saved under the authors' names, loads by name from the cache with the same outputs."""
+    from srvp.models import build_model
+    from srvp.models.official import config_from_official, convert_state_dict
+
+    options = {"dataset": "human", "archi": "vgg", "skipco": True, "nc": 3, "nx": 64, "ny": 50, "nz": 50,
+               "n_euler_steps": 2, "res_gain": 1.2, "nt_cond": 8, "nt_inf": 3, "obs_scale": 0.2, "seq_len": 16,
+               "nf": 8, "nhx": 32, "nh_inf": 32, "nlayers_inf": 3, "nh_res": 32, "nlayers_res": 4}
+    torch.manual_seed(0)
+    model = build_model(config_from_official(options).model).eval()
+    theirs = {_official_name(k): v for k, v in model.state_dict().items()}
+    assert convert_state_dict(theirs).keys() == model.state_dict().keys()
+    buffer = Path(hub_cache.parent / "model.pt")
+    torch.save(theirs, buffer)
+    write_hub_cache(hub_cache, AUTHORS_MIRROR, {"human/config.json": json.dumps(options).encode(),
+                                                "human/model.pt": buffer.read_bytes()})
+    predictor = Predictor.from_pretrained("authors-human", device="cpu")
+    data = predictor.config.data
+    assert (data.dataset, data.cond_frames, data.test_seq_len, data.seq_len) == ("videos", 8, 53, 16)
+    x = torch.rand(1, 8, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(predictor.predict(x, 2, use_mean=True)[:, 0], model.predict(x, 2, use_mean=True)[:, 0])
+    with pytest.raises(CheckpointError, match=r"^authors-human: .*nt_cond=10 .*nt_cond=8"):
+        write_hub_cache(hub_cache, AUTHORS_MIRROR, {"human/config.json": json.dumps({**options, "nt_cond": 10})
+                                                    .encode(), "human/model.pt": buffer.read_bytes()}, "f" * 40)
+        load_pretrained("authors-human")

@@ -43,3 +43,22 @@ def test_the_documented_file_types_are_the_ones_read(capsys):
             assert text in shown, (command, text)
     for text in wanted:
         assert text in docs, text
+
+
+def test_the_readme_shows_what_srvp_pretrained_list_prints(tmp_path, monkeypatch, capsys):
+    """The README's `srvp pretrained list` block is the command's output with nothing in the Hugging Face cache (the
+    installation folder and the cache shown as a reader's would be)."""
+    from pathlib import Path
+
+    import huggingface_hub.constants as constants
+
+    import srvp
+    from srvp.cli.main import main
+
+    shown = re.search(r"^```console\n\$ srvp pretrained list\n(.*?)^```", (REPO / "README.md").read_text(),
+                      flags=re.S | re.M)
+    assert shown, "README.md has no `srvp pretrained list` block"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert main(["pretrained", "list"]) == 0
+    printed = capsys.readouterr().out.replace(str(Path(srvp.__file__).parent), ".../site-packages/srvp")
+    assert printed.replace(str(tmp_path / "hub"), "~/.cache/huggingface/hub") == shown.group(1)

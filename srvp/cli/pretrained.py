@@ -70,27 +70,32 @@ def _mib(nbytes: int) -> str:
 
 def model_table() -> str:
     """``srvp pretrained list``: every known name, shipped and the authors', side by side (where it comes from, its
-    size, whether it is here), then what each is. Reads the local cache only, never the network."""
+    size, whether it is here), then what each is and where its files are. Reads the local cache, never the
+    network."""
     rows = [("NAME", "FROM", "SIZE", "HERE")]
+    what: list[tuple[str, str]] = []  # (description, where the files are)
     for m in SHIPPED.values():
         files = [p for p in m.path.iterdir() if p.is_file()] if m.path.is_dir() else []
         here = "installed" if has_weights(m.path) else "missing from this installation"
-        rows.append((m.name, f"shipped: {m.path}", _mib(sum(p.stat().st_size for p in files)) if files else "-", here))
+        size = _mib(sum(p.stat().st_size for p in files)) if files else "-"
+        rows.append((m.name, f"shipped with srvp (srvp/weights/{m.name})", size, here))
+        what.append((f"{m.name}: {m.description}", f"installed in {m.path}" if files else ""))
     for a in AUTHORS.values():
         folder = cached_authors_folder(a)
         size = _mib(sum((folder / n).stat().st_size for n in AUTHORS_FILES)) if folder else "unknown"
         rows.append((a.name, f"{a.repo}, folder {a.folder}", size, "cached" if folder else "not cached"))
+        what.append((f"{a.name}: {a.description}; the paper's test: {a.protocol}; trained: {a.training}",
+                     f"cached in {folder}" if folder else ""))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = ["  ".join([*(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)), row[3]]).rstrip()
              for row in rows]
-    what = [f"{m.name}: {m.description}" for m in SHIPPED.values()]
-    what += [f"{a.name}: {a.description}; the paper's test: {a.protocol}; trained: {a.training}"
-             for a in AUTHORS.values()]
-    cache = hub_constants().HF_HUB_CACHE
-    what.append("")
-    what.append(f"The authors' models download on first use into the Hugging Face cache ({cache}; "
-                f"HF_HUB_OFFLINE=1 reads only the cache); their model.pt is read as tensors only, never code.")
-    lines += ["", *(textwrap.fill(text, width=118, subsequent_indent="    ", break_on_hyphens=False) for text in what)]
+    lines.append("")
+    for text, where in what:  # paths on lines of their own, never wrapped
+        lines.append(textwrap.fill(text, width=118, subsequent_indent="    ", break_on_hyphens=False))
+        lines += [f"    {where}"] if where else []
+    lines += ["", "The authors' models download on first use into the Hugging Face cache (HF_HUB_CACHE), and their "
+                  "model.pt is", "read as tensors only, never code; HF_HUB_OFFLINE=1 reads only the cache:",
+              f"    {hub_constants().HF_HUB_CACHE}"]
     return "\n".join(lines)
 
 
