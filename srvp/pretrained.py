@@ -167,9 +167,10 @@ class AuthorsModel:
         """The repository's files of this model."""
         return tuple(f"{self.folder}/{name}" for name in AUTHORS_FILES)
 
-    def download_command(self) -> str:
+    def download_command(self, revision: str | None = None) -> str:
         """The shell command that puts this model in the Hugging Face cache (with network access)."""
-        return f"{hub_cli()} download {self.repo} {' '.join(self.files)}"
+        return f"{hub_cli()} download {self.repo} {' '.join(self.files)}" \
+            + (f" --revision {revision}" if revision else "")
 
 
 _MNIST = {"archi": "dcgan", "nx": 64, "nc": 1, "ny": 20, "nz": 20, "skipco": False, "nt_inf": 5, "nt_cond": 5,
@@ -270,14 +271,14 @@ def _offline() -> bool:
     return env or bool(getattr(constants, "HF_HUB_OFFLINE", False))
 
 
-def _not_cached(model: AuthorsModel, why: str) -> CheckpointError:
+def _not_cached(model: AuthorsModel, why: str, revision: str | None) -> CheckpointError:
     from huggingface_hub import constants
 
     working = ", ".join(m.name for m in available()) or "none installed"
     return CheckpointError(
         f"{model.name}: the authors' {model.label} model ({model.repo}, folder {model.folder}) is not in the local "
         f"Hugging Face cache ({constants.HF_HUB_CACHE}) and {why}; download it where the network allows with: "
-        f"{model.download_command()}; shipped models that work now: {working}")
+        f"{model.download_command(revision)}; shipped models that work now: {working}")
 
 
 def _download_authors(model: AuthorsModel, revision: str | None) -> Path:
@@ -288,16 +289,16 @@ def _download_authors(model: AuthorsModel, revision: str | None) -> Path:
         snapshot = Path(snapshot_download(model.repo, revision=revision, allow_patterns=list(model.files)))
     except Exception as e:  # offline, no network, no such revision: one line, what to do
         if _offline():
-            raise _not_cached(model, "the Hub is off (HF_HUB_OFFLINE)") from None
+            raise _not_cached(model, "the Hub is off (HF_HUB_OFFLINE)", revision) from None
         if type(e).__name__ in ("LocalEntryNotFoundError", "IncompleteSnapshotError"):
-            raise _not_cached(model, "the Hub cannot be reached") from None
+            raise _not_cached(model, "the Hub cannot be reached", revision) from None
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{model.name}: could not fetch {model.repo}, folder {model.folder} ({reason})"
                               ) from None
     folder = snapshot / model.folder
     missing = [name for name in AUTHORS_FILES if not (folder / name).is_file()]
     if missing and _offline():
-        raise _not_cached(model, "the Hub is off (HF_HUB_OFFLINE)")
+        raise _not_cached(model, "the Hub is off (HF_HUB_OFFLINE)", revision)
     if missing:
         raise CheckpointError(f"{model.name}: {model.repo} has no {model.folder}/{missing[0]} (the mirror changed); "
                               f"give a local folder of the authors' model instead")

@@ -187,6 +187,8 @@ def test_offline_and_not_cached_is_one_line_with_the_download_command(cached, hu
     assert all(m.name in message for m in available())  # what works now
     rc = main(["predict", "--checkpoint", "authors-bair", "--input", "clip.npy"])
     assert_one_line_error(rc, capsys.readouterr().err, command)
+    with pytest.raises(CheckpointError, match=f"{command} --revision v1;"):
+        load_pretrained("authors-bair", revision="v1")
 
 
 def test_the_hub_cli_named_is_the_installed_ones():
