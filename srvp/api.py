@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srvp.config import RunConfig, euler_steps
+from srvp.config import RunConfig, StepSize
 from srvp.errors import ConfigError, DataError
 from srvp.io import fit_frames
 from srvp.models import gaussian
@@ -105,14 +105,14 @@ class Predictor:
         """k: the fewest conditioning frames the model accepts."""
         return self.model.config.content_frames
 
-    def frame_times(self, horizon: int, dt: float | None = None, keep_intermediate: bool = False) -> np.ndarray:
-        """Times, in frames after the last conditioning frame, of the frames :meth:`predict` returns:
+    def frame_times(self, horizon: int, dt: StepSize | float | None = None, keep_intermediate: bool = False
+                    ) -> np.ndarray:
+        """Times ``(T',)``, in frames after the last conditioning frame, of the frames :meth:`predict` returns:
         ``1, 2, ..., horizon``, or ``dt, 2 dt, ..., horizon`` with ``keep_intermediate`` (integer times are the
         real frames, the others intermediate states)."""
-        dt = self.dt if dt is None else dt
         if not keep_intermediate:
             return np.arange(1, horizon + 1, dtype=np.float64)
-        n = euler_steps(dt)
+        n = self.model.step_size(dt).n
         return np.arange(1, horizon * n + 1, dtype=np.float64) / n
 
     # ------------------------------------------------------------------------------------------------------------
@@ -177,21 +177,23 @@ class Predictor:
         return self.model.condition(x)
 
     @torch.no_grad()
-    def predict(self, frames: torch.Tensor | np.ndarray, horizon: int, n_samples: int = 1, dt: float | None = None,
-                use_mean: bool = False, keep_intermediate: bool = False) -> torch.Tensor:
+    def predict(self, frames: torch.Tensor | np.ndarray, horizon: int, n_samples: int = 1,
+                dt: StepSize | float | None = None, use_mean: bool = False, keep_intermediate: bool = False
+                ) -> torch.Tensor:
         """Futures of the conditioning frames ``(B, T, C, H, W)``: ``(B, n_samples, T', C, H, W)``, ``T' = horizon``
         (or ``horizon / dt`` with ``keep_intermediate``: every Euler state decoded, see :meth:`frame_times`).
 
-        ``dt`` (default: the training step) must be 1/n; the conditioning states are inferred with the training
-        step and the future generated with ``dt``. ``use_mean`` replaces random draws by Gaussian means.
+        ``dt`` (default: the training step) must be 1/n and one the model accepts (its ``step_size``); the
+        conditioning states are inferred with the training step and the future generated with ``dt``. ``use_mean``
+        replaces random draws by Gaussian means.
         """
         _count(horizon, "horizon", 1)
         _count(n_samples, "n_samples", 1)
-        dt = self._check_dt(dt)
+        step = self.model.step_size(dt)
         x = self.prepare(frames)
         self._check_length(x, "frames")
-        self._check_memory(x.shape[0], n_samples, horizon * (euler_steps(dt) if keep_intermediate else 1))
-        out = self.model.predict(x, horizon, n_samples=n_samples, dt=dt, use_mean=use_mean,
+        self._check_memory(x.shape[0], n_samples, horizon * (step.n if keep_intermediate else 1))
+        out = self.model.predict(x, horizon, n_samples=n_samples, dt=step, use_mean=use_mean,
                                  keep_intermediate=keep_intermediate)
         return out.clamp(0.0, 1.0).cpu()
 
@@ -207,7 +209,7 @@ class Predictor:
 
     @torch.no_grad()
     def swap_content(self, dynamics_frames: torch.Tensor | np.ndarray, content_frames: torch.Tensor | np.ndarray,
-                     horizon: int, n_samples: int = 1, dt: float | None = None, use_mean: bool = False,
+                     horizon: int, n_samples: int = 1, dt: StepSize | float | None = None, use_mean: bool = False,
                      keep_intermediate: bool = False, include_conditioning: bool = True) -> torch.Tensor:
         """Figure 8: the latent trajectory (y_1 and the z_t) inferred from ``dynamics_frames`` ``(B, T, ...)``,
         decoded with the content ``w`` and skip connections of ``content_frames`` ``(B or 1, T2, ...)``.
@@ -219,7 +221,7 @@ class Predictor:
         self._srvp_only("swap_content")
         _count(horizon, "horizon", 0)
         _count(n_samples, "n_samples", 1)
-        dt = self._check_dt(dt)
+        step = self.model.step_size(dt)
         dynamics = self.encode(dynamics_frames)
         content = self.encode(content_frames)
         B = dynamics.batch_size
@@ -228,13 +230,13 @@ class Predictor:
                             f"(give 1 or {B})")
         if content.batch_size == 1 and B > 1:
             content = content.repeat(B)
-        self._check_memory(B, n_samples, dynamics.n_cond + horizon * (euler_steps(dt) if keep_intermediate else 1))
+        self._check_memory(B, n_samples, dynamics.n_cond + horizon * (step.n if keep_intermediate else 1))
         if not self.model.config.content:
             raise ConfigError("swap_content needs a model with the content variable (content=true)")
         swapped = Conditioning(y1_params=dynamics.y1_params, posterior_z_params=dynamics.posterior_z_params,
                                w=content.w, skips=content.skips, n_cond=dynamics.n_cond)
         rep = swapped.repeat(n_samples) if n_samples > 1 else swapped
-        states = self.model.generate_states(rep, horizon, dt, use_mean, keep_intermediate, include_conditioning)
+        states = self.model.generate_states(rep, horizon, step, use_mean, keep_intermediate, include_conditioning)
         frames = self.model.decode(states, rep.w, rep.skips)
         return frames.reshape(B, n_samples, *frames.shape[1:]).clamp(0.0, 1.0).cpu()
 
@@ -279,7 +281,7 @@ class Predictor:
         y1 = mix(y1_a, y1_b)
         w = pick(cond_a.w, cond_b.w)
         skips = None if cond_a.skips is None else [pick(sa, sb) for sa, sb in zip(cond_a.skips, cond_b.skips)]
-        states = self.model.rollout(y1, horizon, self.dt, use_mean=True).y
+        states = self.model.rollout(y1, horizon, use_mean=True).y  # at the training step
         frames = self.model.decode(states, w, skips)
         return frames.reshape(B, n_steps, *frames.shape[1:]).clamp(0.0, 1.0).cpu()
 
@@ -290,12 +292,3 @@ class Predictor:
         need = generation_bytes(self.model, clips, n_samples, frames)
         require_memory(need, self.device, f"{clips} clip(s) x {n_samples} sample(s) x {frames} frame(s)",
                        "the number of samples, the horizon or the frame rate (dt)")
-
-    def _check_dt(self, dt: float | None) -> float:
-        """``dt`` (default the training step) must be 1/n for an integer n."""
-        if dt is None:
-            return self.dt
-        if euler_steps(dt) > 1 and not self.model.supports_dt:
-            raise ConfigError(f"dt={dt:g} needs a residual or deterministic transition, not "
-                              f"{self.model.config.transition}")
-        return dt

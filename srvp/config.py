@@ -14,6 +14,7 @@ import json
 import math
 import types
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,13 @@ def _opt(default: Any, help: str, choices: tuple | None = None, bound: str | Non
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+#: model family (``ModelConfig.model``) -> the model class's own check of a configuration
+#: (:meth:`srvp.models.base.VideoPredictor.check_config`, e.g. the step sizes it accepts), registered with the class by
+#: :func:`srvp.models.register_model` (a layer above), so that :meth:`ModelConfig.validate` refuses what the model
+#: would refuse before anything is built
+MODEL_CHECKS: dict[str, Callable[[ModelConfig], None]] = {}
 
 
 @dataclass
@@ -107,9 +115,9 @@ class ModelConfig:
                                   family="svg")
 
     @property
-    def euler_steps(self) -> int:
-        """Number of Euler steps per frame, n = 1/dt."""
-        return euler_steps(self.dt)
+    def step_size(self) -> StepSize:
+        """The training step ``dt`` as a :class:`StepSize` (``n = 1/dt`` Euler steps per frame)."""
+        return StepSize.from_dt(self.dt)
 
     def architecture_differences(self, other: ModelConfig) -> list[str]:
         """``name=self's value vs other's`` for every field that defines the networks (all but the ``tunable``
@@ -128,7 +136,7 @@ class ModelConfig:
         models call it, so that ``SRVP(ModelConfig(filters=0))`` is refused as a config file would be)."""
         _check_fields(self, source, family_of=self.model)
         try:
-            n = self.euler_steps
+            StepSize.from_dt(self.dt)
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None
         if self.channels not in (1, 3):
@@ -140,9 +148,12 @@ class ModelConfig:
             raise ConfigError(f"{source}: skip_connections need the content variable (content=true)")
         if self.skip_connections and self.architecture == "mlp":
             raise ConfigError(f"{source}: the mlp architecture has no skip connections")
-        if self.transition in ("mlp", "gru") and n != 1:
-            raise ConfigError(f"{source}: dt={self.dt} needs a residual or deterministic transition "
-                              f"(the {self.transition} transition has no Euler step)")
+        check = MODEL_CHECKS.get(self.model)
+        if check is not None:  # what the model family cannot do, e.g. a step size it has no Euler step for
+            try:
+                check(self)
+            except ConfigError as e:
+                raise ConfigError(f"{source}: {e}") from None
 
 
 def _check_fields(section: Any, source: str, family_of: str | None = None) -> None:
@@ -350,36 +361,83 @@ def read_config_json(path: str | Path) -> dict[str, Any]:
     return read_json_object(path, "config", "with sections model, data, train")
 
 
-def euler_steps(dt: float) -> int:
-    """Return n such that dt = 1/n, or raise :class:`ConfigError` if dt is not the inverse of an integer."""
-    if not isinstance(dt, (int, float)) or not math.isfinite(dt) or dt <= 0 or dt > 1:
-        raise ConfigError(f"dt={dt!r} must be 1/n for a positive integer n")
-    n = round(1.0 / dt)
-    if abs(n * dt - 1.0) > 1e-6:
-        raise ConfigError(f"dt={dt!r} must be 1/n for a positive integer n (1/dt = {1 / dt:.4g})")
-    return n
+@dataclass(frozen=True)
+class StepSize:
+    """The Euler step of the latent dynamics, ``dt = 1/n``: ``n`` steps per frame interval (``n = 1``: one step per
+    frame). The one reader of step sizes (config files, ``--dt`` options, the demo) and their one label in reports;
+    whether a model accepts one is the model's to say (:meth:`srvp.models.base.VideoPredictor.check_step`).
+
+    ``StepSize(2).dt == 0.5``, ``StepSize(2).label == "1/2"``, ``StepSize.parse("1/2") == StepSize.from_dt(0.5)``.
+    """
+
+    n: int
+    """Euler steps per frame interval, a positive integer."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
+            raise ConfigError(f"dt=1/{self.n!r} must be 1/n for a positive integer n")
+
+    @property
+    def dt(self) -> float:
+        """The step as a number, ``1 / n`` (exactly what ``1 / n`` gives in floating point)."""
+        return 1.0 / self.n
+
+    @property
+    def label(self) -> str:
+        """``1``, ``1/2``, ``1/3`` ...: how reports and the demo name the step."""
+        return "1" if self.n == 1 else f"1/{self.n}"
+
+    def __str__(self) -> str:
+        return self.label
+
+    @classmethod
+    def from_dt(cls, dt: float) -> StepSize:
+        """The step of a number ``dt = 1/n``; any other value is a one-line :class:`ConfigError`."""
+        if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not math.isfinite(dt) or dt <= 0 or dt > 1:
+            raise ConfigError(f"dt={dt!r} must be 1/n for a positive integer n")
+        n = round(1.0 / dt)
+        if abs(n * dt - 1.0) > 1e-6:
+            raise ConfigError(f"dt={dt!r} must be 1/n for a positive integer n (1/dt = {1 / dt:.4g})")
+        return cls(n)
+
+    @classmethod
+    def parse(cls, text: str) -> StepSize:
+        """A step written as ``0.5``, ``1/2`` or ``1/4``; anything else is a one-line :class:`ConfigError`."""
+        try:
+            if "/" in text:
+                num, den = text.split("/", 1)
+                value = float(num) / float(den)
+            else:
+                value = float(text)
+        except (ValueError, ZeroDivisionError):
+            raise ConfigError(f"dt={text!r} is not a number such as 0.5 or 1/2") from None
+        return cls.from_dt(value)
+
+    @classmethod
+    def of(cls, value: StepSize | float | str) -> StepSize:
+        """``value`` as a step: a :class:`StepSize` as it is, a number by :meth:`from_dt`, text by :meth:`parse`."""
+        if isinstance(value, StepSize):
+            return value
+        return cls.parse(value) if isinstance(value, str) else cls.from_dt(value)
+
+    @classmethod
+    def argument(cls, text: str) -> StepSize:
+        """:meth:`parse` as an argparse ``type``: a bad value is a usage error naming the option (exit 2)."""
+        try:
+            return cls.parse(text)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def parse_dt(text: str) -> float:
-    """Parse a step size written as ``0.5``, ``1/2`` or ``1/4``; raise :class:`ConfigError` if it is not 1/n."""
-    try:
-        if "/" in text:
-            num, den = text.split("/", 1)
-            value = float(num) / float(den)
-        else:
-            value = float(text)
-    except (ValueError, ZeroDivisionError):
-        raise ConfigError(f"dt={text!r} is not a number such as 0.5 or 1/2") from None
-    euler_steps(value)
-    return value
-
-
-def dt_argument(text: str) -> float:
-    """``parse_dt`` as an argparse ``type``: a bad value is a usage error naming the option (exit 2)."""
-    try:
-        return parse_dt(text)
-    except ConfigError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+def distinct_steps(steps: Sequence[StepSize] | None, option: str = "--dt") -> list[StepSize] | None:
+    """Step sizes given on the command line, each once: ``--dt 1 1`` (or ``1/2 0.5``) would evaluate, and report,
+    the same setting twice; a one-line :class:`ConfigError` names the repeated value."""
+    seen: list[StepSize] = []
+    for step in steps or []:
+        if step in seen:
+            raise ConfigError(f"{option}: the step size {step.dt:g} is given twice; give each step size once")
+        seen.append(step)
+    return None if steps is None else seen
 
 
 def check_seed(value: Any, name: str = "seed") -> int:
@@ -563,7 +621,7 @@ def _coerce(value: Any, tp: type, where: str) -> Any:
         if isinstance(value, str):
             if where.endswith(".dt"):
                 try:
-                    return parse_dt(value)
+                    return StepSize.parse(value).dt
                 except ConfigError as e:
                     raise ConfigError(f"{where}: {e}") from None
             try:

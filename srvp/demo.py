@@ -37,6 +37,7 @@ import signal
 import tempfile
 import threading
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,10 @@ import torch
 from srvp.api import Predictor
 from srvp.cli import predict
 from srvp.cli.predict import predict_files, select_window
-from srvp.config import MAX_SEED, parse_dt
+from srvp.config import MAX_SEED, StepSize
 from srvp.data import load_test_set
 from srvp.errors import ConfigError, DataError, SrvpError
+from srvp.evaluation.metrics import METRICS, pixel_metrics
 from srvp.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_clip
 from srvp.pretrained import available
 from srvp.visualization import save_grid_png
@@ -61,7 +63,7 @@ MAX_DEMO_SAMPLES = 50
 KEEP_FOLDERS = 16  # request folders kept in the server's temporary folder (a request makes at most 3)
 CACHE_SECONDS = 3600  # Gradio's copies of uploads and results are deleted after an hour (checked every 10 min)
 MAX_DEMO_COND, MAX_DEMO_HORIZON, MAX_DEMO_STEPS = 20, 100, 20  # the sliders' upper ends
-DT_CHOICES = ("1", "1/2", "1/3", "1/4")
+DT_CHOICES = tuple(StepSize(n).label for n in (1, 2, 3, 4))  # "1", "1/2", "1/3", "1/4"
 #: uploads offered by the page: the clips srvp.io reads, and zips of frames (whose members are read as a folder is:
 #: srvp.io.IMAGE_SUFFIXES)
 UPLOAD_SUFFIXES = (*VIDEO_SUFFIXES, ".npy", ".zip")
@@ -216,8 +218,8 @@ def _args(**values: Any) -> argparse.Namespace:
     return args
 
 
-def _dt(text: str) -> float | None:
-    return None if text in (None, "", "training step") else parse_dt(str(text))
+def _dt(text: str) -> StepSize | None:
+    return None if text in (None, "", "training step") else StepSize.parse(str(text))
 
 
 def _result(out: Path, summary: dict) -> dict[str, Any]:
@@ -324,18 +326,15 @@ def page_message(error: BaseException, state: DemoState | None = None) -> str:
     return _ABSOLUTE_PATH.sub(lambda m: m.group(1), text)
 
 
-def build_app(state: DemoState):
-    """The Gradio Blocks of the page. Every input is a plain value or an upload (Gradio accepts only files in its
-    upload folder for a ``gr.File`` input, and :meth:`DemoState.upload` checks it again); no event takes a path."""
-    import gradio as gr
+def _guard(gr: Any, state: DemoState) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator for the page's event functions: an error is shown on the page as its one-line message
+    (:func:`page_message`), never as a stack trace (the server log keeps those of internal errors)."""
 
-    labels = list(state.choices)
-
-    def guarded(fn):
+    def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
-            except Exception as e:  # shown on the page as a message, never as a stack trace
+            except Exception as e:
                 if not isinstance(e, SrvpError):
                     import traceback
 
@@ -343,13 +342,77 @@ def build_app(state: DemoState):
                 raise gr.Error(page_message(e, state), print_exception=False) from None
         wrapper.__name__ = fn.__name__
         return wrapper
+    return guarded
 
-    @guarded
+
+def _cleared(outputs: list) -> dict[str, Any]:
+    """A listener that empties ``outputs`` in the browser when the button is pressed (no request to the server,
+    no API endpoint): the results of a failed request are then empty, not those of the previous one."""
+    return {"fn": None, "inputs": None, "outputs": outputs, "js": f"() => [{', '.join(['null'] * len(outputs))}]"}
+
+
+@dataclass
+class _Page:
+    """What the tabs of the page share: Gradio, the server's state, the error guard, the first model's limits."""
+
+    gr: Any
+    state: DemoState
+    guarded: Callable[[Callable[..., Any]], Callable[..., Any]]
+    first: dict[str, Any]
+    #: one request at a time (concurrency_id): memory is bounded and a request never removes another's folder
+    once: dict[str, Any] = field(default_factory=lambda: {"concurrency_id": "srvp", "concurrency_limit": 1})
+
+    # The controls show the chosen model's limits (set when the page loads and when the model changes); their
+    # static ranges, which Gradio checks on the server for every session, are those of any model (k >= 1).
+    def conditioning_slider(self) -> Any:
+        return self.gr.Slider(1, self.first["cond_max"], value=self.first["cond_value"], step=1,
+                              label="conditioning frames (at least the model's k)")
+
+    def horizon_slider(self, value: int) -> Any:
+        return self.gr.Slider(1, MAX_DEMO_HORIZON, value=value, step=1, label="horizon (frames to predict)")
+
+    def seed_box(self) -> Any:
+        return self.gr.Number(label=f"seed (0 to {MAX_SEED})", value=0, precision=0, minimum=0, maximum=MAX_SEED)
+
+    def bind(self, button: Any, fn: Callable[..., Any], inputs: list, outputs: list) -> None:
+        """``button`` first clears ``outputs`` in the browser, then runs ``fn`` (guarded) on the server."""
+        button.click(**_cleared(outputs))
+        button.click(self.guarded(fn), inputs, outputs, **self.once)
+
+
+def _predict_tab(page: _Page, model: Any) -> list[Any]:
+    """The Predict tab; returns its controls that follow the chosen model (conditioning frames, dt)."""
+    gr, state = page.gr, page.state
+    with gr.Row():
+        upload = gr.File(label="clip: video, GIF, .npy or a zip of frames", file_types=list(UPLOAD_SUFFIXES),
+                         elem_id="clip-upload")
+        with gr.Column():
+            use_test = gr.Checkbox(label="use a generated Moving MNIST test clip instead", value=False)
+            test_index = gr.Number(label="test clip index", value=0, precision=0, minimum=0, maximum=999)
+            show = gr.Button("Show the conditioning frames", elem_id="show-clip")
+    preview = gr.Image(label="conditioning frames as the model sees them", type="filepath", elem_id="preview")
+    with gr.Row():
+        cond_frames, horizon = page.conditioning_slider(), page.horizon_slider(20)
+        samples = gr.Slider(1, MAX_DEMO_SAMPLES, value=10, step=1, label="samples")
+        dt = gr.Dropdown(["training step", *DT_CHOICES], value="training step",
+                         label="Euler step dt (smaller: intermediate frames)")
+    with gr.Row():
+        use_mean = gr.Checkbox(label="means instead of random draws", value=False)
+        seed = page.seed_box()
+        metric = gr.Radio(list(pixel_metrics()), value="psnr", label="best / worst sample by")
+        go = gr.Button("Predict", variant="primary", elem_id="predict")
+    animation = gr.Image(label="conditioning | ground truth, then each sample", type="filepath", elem_id="animation")
+    grid = gr.Image(label="best, worst and a random sample (red bars: intermediate frames)", type="filepath",
+                    elem_id="grid")
+    plot = gr.Image(label=f"{' and '.join(METRICS[m].label for m in pixel_metrics())} per predicted frame",
+                    type="filepath", elem_id="per-step")
+    summary = gr.Code(label="summary.json", language="json")
+    downloads = gr.File(label="downloads", file_count="multiple")
+
     def show_clip(model, upload, test_index, use_test, cond_frames, horizon):
         clip = page_clip(state, model, upload, test_index, use_test)
         return conditioning_preview(state, model, clip, cond_frames, horizon)
 
-    @guarded
     def run_predict(model, upload, test_index, use_test, cond_frames, horizon, samples, dt, use_mean, seed, metric,
                     progress=gr.Progress()):  # noqa: B008 (Gradio's way of asking for a progress bar)
         progress(0.1, desc="sampling futures")
@@ -361,117 +424,84 @@ def build_app(state: DemoState):
         return (preview, animation, files.get("grid.png"), files.get("per_step.png"),
                 json.dumps(result["summary"], indent=1), list(files.values()))
 
-    @guarded
+    clip_inputs = [model, upload, test_index, use_test, cond_frames, horizon]
+    page.bind(show, show_clip, clip_inputs, [preview])
+    page.bind(go, run_predict, [*clip_inputs, samples, dt, use_mean, seed, metric],
+              [preview, animation, grid, plot, summary, downloads])
+    return [cond_frames, dt]
+
+
+def _swap_tab(page: _Page, model: Any) -> Any:
+    """The Swap content tab (figure 8); returns its conditioning-frames slider."""
+    gr, state = page.gr, page.state
+    with gr.Row():
+        dyn = gr.File(label="dynamics from this clip")
+        con = gr.File(label="content from this clip")
+    with gr.Row():
+        cond, horizon, seed = page.conditioning_slider(), page.horizon_slider(10), page.seed_box()
+    go = gr.Button("Swap", variant="primary")
+    outputs = [gr.Image(type="filepath", label="dynamics | content | swapped"),
+               gr.Image(type="filepath", label="grid"), gr.File(file_count="multiple", label="downloads")]
+
     def run_swap(model, upload_a, upload_b, cond_frames, horizon, seed):
         result = swap_clips(state, model, clip_input(state, upload_a, "dynamics clip"),
                             clip_input(state, upload_b, "content clip"), cond_frames, horizon, seed)
         return result["files"]["swap.gif"], result["files"]["grid.png"], list(result["files"].values())
 
-    @guarded
+    page.bind(go, run_swap, [model, dyn, con, cond, horizon, seed], outputs)
+    return cond
+
+
+def _interpolate_tab(page: _Page, model: Any) -> Any:
+    """The Interpolate tab (figure 9); returns its conditioning-frames slider."""
+    gr, state = page.gr, page.state
+    with gr.Row():
+        clip_a = gr.File(label="clip A")
+        clip_b = gr.File(label="clip B")
+    with gr.Row():
+        cond, horizon = page.conditioning_slider(), page.horizon_slider(10)
+        steps = gr.Slider(2, MAX_DEMO_STEPS, value=5, step=1, label="interpolated trajectories")
+    go = gr.Button("Interpolate", variant="primary")
+    outputs = [gr.Image(type="filepath", label="A | interpolations | B"), gr.Image(type="filepath", label="grid"),
+               gr.File(file_count="multiple", label="downloads")]
+
     def run_interpolate(model, upload_a, upload_b, cond_frames, horizon, steps):
         result = interpolate_clips(state, model, clip_input(state, upload_a, "clip A"),
                                    clip_input(state, upload_b, "clip B"), cond_frames, horizon, steps)
         return (result["files"]["interpolation.gif"], result["files"]["grid.png"], list(result["files"].values()))
 
-    # The controls show the chosen model's limits (set when the page loads and when the model changes); their
-    # static ranges, which Gradio checks on the server for every session, are those of any model (k >= 1).
-    first = model_limits(state.predictor(labels[0]))
+    page.bind(go, run_interpolate, [model, clip_a, clip_b, cond, horizon, steps], outputs)
+    return cond
 
-    def conditioning_slider() -> Any:
-        return gr.Slider(1, first["cond_max"], value=first["cond_value"], step=1,
-                         label="conditioning frames (at least the model's k)")
 
-    def horizon_slider(value: int) -> Any:
-        return gr.Slider(1, MAX_DEMO_HORIZON, value=value, step=1, label="horizon (frames to predict)")
+def build_app(state: DemoState):
+    """The Gradio Blocks of the page. Every input is a plain value or an upload (Gradio accepts only files in its
+    upload folder for a ``gr.File`` input, and :meth:`DemoState.upload` checks it again); no event takes a path."""
+    import gradio as gr
 
-    def seed_box() -> Any:
-        return gr.Number(label=f"seed (0 to {MAX_SEED})", value=0, precision=0, minimum=0, maximum=MAX_SEED)
+    labels = list(state.choices)
+    page = _Page(gr, state, _guard(gr, state), model_limits(state.predictor(labels[0])))
 
-    @guarded
     def limits(model):
         """The controls' ranges for the chosen model (conditioning frames, step sizes)."""
         m = model_limits(state.predictor(model))
-        cond = gr.update(minimum=m["cond_min"], maximum=max(m["cond_max"], first["cond_max"]), value=m["cond_value"])
+        cond = gr.update(minimum=m["cond_min"], maximum=max(m["cond_max"], page.first["cond_max"]),
+                         value=m["cond_value"])
         return cond, cond, cond, gr.update(choices=m["dt_choices"], value="training step")
 
-    def cleared(outputs: list) -> dict[str, Any]:
-        """A listener that empties ``outputs`` in the browser when the button is pressed (no request to the server,
-        no API endpoint): the results of a failed request are then empty, not those of the previous one."""
-        return {"fn": None, "inputs": None, "outputs": outputs, "js": f"() => [{', '.join(['null'] * len(outputs))}]"}
-
-    # one request at a time (concurrency_id): memory is bounded and a request never removes another's folder
-    once = {"concurrency_id": "srvp", "concurrency_limit": 1}
     with gr.Blocks(title="srvp: stochastic video prediction", delete_cache=(600, CACHE_SECONDS)) as app:
         gr.Markdown("# srvp — futures of a clip\nStochastic Latent Residual Video Prediction (Franceschi et al.). "
                     "Give a clip, draw samples of its future; the same as `srvp predict` on the command line.")
         model = gr.Dropdown(labels, value=labels[0], label="model")
         with gr.Tab("Predict"):
-            with gr.Row():
-                upload = gr.File(label="clip: video, GIF, .npy or a zip of frames", file_types=list(UPLOAD_SUFFIXES),
-                                 elem_id="clip-upload")
-                with gr.Column():
-                    use_test = gr.Checkbox(label="use a generated Moving MNIST test clip instead", value=False)
-                    test_index = gr.Number(label="test clip index", value=0, precision=0, minimum=0, maximum=999)
-                    show = gr.Button("Show the conditioning frames", elem_id="show-clip")
-            preview = gr.Image(label="conditioning frames as the model sees them", type="filepath",
-                               elem_id="preview")
-            with gr.Row():
-                cond_frames = conditioning_slider()
-                horizon = horizon_slider(20)
-                samples = gr.Slider(1, MAX_DEMO_SAMPLES, value=10, step=1, label="samples")
-                dt = gr.Dropdown(["training step", *DT_CHOICES], value="training step",
-                                 label="Euler step dt (smaller: intermediate frames)")
-            with gr.Row():
-                use_mean = gr.Checkbox(label="means instead of random draws", value=False)
-                seed = seed_box()
-                metric = gr.Radio(["psnr", "ssim"], value="psnr", label="best / worst sample by")
-                go = gr.Button("Predict", variant="primary", elem_id="predict")
-            animation = gr.Image(label="conditioning | ground truth, then each sample", type="filepath",
-                                 elem_id="animation")
-            grid = gr.Image(label="best, worst and a random sample (red bars: intermediate frames)",
-                            type="filepath", elem_id="grid")
-            plot = gr.Image(label="PSNR and SSIM per predicted frame", type="filepath", elem_id="per-step")
-            summary = gr.Code(label="summary.json", language="json")
-            downloads = gr.File(label="downloads", file_count="multiple")
-            clip_inputs = [model, upload, test_index, use_test, cond_frames, horizon]
-            show.click(**cleared([preview]))
-            show.click(show_clip, clip_inputs, [preview], **once)
-            predict_outputs = [preview, animation, grid, plot, summary, downloads]
-            go.click(**cleared(predict_outputs))
-            go.click(run_predict, [*clip_inputs, samples, dt, use_mean, seed, metric], predict_outputs, **once)
+            cond_frames, dt = _predict_tab(page, model)
         with gr.Tab("Swap content (figure 8)"):
-            with gr.Row():
-                dyn = gr.File(label="dynamics from this clip")
-                con = gr.File(label="content from this clip")
-            with gr.Row():
-                swap_cond = conditioning_slider()
-                swap_horizon = horizon_slider(10)
-                swap_seed = seed_box()
-            swap_go = gr.Button("Swap", variant="primary")
-            swap_anim = gr.Image(type="filepath", label="dynamics | content | swapped")
-            swap_grid = gr.Image(type="filepath", label="grid")
-            swap_files = gr.File(file_count="multiple", label="downloads")
-            swap_outputs = [swap_anim, swap_grid, swap_files]
-            swap_go.click(**cleared(swap_outputs))
-            swap_go.click(run_swap, [model, dyn, con, swap_cond, swap_horizon, swap_seed], swap_outputs, **once)
+            swap_cond = _swap_tab(page, model)
         with gr.Tab("Interpolate (figure 9)"):
-            with gr.Row():
-                clip_a = gr.File(label="clip A")
-                clip_b = gr.File(label="clip B")
-            with gr.Row():
-                int_cond = conditioning_slider()
-                int_horizon = horizon_slider(10)
-                steps = gr.Slider(2, MAX_DEMO_STEPS, value=5, step=1, label="interpolated trajectories")
-            int_go = gr.Button("Interpolate", variant="primary")
-            int_anim = gr.Image(type="filepath", label="A | interpolations | B")
-            int_grid = gr.Image(type="filepath", label="grid")
-            int_files = gr.File(file_count="multiple", label="downloads")
-            int_outputs = [int_anim, int_grid, int_files]
-            int_go.click(**cleared(int_outputs))
-            int_go.click(run_interpolate, [model, clip_a, clip_b, int_cond, int_horizon, steps], int_outputs, **once)
+            int_cond = _interpolate_tab(page, model)
         limited = [cond_frames, swap_cond, int_cond, dt]
-        app.load(limits, [model], limited, **once)
-        model.change(limits, [model], limited, **once)
+        app.load(page.guarded(limits), [model], limited, **page.once)
+        model.change(page.guarded(limits), [model], limited, **page.once)
     return app
 
 

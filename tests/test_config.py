@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from srvp.config import PRESETS, RunConfig, add_config_arguments, apply_overrides, euler_steps, parse_dt, preset
+from srvp.config import PRESETS, RunConfig, StepSize, add_config_arguments, apply_overrides, preset
 from srvp.errors import ConfigError
 
 
@@ -28,13 +28,13 @@ def test_paper_hyperparameters():
 
 @pytest.mark.parametrize("text,n", [("1", 1), ("0.5", 2), ("1/4", 4), ("0.2", 5)])
 def test_dt_parsing(text, n):
-    assert euler_steps(parse_dt(text)) == n
+    assert StepSize.parse(text).n == n
 
 
 @pytest.mark.parametrize("text", ["0.3", "0", "-1", "2", "abc", "1/0", "nan"])
 def test_impossible_dt_is_rejected(text):
     with pytest.raises(ConfigError, match="dt"):
-        parse_dt(text)
+        StepSize.parse(text)
 
 
 def _parse(argv):

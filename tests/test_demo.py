@@ -434,6 +434,19 @@ def test_the_pages_controls_offer_only_what_is_accepted(state, clip, uploads):
                           seed=0)
 
 
+def test_the_pages_metric_choice_is_the_metric_tables(state, monkeypatch):
+    """The Predict tab's "best / worst sample by" offers every metric of the table that needs no network."""
+    import gradio as gr
+
+    from srvp.evaluation.metrics import METRICS, Metric
+
+    monkeypatch.setitem(METRICS, "mae", Metric("mae", "MAE", higher_is_better=False, digits=3,
+                                               score=lambda p, t: (p - t).abs().mean(dim=(-3, -2, -1))))
+    state.workdir.mkdir()
+    radios = [b for b in demo.build_app(state).blocks.values() if isinstance(b, gr.Radio)]
+    assert [[c if isinstance(c, str) else c[0] for c in r.choices] for r in radios] == [["psnr", "ssim", "mae"]]
+
+
 def test_swap_and_interpolation_from_the_page(state, clip, uploads):
     state.workdir.mkdir()
     other = uploads / "other.npy"

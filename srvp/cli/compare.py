@@ -8,8 +8,7 @@ import math
 import shlex
 import sys
 
-from srvp.cli.evaluate import distinct_dts
-from srvp.config import PRESETS, check_seed, dt_argument, seed_argument
+from srvp.config import PRESETS, StepSize, check_seed, distinct_steps, seed_argument
 from srvp.errors import ConfigError
 from srvp.evaluation import EvalSettings
 from srvp.runtime import resolve_device
@@ -44,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                         "between seeds (default: the preset's seed, one run per model)")
     parser.add_argument("--train-only", action="store_true",
                         help="train (or resume) the runs and stop before the evaluation")
-    parser.add_argument("--test-dt", nargs="+", type=dt_argument, metavar="DT",
+    parser.add_argument("--test-dt", nargs="+", type=StepSize.argument, metavar="DT",
                         help="also evaluate the models whose transition is an Euler step (srvp, deterministic, "
                              "no-content, half-dt) at these step sizes, e.g. 1 1/2 1/3 1/4 (a Δt table)")
     parser.add_argument("--samples", type=int, default=20, help="futures per test sequence (best of N)")
@@ -95,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         seconds=args.seconds, n_samples=args.samples, test_sequences=args.test_sequences, precision=args.precision,
         device=args.device, seed=args.seed, cost_batch=args.cost_batch, cost_samples=args.cost_samples,
         progress=not args.no_progress, command=_command_line(), note=args.note, seeds=seeds,
-        train_only=args.train_only, test_dts=distinct_dts(args.test_dt, "--test-dt"))
+        train_only=args.train_only, test_dts=distinct_steps(args.test_dt, "--test-dt"))
     if args.train_only:
         print(f"compare: {len(summary['trained'])} runs trained in {args.out_dir}/runs")
         return 0

@@ -26,12 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch.distributed as dist
 
-from srvp.config import PRECISIONS, dt_argument, seed_argument
+from srvp.config import PRECISIONS, StepSize, distinct_steps, seed_argument
 from srvp.data import load_test_set
 from srvp.data.npz import LAYOUTS, load_sequences_npz
 from srvp.data.videos import open_split
 from srvp.errors import ConfigError, DataError, SrvpError
 from srvp.evaluation import EvalSettings, evaluate_model, write_report
+from srvp.evaluation.metrics import METRICS
 from srvp.evaluation.protocol import load_metric_networks
 from srvp.evaluation.report import REPORT_FILES, markdown_table
 from srvp.files import read_json_marker, replaceable_names, staged_output_dir
@@ -41,7 +42,6 @@ from srvp.runtime import init_distributed, resolve_device, tune_glibc_malloc
 NAME = "evaluate"
 HELP = "evaluate a checkpoint with the paper's protocol (best of N; PSNR, SSIM, LPIPS, FVD, ELBO; tables 1-3, 5-7)"
 DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else HELP
-METRIC_CHOICES = ("psnr", "ssim", "lpips", "fvd")
 
 
 def _positive(text: str) -> int:
@@ -52,17 +52,6 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
-
-
-def distinct_dts(dts: list[float] | None, option: str = "--dt") -> list[float] | None:
-    """Step sizes given on the command line, each once: ``--dt 1 1`` (or ``1/2 0.5``) would evaluate, and report,
-    the same setting twice; a one-line :class:`ConfigError` names the repeated value."""
-    seen: list[float] = []
-    for dt in dts or []:
-        if any(abs(dt - other) < 1e-9 for other in seen):
-            raise ConfigError(f"{option}: the step size {dt:g} is given twice; give each step size once")
-        seen.append(dt)
-    return dts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,10 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=_positive, default=None, metavar="N",
                         help="futures drawn per sequence; the best is reported (default: the paper's protocol of the "
                         "model, 100; 1 for deterministic Moving MNIST)")
-    parser.add_argument("--dt", type=dt_argument, nargs="+", default=None, metavar="DT",
+    parser.add_argument("--dt", type=StepSize.argument, nargs="+", default=None, metavar="DT",
                         help="test Euler step size(s), 1/n, e.g. --dt 1 1/2 1/3 (default: the training step)")
-    parser.add_argument("--metrics", nargs="+", choices=METRIC_CHOICES, default=["psnr", "ssim"],
-                        help="metrics (default: psnr ssim; lpips and fvd need weight files)")
+    parser.add_argument("--metrics", nargs="+", choices=tuple(METRICS), default=["psnr", "ssim"],
+                        help="metrics (default: psnr ssim; " + " and ".join(m for m in METRICS if METRICS[m].network)
+                        + " need weight files)")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="output directory (default: eval_<checkpoint name> next to the checkpoint)")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
@@ -147,7 +137,7 @@ def _check_output_dir(out_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    distinct_dts(args.dt)
+    distinct_steps(args.dt)
     if args.test_set_layout and not args.test_set:
         raise ConfigError("--test-set-layout says how a --test-set file is laid out; give --test-set too")
     if args.precision == "fp16" and args.device == "cpu":
@@ -158,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         loaded = load_pretrained(args.checkpoint)
         model, cfg = loaded.model.to(device), loaded.config
+        for step in args.dt or []:  # a step the model does not accept is refused before any work
+            model.step_size(step)
         sequences, source = _load_sequences(args, cfg)
         if args.max_sequences is not None:
             sequences = sequences[: args.max_sequences]
@@ -182,11 +174,11 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"FVD needs at least 2 test sequences of at least 9 frames, got {len(sequences)} of "
                               f"{cond_frames + horizon}")
         weights = {"alexnet": args.alexnet_weights, "lpips": args.lpips_weights, "i3d": args.i3d_weights}
-        networks, skipped = load_metric_networks([x for x in args.metrics if x in ("lpips", "fvd")], weights,
+        networks, skipped = load_metric_networks([x for x in args.metrics if METRICS[x].network], weights,
                                                  args.missing_weights, device)
         for metric, why in skipped.items():
             if rank == 0:
-                print(f"srvp evaluate: {metric.upper()} skipped: {why}", file=sys.stderr)
+                print(f"srvp evaluate: {METRICS[metric].label} skipped: {why}", file=sys.stderr)
         metrics = [x for x in args.metrics if x not in skipped]
         out_dir = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{Path(args.checkpoint).stem}"
         if rank == 0:

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from srvp.api import Predictor
-from srvp.config import check_seed, dt_argument, euler_steps, seed_argument
+from srvp.config import StepSize, check_seed, seed_argument
 from srvp.errors import ConfigError, DataError, SrvpError
-from srvp.evaluation import metrics
+from srvp.evaluation.metrics import METRICS, pixel_metrics, rank_samples
 from srvp.evaluation.report import Curve, curves_figure
 from srvp.files import atomic_write_bytes, atomic_write_text, read_json_marker, staged_output_dir
 from srvp.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_clip, suffix_list
@@ -44,7 +44,6 @@ MAX_SAMPLES, MAX_HORIZON, MAX_STEPS = 1000, 10_000, 100
 HELP = "predict the futures of a clip (video, GIF, folder of frames or .npy); content swap and interpolation"
 DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else HELP
 
-METRICS = ("psnr", "ssim")
 FORMATS = ("gif", "mp4")
 GRID_SAMPLES_WITHOUT_TRUTH = 3
 
@@ -67,10 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="index of the first conditioning frame in the clip (default: see above)")
     parser.add_argument("--samples", type=int, default=None, metavar="N",
                         help="samples to draw (default 10 for prediction, 1 for --swap-content)")
-    parser.add_argument("--dt", type=dt_argument, default=None, metavar="DT",
+    parser.add_argument("--dt", type=StepSize.argument, default=None, metavar="DT",
                         help="Euler step of generation, 1/n (e.g. 1/2: every intermediate state is decoded, "
                         "doubling the frame rate; default: the training step)")
-    parser.add_argument("--metric", choices=METRICS, default="psnr",
+    parser.add_argument("--metric", choices=pixel_metrics(), default="psnr",
                         help="score used to pick the best and worst samples against the ground truth")
     parser.add_argument("--mean", action="store_true", help="use distribution means instead of random draws")
     parser.add_argument("--out", default=None, metavar="DIR",
@@ -118,24 +117,23 @@ def select_window(clip: torch.Tensor, cond: int, horizon: int, start: int | None
 
 
 def score_samples(samples: torch.Tensor, truth: torch.Tensor, steps_per_frame: int, metric: str) -> np.ndarray:
-    """Mean ``metric`` over the known ground-truth frames ``(Tg, C, H, W)`` of every sample ``(N, T', C, H, W)``
-    (only the integer-time frames of samples that carry intermediate states)."""
+    """Mean ``metric`` ``(N,)`` over the known ground-truth frames ``(Tg, C, H, W)`` of every sample
+    ``(N, T', C, H, W)`` (only the integer-time frames of samples that carry intermediate states)."""
     frames = samples[:, steps_per_frame - 1::steps_per_frame][:, :truth.shape[0]]
     target = truth.unsqueeze(0).expand_as(frames)
-    per_frame = metrics.psnr(frames, target) if metric == "psnr" else metrics.ssim(frames, target)
-    return per_frame.mean(dim=1).double().numpy()
+    return METRICS[metric].score(frames, target).mean(dim=1).double().numpy()
 
 
 def per_step_plot(samples: torch.Tensor, truth: torch.Tensor, steps_per_frame: int, chosen: dict[str, int],
                   path: Path, cond_frames: int) -> str:
-    """PNG of PSNR and SSIM against the frame index (the evaluation report's :func:`curves_figure`): the chosen
-    samples (best, worst, random), the mean over all samples with its 95% band, and a blank frame, on the known
-    ground-truth frames. Returns the file name."""
+    """PNG of every metric without a network (PSNR, SSIM) against the frame index (the evaluation report's
+    :func:`curves_figure`): the chosen samples (best, worst, random), the mean over all samples with its 95% band,
+    and a blank frame, on the known ground-truth frames. Returns the file name."""
     frames = samples[:, steps_per_frame - 1::steps_per_frame][:, :truth.shape[0]]
     target = truth.unsqueeze(0).expand_as(frames)
-    per_frame = {m: fn(frames, target).double().numpy() for m, fn in (("psnr", metrics.psnr), ("ssim", metrics.ssim))}
-    blank = {m: fn(torch.zeros_like(truth), truth).double().numpy()[None]
-             for m, fn in (("psnr", metrics.psnr), ("ssim", metrics.ssim))}
+    scores = {m: METRICS[m].score for m in pixel_metrics()}
+    per_frame = {m: fn(frames, target).double().numpy() for m, fn in scores.items()}
+    blank = {m: fn(torch.zeros_like(truth), truth).double().numpy()[None] for m, fn in scores.items()}
     curves = [Curve(f"{name} sample (#{i})", {m: v[i][None] for m, v in per_frame.items()})
               for name, i in chosen.items()]
     curves += [Curve(f"mean of {len(frames)} samples", per_frame), Curve("blank (black) frame", blank, baseline=True)]
@@ -148,9 +146,9 @@ def hold(frames: torch.Tensor, n: int) -> torch.Tensor:
     return frames.repeat_interleave(n, dim=0) if n > 1 else frames
 
 
-def _check_common(args: argparse.Namespace, predictor) -> tuple[int, int, float, int]:
-    """Conditioning frames, horizon, generation step and output frames per frame interval (``1/dt`` when ``dt`` is
-    smaller than the training step: every intermediate state is decoded; else 1)."""
+def _check_common(args: argparse.Namespace, predictor) -> tuple[int, int, StepSize, int]:
+    """Conditioning frames, horizon, generation step (one the model accepts) and output frames per frame interval
+    (``n = 1/dt`` when ``dt`` is smaller than the training step: every intermediate state is decoded; else 1)."""
     data_cfg = predictor.config.data
     cond = args.cond_frames if args.cond_frames is not None else max(data_cfg.cond_frames,
                                                                      predictor.content_frames)
@@ -166,8 +164,8 @@ def _check_common(args: argparse.Namespace, predictor) -> tuple[int, int, float,
     if not 1 <= args.scale <= 64:
         raise ConfigError(f"--scale {args.scale} must be an integer from 1 to 64 (the enlargement of the frames)")
     check_seed(args.seed, "--seed")
-    dt = predictor.dt if args.dt is None else args.dt
-    return cond, horizon, dt, (euler_steps(dt) if dt < predictor.dt - 1e-9 else 1)
+    step = predictor.model.step_size(args.dt)
+    return cond, horizon, step, (step.n if step.n > predictor.model.step_size().n else 1)
 
 
 def _check_outputs(args: argparse.Namespace, predictor, video_panels: int, grid_rows: int, grid_columns: int
@@ -200,16 +198,16 @@ def _samples(args, default: int) -> int:
 
 
 def _predict(args, predictor, clip, out: Path) -> dict:
-    cond, horizon, dt, n = _check_common(args, predictor)
+    cond, horizon, step, n = _check_common(args, predictor)
     n_samples = _samples(args, default=10)
     _check_outputs(args, predictor, n_samples + 1 if args.side_by_side else 1, 1 + GRID_SAMPLES_WITHOUT_TRUTH,
                    cond + horizon * n)
     x_cond, truth, start = select_window(clip, cond, horizon, args.start, args.input)
-    samples = predictor.predict(x_cond.unsqueeze(0), horizon, n_samples=n_samples, dt=dt, use_mean=args.mean,
+    samples = predictor.predict(x_cond.unsqueeze(0), horizon, n_samples=n_samples, dt=step, use_mean=args.mean,
                                 keep_intermediate=n > 1)[0]  # (N, horizon * n, C, H, W)
-    times = predictor.frame_times(horizon, dt, keep_intermediate=n > 1)
+    times = predictor.frame_times(horizon, step, keep_intermediate=n > 1)
     intermediate = [bool(t != round(t)) for t in times]
-    summary = {"mode": "predict", "conditioning": [start, start + cond], "horizon": horizon, "dt": dt,
+    summary = {"mode": "predict", "conditioning": [start, start + cond], "horizon": horizon, "dt": step.dt,
                "frames_per_sample": int(samples.shape[1]), "samples": n_samples,
                "ground_truth_frames": 0 if truth is None else int(truth.shape[0]), "files": []}
 
@@ -231,14 +229,14 @@ def _predict(args, predictor, clip, out: Path) -> dict:
     labels = ["conditioning" if truth is None else "conditioning | truth"]
     if truth is not None:
         scores = score_samples(samples, truth, n, args.metric)
-        order = np.argsort(-scores, kind="stable")
+        order = rank_samples(scores, args.metric).order.numpy()  # best first
         chosen = [("best", int(order[0]))]
         if n_samples > 1:
             chosen.append(("worst", int(order[-1])))
         others = order[1:-1]
         if len(others):
             chosen.append(("random", int(np.random.default_rng(args.seed).choice(others))))
-        unit = " dB" if args.metric == "psnr" else ""
+        unit = f" {METRICS[args.metric].unit}" if METRICS[args.metric].unit else ""
         for name, i in chosen:
             rows.append(samples[i])
             labels.append(f"{name} #{i} ({args.metric} {scores[i]:.3g}{unit})")
@@ -259,7 +257,7 @@ def _predict(args, predictor, clip, out: Path) -> dict:
 
 
 def _swap(args, predictor, clip, out: Path) -> dict:
-    cond, horizon, dt, n = _check_common(args, predictor)
+    cond, horizon, step, n = _check_common(args, predictor)
     n_samples = _samples(args, default=1)
     _check_outputs(args, predictor, n_samples + 2, n_samples + 2, cond + horizon * n)
     x_dyn, truth, start = select_window(clip, cond, horizon, args.start, args.input)
@@ -269,13 +267,13 @@ def _swap(args, predictor, clip, out: Path) -> dict:
         raise DataError(f"{args.swap_content}: {x_content.shape[0]} frame(s); the model needs at least "
                         f"k={predictor.content_frames}")
     swapped = predictor.swap_content(x_dyn.unsqueeze(0), x_content.unsqueeze(0), horizon, n_samples=n_samples,
-                                     dt=dt, use_mean=args.mean, keep_intermediate=n > 1)[0]
+                                     dt=step, use_mean=args.mean, keep_intermediate=n > 1)[0]
     dynamics = x_dyn if truth is None else torch.cat([x_dyn, truth])
     fps = args.fps * n
     dyn_video = torch.cat([hold(x_dyn, n)] + ([hold(truth, n)] if truth is not None else []))
     panels = [dyn_video, hold(x_content, n)] + [s for s in swapped]
     name = _write(out / f"swap.{args.format}", panels, args, fps, ncols=len(panels))
-    intermediate = [False] * cond + [bool(t != round(t)) for t in predictor.frame_times(horizon, dt, n > 1)]
+    intermediate = [False] * cond + [bool(t != round(t)) for t in predictor.frame_times(horizon, step, n > 1)]
     rows = [dynamics, x_content] + [s for s in swapped]
     truth_cols = [cond + n * (t + 1) - 1 for t in range(dynamics.shape[0] - cond)]
     offsets = [list(range(cond)) + truth_cols, 0] + [0] * n_samples
@@ -284,7 +282,7 @@ def _swap(args, predictor, clip, out: Path) -> dict:
     save_grid_png(out / "grid.png", rows, labels=labels, offsets=offsets, marks=marks if n > 1 else None,
                   scale=args.scale)
     return {"mode": "swap-content", "dynamics": args.input, "content": args.swap_content,
-            "conditioning": [start, start + cond], "horizon": horizon, "dt": dt, "samples": n_samples,
+            "conditioning": [start, start + cond], "horizon": horizon, "dt": step.dt, "samples": n_samples,
             "frames_per_sample": int(swapped.shape[1]), "files": [name, "grid.png"]}
 
 

@@ -20,7 +20,7 @@ import torch
 from srvp.config import preset
 from srvp.data import load_test_set, to_float
 from srvp.errors import ConfigError
-from srvp.evaluation.metrics import psnr
+from srvp.evaluation.metrics import psnr, rank_samples
 from srvp.evaluation.protocol import EvalSettings, evaluate_model
 from srvp.evaluation.report import write_report
 from srvp.training.checkpoint import CheckpointManager, load_checkpoint
@@ -103,10 +103,10 @@ def write_samples_png(model: torch.nn.Module, sequences, cond_frames: int, n_sam
     x = to_float(torch.as_tensor(sequences))
     with torch.inference_mode():
         futures = model.predict(x[:, :cond_frames], x.shape[1] - cond_frames, n_samples=n_samples).clamp(0, 1)
-    scores = psnr(futures, x[:, cond_frames:].unsqueeze(1).expand_as(futures)).mean(-1)
+    best = rank_samples(psnr(futures, x[:, cond_frames:].unsqueeze(1).expand_as(futures)).mean(-1), "psnr").best
     rows, labels, offsets = [], [], []
     for b in range(len(x)):
-        rows += [x[b], futures[b, scores[b].argmax()], futures[b, -1]]
+        rows += [x[b], futures[b, best[b]], futures[b, -1]]
         labels += [f"clip {b + 1}: truth (1-{cond_frames}: seen)", f"best of {n_samples}", "random sample"]
         offsets += [0, cond_frames, cond_frames]
     return save_grid_png(path, rows, labels=labels, offsets=offsets)
@@ -123,7 +123,7 @@ def write_samples_gif(model: torch.nn.Module, sequences, cond_frames: int, n_sam
         futures = model.predict(x[:, :cond_frames], x.shape[1] - cond_frames, n_samples=n_samples).clamp(0, 1)
     target = x[:, cond_frames:]
     scores = psnr(futures, target.unsqueeze(1).expand_as(futures)).mean(-1)  # (B, S)
-    best = futures[torch.arange(len(x)), scores.argmax(1)]
+    best = futures[torch.arange(len(x)), rank_samples(scores, "psnr").best]
     random = futures[:, -1]
     cond = x[:, :cond_frames]
     rows = [("ground truth", x), (f"best of {n_samples} (PSNR)", torch.cat([cond, best], dim=1)),

@@ -1,14 +1,21 @@
-"""Frame metrics of the paper's protocol (PSNR, SSIM), confidence intervals and the Fréchet distance.
+"""Frame metrics of the paper's protocol (PSNR, SSIM), the table of every metric's facts (:data:`METRICS`), the one
+best-of-N rule (:func:`rank_samples`), confidence intervals and the Fréchet distance.
 
 All frame metrics take predictions and targets of shape ``(..., C, H, W)`` with values in [0, 1] (typically
 ``(N, T, C, H, W)``) and return one score per frame, shape ``(...)``; they are vectorised in torch so that a whole
 chunk of samples is scored in one call.
+
+Adding a metric is one entry of :data:`METRICS` (with its function, here, when it needs no pretrained network): the
+protocol scores it, the reports title and print it, and ``srvp evaluate --metrics`` (every metric), ``srvp predict
+--metric``, the demo and ``srvp compare`` (the metrics without a network) offer it.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -80,6 +87,96 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, wind
     c2 = (k2 * data_range) ** 2
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
     return ssim_map.mean(dim=(-2, -1)).reshape(*lead, C).mean(dim=-1)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What the package knows of one metric: every place that scores, ranks, offers or prints it reads this."""
+
+    name: str
+    """Key in results, report files and the command line's choices."""
+    label: str
+    """Name in tables and plots (``PSNR``)."""
+    higher_is_better: bool
+    """Direction: which sample is the best of N (:func:`rank_samples`) and which table entry is best."""
+    digits: int
+    """Decimals of a printed mean and interval."""
+    score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    """Per-frame scores ``(...)`` of frames ``(..., C, H, W)`` against targets of the same shape; None for a metric
+    computed with a pretrained ``network`` by the protocol."""
+    network: str | None = None
+    """The pretrained network it needs (``lpips``, ``i3d``; their weight files are the user's), or None."""
+    per_frame: bool = True
+    """False for a metric of a whole set of videos (FVD), which has no per-frame or best-of-N score."""
+    unit: str = ""
+    """Unit of a score (``dB``), shown after single values."""
+
+    @property
+    def title(self) -> str:
+        """Column and plot title with the direction: ``PSNR ↑``, ``LPIPS ↓``."""
+        return f"{self.label} {'↑' if self.higher_is_better else '↓'}"
+
+    def interval_text(self, mean: float, ci: float) -> str:
+        """``mean ± ci`` with the metric's digits."""
+        return f"{mean:.{self.digits}f} ± {ci:.{self.digits}f}"
+
+
+#: every metric, in the order reports list them: the one table of metric facts
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("psnr", "PSNR", higher_is_better=True, digits=2, score=psnr, unit="dB"),
+    Metric("ssim", "SSIM", higher_is_better=True, digits=4, score=ssim),
+    Metric("lpips", "LPIPS", higher_is_better=False, digits=4, network="lpips"),
+    Metric("fvd", "FVD", higher_is_better=False, digits=1, network="i3d", per_frame=False),
+)}
+
+
+def frame_metrics() -> tuple[str, ...]:
+    """Names of the metrics scored frame by frame (every sample has a score: best of N applies)."""
+    return tuple(name for name, m in METRICS.items() if m.per_frame)
+
+
+def pixel_metrics() -> tuple[str, ...]:
+    """Names of the frame metrics computed from the pixels alone (no pretrained network), which can always be
+    computed: what ``srvp predict --metric`` (and its per-step plot), the demo and ``srvp compare`` offer."""
+    return tuple(name for name, m in METRICS.items() if m.per_frame and m.network is None)
+
+
+@dataclass(frozen=True)
+class SampleRanking:
+    """N samples ranked by one metric (:func:`rank_samples`): ``scores`` ``(..., N)`` one score per sample,
+    ``order`` ``(..., N)`` their indices from the best to the worst."""
+
+    scores: torch.Tensor
+    order: torch.Tensor
+
+    @property
+    def best(self) -> torch.Tensor:
+        """Index ``(...)`` of the best sample (the first one among equals)."""
+        return self.order[..., 0]
+
+    @property
+    def worst(self) -> torch.Tensor:
+        """Index ``(...)`` of the worst sample."""
+        return self.order[..., -1]
+
+    @property
+    def best_score(self) -> torch.Tensor:
+        """Score ``(...)`` of the best sample: the best of N."""
+        return self.scores.gather(-1, self.order[..., :1]).squeeze(-1)
+
+    @property
+    def worst_score(self) -> torch.Tensor:
+        """Score ``(...)`` of the worst sample."""
+        return self.scores.gather(-1, self.order[..., -1:]).squeeze(-1)
+
+
+def rank_samples(scores: torch.Tensor | np.ndarray, metric: str) -> SampleRanking:
+    """The one best-of-N rule: the samples of ``scores`` ``(..., N)`` (one score per sample, e.g. a metric averaged
+    over its frames) ordered from best to worst in ``metric``'s direction (:data:`METRICS`); among equal scores the
+    lower index comes first."""
+    scores = torch.as_tensor(scores)
+    key = -scores if METRICS[metric].higher_is_better else scores
+    return SampleRanking(scores, torch.sort(key, dim=-1, stable=True).indices)
 
 
 def confidence_interval(values: np.ndarray | torch.Tensor, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -39,43 +39,42 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from srvp.config import StepSize
 from srvp.data.base import to_float
 from srvp.evaluation.i3d import i3d_embeddings, load_i3d
 from srvp.evaluation.lpips import load_lpips
-from srvp.evaluation.metrics import confidence_interval, frechet_distance_of_features, psnr, ssim
+from srvp.evaluation.metrics import (
+    METRICS,
+    confidence_interval,
+    frame_metrics,
+    frechet_distance_of_features,
+    rank_samples,
+)
 from srvp.evaluation.weights import MissingWeightsError
 from srvp.models.base import VideoPredictor
 from srvp.models.inference import inference_layers
 from srvp.runtime import autocast_context
 
-FRAME_METRICS = ("psnr", "ssim", "lpips")
-ALL_METRICS = (*FRAME_METRICS, "fvd")
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
 BASELINES = ("last frame", "blank")
 RANDOM_KEPT = 5  # scores of the first (independent, hence random) samples kept per sequence
 _ELBO_CHUNK = 2**20  # chunk index reserved for the ELBO's draws in the seed
-
-
-def dt_label(dt: float) -> str:
-    """``1``, ``1/2``, ``1/3`` ... for step sizes 1/n."""
-    n = round(1.0 / dt)
-    return "1" if n == 1 else f"1/{n}"
 
 
 @dataclass(frozen=True)
 class EvalSettings:
     """What defines an evaluation with the protocol and its numbers (everything but where and how it runs).
 
-    ``dts`` and ``metrics`` given as lists are stored as tuples; an unknown metric or ``n_samples < 1`` is refused
-    here, before any work.
+    ``dts`` and ``metrics`` given as lists are stored as tuples (step sizes as the numbers ``1/n`` of their
+    :class:`~srvp.config.StepSize`); a step that is not 1/n, an unknown metric or ``n_samples < 1`` is refused here,
+    before any work.
     """
 
     n_samples: int = 100
     """Futures drawn per sequence (the paper: 100; 1 for deterministic Moving MNIST)."""
     dts: tuple[float, ...] | None = None
-    """Test step sizes (None: the model's training ``config.dt``)."""
+    """Test step sizes 1/n (None: the model's training ``config.dt``); given as numbers, text or StepSize."""
     metrics: tuple[str, ...] = ("psnr", "ssim")
-    """Among ``psnr``, ``ssim``, ``lpips``, ``fvd``."""
+    """Names of :data:`srvp.evaluation.metrics.METRICS` (``psnr``, ``ssim``, ``lpips``, ``fvd``)."""
     horizon: int | None = None
     """Predicted frames after the conditioning ones (None: all the remaining ones)."""
     batch_size: int | None = None
@@ -97,13 +96,13 @@ class EvalSettings:
     is left as it was."""
 
     def __post_init__(self) -> None:
-        if self.dts is not None and not isinstance(self.dts, tuple):
-            object.__setattr__(self, "dts", tuple(self.dts))
+        if self.dts is not None:
+            object.__setattr__(self, "dts", tuple(StepSize.of(d).dt for d in self.dts))
         if not isinstance(self.metrics, tuple):
             object.__setattr__(self, "metrics", tuple(self.metrics))
-        unknown = [m for m in self.metrics if m not in ALL_METRICS]
+        unknown = [m for m in self.metrics if m not in METRICS]
         if unknown:
-            raise ValueError(f"unknown metric(s) {unknown}; choose among {', '.join(ALL_METRICS)}")
+            raise ValueError(f"unknown metric(s) {unknown}; choose among {', '.join(METRICS)}")
         if self.n_samples < 1:
             raise ValueError(f"n_samples must be positive, got {self.n_samples}")
 
@@ -126,8 +125,13 @@ class SettingScores:
     fvd: float | None = None
 
     @property
+    def step(self) -> StepSize | None:
+        """The test step of the model's setting (None for a baseline)."""
+        return None if self.dt is None else StepSize.from_dt(self.dt)
+
+    @property
     def label(self) -> str:
-        return self.name if self.dt is None else f"{self.name} dt={dt_label(self.dt)}"
+        return self.name if self.step is None else f"{self.name} dt={self.step.label}"
 
 
 @dataclass
@@ -153,7 +157,12 @@ class EvalResult:
 
     @property
     def frame_metrics(self) -> tuple[str, ...]:
-        return tuple(m for m in self.metrics if m in FRAME_METRICS)
+        return tuple(m for m in self.metrics if m in frame_metrics())
+
+    @property
+    def train_step(self) -> StepSize:
+        """The model's training step, at which the conditioning frames' states are inferred."""
+        return StepSize.from_dt(self.train_dt)
 
     def summary(self) -> dict[str, Any]:
         """Aggregates with 95% intervals: ``{"settings": [{label, name, dt, metrics: {m: {best: {mean, ci95},
@@ -166,7 +175,7 @@ class EvalResult:
         settings = []
         for s in self.settings:
             entry: dict[str, Any] = {"label": s.label, "name": s.name,
-                                     "dt": None if s.dt is None else dt_label(s.dt), "metrics": {}}
+                                     "dt": None if s.step is None else s.step.label, "metrics": {}}
             for m in self.frame_metrics:
                 entry["metrics"][m] = {"best": agg(s.best[m]), "worst": agg(s.worst[m]), "random": agg(s.random[m])}
             if s.fvd is not None:
@@ -175,14 +184,14 @@ class EvalResult:
         elbo = None
         if self.elbo is not None:
             mean, ci = confidence_interval(self.elbo)
-            elbo = {"mean": float(mean), "ci95": float(ci), "dt": dt_label(self.train_dt)}
+            elbo = {"mean": float(mean), "ci95": float(ci), "dt": self.train_step.label}
         reconstruction = None
         if self.reconstruction is not None:
             reconstruction = {part: {m: agg(v) for m, v in scores.items()}
                               for part, scores in self.reconstruction.items()}
         return {"n_sequences": int(len(self.indices)), "n_samples": self.n_samples, "cond_frames": self.cond_frames,
                 "horizon": self.horizon, "batch_size": self.batch_size, "seed": self.seed,
-                "precision": self.precision, "train_dt": dt_label(self.train_dt), "metrics": list(self.metrics),
+                "precision": self.precision, "train_dt": self.train_step.label, "metrics": list(self.metrics),
                 "skipped": dict(self.skipped), "settings": settings, "elbo": elbo, "reconstruction": reconstruction,
                 "meta": dict(self.meta)}
 
@@ -207,11 +216,10 @@ def load_metric_networks(metrics: Sequence[str], weights: dict[str, str | None] 
     nets: dict[str, torch.nn.Module] = {}
     skipped: dict[str, str] = {}
     for metric in metrics:
+        network = METRICS[metric].network if metric in METRICS else None
         try:
-            if metric == "lpips":
-                nets["lpips"] = load_lpips(weights.get("alexnet"), weights.get("lpips"), device)
-            elif metric == "fvd":
-                nets["fvd"] = load_i3d(weights.get("i3d"), device)
+            if network is not None:
+                nets[metric] = _NETWORK_LOADERS[network](weights, device)
         except MissingWeightsError as e:
             if missing_weights == "error":
                 raise
@@ -222,6 +230,13 @@ def load_metric_networks(metrics: Sequence[str], weights: dict[str, str | None] 
 # --------------------------------------------------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------------------------------------------------
+
+
+#: how each pretrained network of :data:`~srvp.evaluation.metrics.METRICS` is loaded from the user's weight files
+_NETWORK_LOADERS: dict[str, Callable[[dict[str, str | None], str | torch.device], torch.nn.Module]] = {
+    "lpips": lambda weights, device: load_lpips(weights.get("alexnet"), weights.get("lpips"), device),
+    "i3d": lambda weights, device: load_i3d(weights.get("i3d"), device),
+}
 
 
 def _seed_for(seed: int, index: int, chunk: int) -> int:
@@ -252,24 +267,26 @@ class _Scorer:
         S, T = frames.shape[:2]
         target = self.target.unsqueeze(0).expand_as(frames)
         out = {}
-        if "psnr" in self.metrics:
-            out["psnr"] = psnr(frames, target)
-        if "ssim" in self.metrics:
-            out["ssim"] = ssim(frames, target)
-        if self._target_feats is not None:
-            feats = self.lpips.features(frames.reshape(S * T, *frames.shape[2:]))
-            ref = [f.repeat(S, 1, 1, 1) for f in self._target_feats]
-            out["lpips"] = self.lpips.distance_from_features(feats, ref).reshape(S, T)
+        for name, metric in METRICS.items():  # the table's order
+            if name not in self.metrics:
+                continue
+            if metric.score is not None:
+                out[name] = metric.score(frames, target)
+            elif name == "lpips" and self._target_feats is not None:  # the target's features computed once
+                feats = self.lpips.features(frames.reshape(S * T, *frames.shape[2:]))
+                ref = [f.repeat(S, 1, 1, 1) for f in self._target_feats]
+                out[name] = self.lpips.distance_from_features(feats, ref).reshape(S, T)
         return {k: v.float().cpu() for k, v in out.items()}
 
 
 def _select(per_frame: dict[str, torch.Tensor]) -> dict[str, dict[str, np.ndarray]]:
-    """Best/worst/random of the per-frame scores ``(S, T)`` of one sequence, per metric."""
+    """Best/worst/random of the per-frame scores ``(S, T)`` of one sequence, per metric (samples ranked by their
+    mean over frames, :func:`~srvp.evaluation.metrics.rank_samples`)."""
     out = {}
     for m, scores in per_frame.items():
         mean = scores.double().mean(dim=1)
-        best = int(mean.argmax() if HIGHER_IS_BETTER[m] else mean.argmin())
-        worst = int(mean.argmin() if HIGHER_IS_BETTER[m] else mean.argmax())
+        ranking = rank_samples(mean, m)
+        best, worst = int(ranking.best), int(ranking.worst)
         out[m] = {"best": mean[best].item(), "worst": mean[worst].item(), "best_index": best,
                   "random": mean[:RANDOM_KEPT].numpy(), "best_curve": scores[best].double().numpy()}
     return out
@@ -277,11 +294,11 @@ def _select(per_frame: dict[str, torch.Tensor]) -> dict[str, dict[str, np.ndarra
 
 @torch.inference_mode()
 def _evaluate_sequence(model: VideoPredictor, clip: torch.Tensor, index: int, settings: EvalSettings, *,
-                       cond_frames: int, train_dt: float, scorer: _Scorer, device: torch.device, keep_video: bool,
-                       ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+                       cond_frames: int, steps: tuple[StepSize, ...], train_step: StepSize, scorer: _Scorer,
+                       device: torch.device, keep_video: bool) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Scores of one sequence ``(T, C, H, W)`` uint8 and, with ``keep_video``, its videos for FVD (uint8).
 
-    ``settings`` is resolved: ``dts``, ``horizon`` and ``batch_size`` are set."""
+    ``settings`` is resolved: ``horizon`` and ``batch_size`` are set; ``steps`` are its ``dts``."""
     horizon, n_samples, batch_size = settings.horizon, settings.n_samples, settings.batch_size
     seed, precision = settings.seed, settings.precision
     x = to_float(clip[: cond_frames + horizon]).to(device).unsqueeze(0)
@@ -291,19 +308,19 @@ def _evaluate_sequence(model: VideoPredictor, clip: torch.Tensor, index: int, se
     record: dict[str, Any] = {"index": index, "model": {}, "baselines": {}}
     with autocast_context(device, precision):
         cond = model.condition(x_cond)
-    for dt in settings.dts:
+    for step in steps:
         chunks: dict[str, list[torch.Tensor]] = {}
         for c, start in enumerate(range(0, n_samples, batch_size)):
             n = min(batch_size, n_samples - start)
             torch.manual_seed(_seed_for(seed, index, c))
             with autocast_context(device, precision):
-                frames = model.sample_futures(cond, horizon, n, dt=dt, cond_dt=train_dt)
+                frames = model.sample_futures(cond, horizon, n, dt=step.dt, cond_dt=train_step.dt)
             frames = frames[0].float().clamp_(0, 1)  # (n, horizon, C, H, W)
             for m, v in scorer(frames).items():
                 chunks.setdefault(m, []).append(v)
             if keep_video and c == 0:
-                videos[dt_label(dt)] = _to_uint8(torch.cat([x_cond[0], frames[0]]))
-        record["model"][dt_label(dt)] = _select({m: torch.cat(v) for m, v in chunks.items()})
+                videos[step.label] = _to_uint8(torch.cat([x_cond[0], frames[0]]))
+        record["model"][step.label] = _select({m: torch.cat(v) for m, v in chunks.items()})
     last = x_cond[0, -1:].expand(horizon, *x_cond.shape[2:])
     for name, pred in (("last frame", last), ("blank", torch.zeros_like(target))):
         record["baselines"][name] = _select(scorer(pred.unsqueeze(0)))
@@ -366,17 +383,19 @@ def evaluate_model(model: VideoPredictor, sequences: np.ndarray | torch.Tensor, 
         raise ValueError(f"cond_frames={cond_frames} + horizon={horizon} do not fit sequences of {T} frames")
     n_samples = settings.n_samples
     device = torch.device(device)
-    train_dt = float(model.config.dt)
-    dts = (train_dt,) if not settings.dts else tuple(float(d) for d in settings.dts)
+    train_step = model.step_size()
+    # a step the model does not accept is refused here, before any work
+    steps = tuple(model.step_size(d) for d in settings.dts) if settings.dts else (train_step,)
     batch_size = settings.batch_size or max(1, min(n_samples, 512 // horizon))
     metrics = tuple(dict.fromkeys(settings.metrics))
     nets = dict(networks or {})
-    wanted = [m for m in ("lpips", "fvd") if m in metrics and m not in nets]
+    wanted = [m for m, facts in METRICS.items() if facts.network is not None and m in metrics and m not in nets]
     loaded, skipped = load_metric_networks(wanted, weights, missing_weights, device)
     nets.update(loaded)
     metrics = tuple(m for m in metrics if m not in skipped)
-    resolved = replace(settings, dts=dts, metrics=metrics, horizon=horizon, batch_size=batch_size)
-    frame_metrics = tuple(m for m in metrics if m in FRAME_METRICS)
+    resolved = replace(settings, dts=tuple(s.dt for s in steps), metrics=metrics, horizon=horizon,
+                       batch_size=batch_size)
+    scored = tuple(m for m in metrics if m in frame_metrics())
     i3d = nets.get("fvd") if "fvd" in metrics else None
     lpips_net = nets.get("lpips") if "lpips" in metrics else None
     if lpips_net is not None:
@@ -389,7 +408,7 @@ def evaluate_model(model: VideoPredictor, sequences: np.ndarray | torch.Tensor, 
     was_training = model.training
     model.eval()
     layout = inference_layers(model, channels_last=True) if settings.inference_layout else contextlib.nullcontext()
-    scorer = _Scorer(frame_metrics, lpips_net)
+    scorer = _Scorer(scored, lpips_net)
     records: list[dict[str, Any]] = []
     embeddings: dict[str, list[torch.Tensor]] = {}
     pending: dict[str, list[torch.Tensor]] = {}
@@ -401,8 +420,8 @@ def evaluate_model(model: VideoPredictor, sequences: np.ndarray | torch.Tensor, 
                      file=sys.stderr, dynamic_ncols=True) as bar:
             for i in shard:
                 record, videos = _evaluate_sequence(model, sequences[i], i, resolved, cond_frames=cond_frames,
-                                                    train_dt=train_dt, scorer=scorer, device=device,
-                                                    keep_video=i3d is not None)
+                                                    steps=steps, train_step=train_step, scorer=scorer,
+                                                    device=device, keep_video=i3d is not None)
                 records.append(record)
                 for key, video in videos.items():
                     pending.setdefault(key, []).append(video)
@@ -421,7 +440,7 @@ def evaluate_model(model: VideoPredictor, sequences: np.ndarray | torch.Tensor, 
         local_embeddings = {k: np.concatenate([emb[k] for _, emb in gathered if k in emb])
                             for k in gathered[0][1]}
     records.sort(key=lambda r: r["index"])
-    return _assemble(records, local_embeddings, resolved, frame_metrics, train_dt, cond_frames, skipped, meta or {})
+    return _assemble(records, local_embeddings, resolved, steps, scored, train_step, cond_frames, skipped, meta or {})
 
 
 def _flush_embeddings(i3d: torch.nn.Module | None, pending: dict[str, list[torch.Tensor]],
@@ -433,17 +452,16 @@ def _flush_embeddings(i3d: torch.nn.Module | None, pending: dict[str, list[torch
 
 
 def _assemble(records: list[dict[str, Any]], embeddings: dict[str, np.ndarray], resolved: EvalSettings,
-              frame_metrics: tuple[str, ...], train_dt: float, cond_frames: int, skipped: dict[str, str],
-              meta: dict[str, Any]) -> EvalResult:
-    """The :class:`EvalResult` of the gathered per-sequence ``records`` (``resolved``: settings with ``dts``,
-    ``horizon``, ``batch_size`` set and the skipped metrics removed)."""
+              steps: tuple[StepSize, ...], scored: tuple[str, ...], train_step: StepSize, cond_frames: int,
+              skipped: dict[str, str], meta: dict[str, Any]) -> EvalResult:
+    """The :class:`EvalResult` of the gathered per-sequence ``records`` (``resolved``: settings with ``dts``
+    (``steps``), ``horizon``, ``batch_size`` set and the skipped metrics removed; ``scored``: its frame metrics)."""
     metrics = resolved.metrics
     settings: list[SettingScores] = []
-    entries = [("model", dt, "model", dt_label(dt)) for dt in resolved.dts] + \
-        [(b, None, "baselines", b) for b in BASELINES]
+    entries = [("model", s.dt, "model", s.label) for s in steps] + [(b, None, "baselines", b) for b in BASELINES]
     for name, dt, group, key in entries:
         s = SettingScores(name=name, dt=dt)
-        for m in frame_metrics:
+        for m in scored:
             per_seq = [r[group][key][m] for r in records]
             s.best[m] = np.array([p["best"] for p in per_seq])
             s.worst[m] = np.array([p["worst"] for p in per_seq])
@@ -456,11 +474,11 @@ def _assemble(records: list[dict[str, Any]], embeddings: dict[str, np.ndarray], 
     elbo = np.array([r["elbo"] for r in records]) if records and "elbo" in records[0] else None
     reconstruction = None
     if records and "reconstruction" in records[0]:
-        reconstruction = {part: {m: np.stack([r["reconstruction"][part][m] for r in records]) for m in frame_metrics}
+        reconstruction = {part: {m: np.stack([r["reconstruction"][part][m] for r in records]) for m in scored}
                           for part in records[0]["reconstruction"]}
     return EvalResult(metrics=metrics, cond_frames=cond_frames, horizon=resolved.horizon,
                       n_samples=resolved.n_samples, batch_size=resolved.batch_size, seed=resolved.seed,
-                      precision=resolved.precision, train_dt=train_dt,
+                      precision=resolved.precision, train_dt=train_step.dt,
                       indices=np.array([r["index"] for r in records]), settings=settings, elbo=elbo,
                       skipped=skipped, meta=meta, reconstruction=reconstruction)
 

@@ -20,29 +20,22 @@ from pathlib import Path
 import numpy as np
 
 from srvp.errors import DataError
-from srvp.evaluation.metrics import confidence_interval
-from srvp.evaluation.protocol import RANDOM_KEPT, EvalResult, SettingScores, dt_label
+from srvp.evaluation.metrics import METRICS, confidence_interval
+from srvp.evaluation.protocol import RANDOM_KEPT, EvalResult, SettingScores
 from srvp.files import atomic_write_bytes, atomic_write_text
 
 #: every file :func:`write_report` may write (what an overwrite of an earlier report may replace)
 REPORT_FILES = ("results.json", "results.md", "per_sequence.csv", "scores.npz", "per_step.csv", "per_step.png")
-METRIC_TITLES = {"psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓", "fvd": "FVD ↓"}
 #: rows of the posterior reconstruction (``EvalResult.reconstruction``) in the tables and plots
 RECONSTRUCTION_LABELS = {"clip": "posterior reconstruction, whole clip (every frame seen)",
                          "conditioning": "posterior reconstruction, conditioning frames only"}
-DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4}
-
-
-def interval_text(mean: float, ci: float, metric: str) -> str:
-    digits = DIGITS.get(metric, 2)
-    return f"{mean:.{digits}f} ± {ci:.{digits}f}"
 
 
 def markdown_table(result: EvalResult) -> str:
     """Aggregate table: one row per setting (best of N; the worst and a random sample for the model)."""
     summary = result.summary()
     metrics = list(result.frame_metrics) + (["fvd"] if "fvd" in result.metrics else [])
-    head = "| | " + " | ".join(METRIC_TITLES[m] for m in metrics) + " |"
+    head = "| | " + " | ".join(METRICS[m].title for m in metrics) + " |"
     lines = [head, "|---" * (len(metrics) + 1) + "|"]
     for entry in summary["settings"]:
         rows = [("best", f"best of {result.n_samples}")] if entry["dt"] is not None else [("best", None)]
@@ -53,13 +46,15 @@ def markdown_table(result: EvalResult) -> str:
             cells = []
             for m in metrics:
                 if m == "fvd":
-                    cells.append(f"{entry['fvd']:.1f}" if kind == "best" and entry.get("fvd") is not None else "")
+                    fvd = entry.get("fvd")
+                    cells.append(f"{fvd:.{METRICS[m].digits}f}" if kind == "best" and fvd is not None else "")
                 else:
                     a = entry["metrics"][m][kind]
-                    cells.append(interval_text(a["mean"], a["ci95"], m))
+                    cells.append(METRICS[m].interval_text(a["mean"], a["ci95"]))
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for part, scores in (summary.get("reconstruction") or {}).items():
-        cells = [interval_text(scores[m]["mean"], scores[m]["ci95"], m) if m in scores else "" for m in metrics]
+        cells = [METRICS[m].interval_text(scores[m]["mean"], scores[m]["ci95"]) if m in scores else ""
+                 for m in metrics]
         lines.append(f"| {RECONSTRUCTION_LABELS.get(part, part)} | " + " | ".join(cells) + " |")
     videos = summary["meta"].get("test_videos")
     source = f" (distinct windows of {videos} video{'s' if videos != 1 else ''})" if videos else ""
@@ -72,7 +67,7 @@ def markdown_table(result: EvalResult) -> str:
         e = summary["elbo"]
         out += [f"Test ELBO (one-sample estimate per sequence, dt={e['dt']}): {e['mean']:.2f} ± {e['ci95']:.2f}", ""]
     for metric, why in result.skipped.items():
-        out += [f"{metric.upper()} not computed: {why}", ""]
+        out += [f"{METRICS[metric].label if metric in METRICS else metric.upper()} not computed: {why}", ""]
     out += [f"Seed {result.seed}, precision {result.precision}, {result.batch_size} samples per forward pass, "
             f"training dt {summary['train_dt']}.", ""]
     return "\n".join(out)
@@ -153,12 +148,12 @@ def per_step_table(result: EvalResult) -> list[tuple[str, str, int, float, float
 BASELINE_LEGENDS = {"last frame": "last conditioning frame repeated", "blank": "blank (black) frame"}
 
 
-def curve_label(setting, n_samples: int) -> str:
+def curve_label(setting: SettingScores, n_samples: int) -> str:
     """Legend of a per-step curve: the model's best of N at its test step, or what a baseline predicts."""
     if setting.dt is None:
         return BASELINE_LEGENDS.get(setting.name, setting.name)
     best = f"best of {n_samples}" if n_samples > 1 else "one sample"
-    return f"{setting.name}, {best}, dt = {dt_label(setting.dt)} (95% band)"
+    return f"{setting.name}, {best}, dt = {setting.step.label} (95% band)"
 
 
 def curves_figure(curves: list[Curve], cond_frames: int, train_seq_len: int | None = None) -> bytes:
@@ -186,7 +181,7 @@ def curves_figure(curves: list[Curve], cond_frames: int, train_seq_len: int | No
             ax.axvline(train_seq_len, color="black", linewidth=0.8,
                        label=f"t = {train_seq_len}: end of the training clips (later frames: extrapolation)")
         ax.set_xlabel(f"t (frame index; {cond_frames} conditioning frames before)")
-        ax.set_title(METRIC_TITLES[m])
+        ax.set_title(METRICS[m].title)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from srvp.config import ModelConfig
+from srvp.config import MODEL_CHECKS, ModelConfig
 from srvp.models.base import LoadedModel, VideoPredictor
 from srvp.models.srvp import SRVP
 from srvp.models.svg import SVGLP
@@ -13,10 +13,12 @@ MODELS: dict[str, type[VideoPredictor]] = {}
 
 
 def register_model(name: str, cls: type[VideoPredictor]) -> type[VideoPredictor]:
-    """Make ``cls`` (a :class:`VideoPredictor` built as ``cls(config)``) the model family ``name``."""
+    """Make ``cls`` (a :class:`VideoPredictor` built as ``cls(config)``) the model family ``name``; its
+    :meth:`~VideoPredictor.check_config` then runs in every :meth:`ModelConfig.validate` of that family."""
     if not (isinstance(cls, type) and issubclass(cls, VideoPredictor)):
         raise TypeError(f"register_model({name!r}): {cls!r} is not a VideoPredictor subclass")
     MODELS[name] = cls
+    MODEL_CHECKS[name] = cls.check_config
     return cls
 
 

@@ -14,14 +14,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from srvp.config import ModelConfig, RunConfig
+from srvp.config import ModelConfig, RunConfig, StepSize
+from srvp.errors import ConfigError
 
 
 class VideoPredictor(nn.Module, ABC):
     """The contract of a video-prediction model (SRVP, SVG-LP), on which training, evaluation, comparison and the
     Python API rely instead of inspecting the module: built from a :class:`ModelConfig` (``self.config``),
     ``forward(x)`` + ``loss(x, out, kl_scale)`` for training, ``condition(x_cond)`` once then
-    ``sample_futures(cond, ...)`` for generation, and :attr:`supports_dt` for step sizes below 1."""
+    ``sample_futures(cond, ...)`` for generation, and :meth:`check_step` for the step sizes it accepts (the one
+    check and message of an unsupported ``dt``; :meth:`step_limit` says why a model has no step below one frame)."""
 
     config: ModelConfig
 
@@ -40,12 +42,13 @@ class VideoPredictor(nn.Module, ABC):
         """Encode the conditioning frames ``(B, n_cond, C, H, W)`` once (the model's conditioning record)."""
 
     @abstractmethod
-    def sample_futures(self, cond: Any, horizon: int, n_samples: int = 1, dt: float | None = None,
+    def sample_futures(self, cond: Any, horizon: int, n_samples: int = 1, dt: StepSize | float | None = None,
                        use_mean: bool = False, keep_intermediate: bool = False, include_conditioning: bool = False,
-                       cond_dt: float | None = None) -> torch.Tensor:
+                       cond_dt: StepSize | float | None = None) -> torch.Tensor:
         """``n_samples`` futures of ``horizon`` frames per sequence: ``(B, n_samples, T', C, H, W)`` in [0, 1]
         (``dt``: generation step, ``cond_dt``: step of the conditioning frames' states, both default the training
-        step; see the models for ``keep_intermediate`` and ``include_conditioning``)."""
+        step and are checked by :meth:`step_size`; see the models for ``keep_intermediate`` and
+        ``include_conditioning``)."""
 
     @abstractmethod
     def reconstruct(self, x: torch.Tensor, n_cond: int | None = None) -> torch.Tensor:
@@ -53,13 +56,41 @@ class VideoPredictor(nn.Module, ABC):
         variable inferred from the clip itself (means, no draws), content from its first ``n_cond`` frames (default
         all) as at test time. It separates what the frame autoencoder can draw from what the dynamics predict."""
 
+    @classmethod
+    def step_limit(cls, config: ModelConfig) -> str | None:
+        """Why a model of ``config`` takes only one step per frame (``dt = 1``), or None when every ``dt = 1/n`` works
+        (its transition is an Euler step); a discrete-time model unless a model says otherwise."""
+        return f"{cls.__name__} is a discrete-time model (one step per frame)"
+
+    @classmethod
+    def check_step(cls, config: ModelConfig, dt: StepSize | float | str | None = None, option: str = "dt"
+                   ) -> StepSize:
+        """``dt`` (None: the training step ``config.dt``) as a :class:`~srvp.config.StepSize` that a model of
+        ``config`` accepts. A value that is not 1/n, or a step below one frame for a model without an Euler step
+        (:meth:`step_limit`), is a one-line :class:`~srvp.errors.ConfigError`: this is the one place that decides,
+        for configs, the command line, the API and the models alike."""
+        step = config.step_size if dt is None else StepSize.of(dt)
+        limit = cls.step_limit(config) if step.n > 1 else None
+        if limit is not None:
+            raise ConfigError(f"{option}={step.dt:g}: {limit}, so only {option}=1 is possible")
+        return step
+
+    @classmethod
+    def check_config(cls, config: ModelConfig) -> None:
+        """What a model of this class refuses in ``config`` beyond the field checks (its training step, by
+        :meth:`check_step`); :meth:`ModelConfig.validate` calls it through :data:`srvp.config.MODEL_CHECKS`."""
+        cls.check_step(config)
+
+    def step_size(self, dt: StepSize | float | str | None = None, option: str = "dt") -> StepSize:
+        """:meth:`check_step` for this model's configuration."""
+        return self.check_step(self.config, dt, option)
+
     @property
     def supports_dt(self) -> bool:
-        """Whether generation accepts step sizes ``dt < 1`` (an Euler-step transition); False unless a model says
-        otherwise."""
-        return False
+        """Whether generation accepts steps below one frame (``dt = 1/n``, n > 1): :meth:`step_limit` is None."""
+        return self.step_limit(self.config) is None
 
-    def predict(self, x_cond: torch.Tensor, horizon: int, n_samples: int = 1, dt: float | None = None,
+    def predict(self, x_cond: torch.Tensor, horizon: int, n_samples: int = 1, dt: StepSize | float | None = None,
                 use_mean: bool = False, keep_intermediate: bool = False, requires_grad: bool = False
                 ) -> torch.Tensor:
         """Futures of the conditioning frames ``(B, n_cond, C, H, W)`` in [0, 1]:

@@ -23,8 +23,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from srvp.config import ModelConfig, euler_steps
-from srvp.errors import ConfigError
+from srvp.config import ModelConfig, StepSize
 from srvp.models import gaussian
 from srvp.models.base import VideoPredictor
 from srvp.models.nets import MLP, build_frame_decoder, build_frame_encoder, init_conv_weights, init_orthogonal
@@ -168,11 +167,13 @@ class SRVP(VideoPredictor):
         out, _ = self.posterior_z_lstm(hx)
         return self.posterior_z(out[:, 1:])
 
-    @property
-    def supports_dt(self) -> bool:
-        """Residual (and deterministic) transitions are Euler steps ``y + dt f(y, z)``, so any ``dt = 1/n`` works;
-        the MLP and GRU transitions replace the state and need ``dt = 1``."""
-        return self.config.transition in ("residual", "deterministic")
+    @classmethod
+    def step_limit(cls, config: ModelConfig) -> str | None:
+        """Residual (and deterministic) transitions are Euler steps ``y + dt f(y, z)``, so any ``dt = 1/n`` works
+        (None); the MLP and GRU transitions replace the state and need ``dt = 1``."""
+        if config.transition in ("residual", "deterministic"):
+            return None
+        return f"the {config.transition} transition replaces the state instead of taking an Euler step"
 
     def step(self, y: torch.Tensor, z: torch.Tensor | None, dt: float) -> torch.Tensor:
         """One transition from ``y`` ``(B, ny)`` with ``z`` ``(B, nz)``: an Euler step ``y + dt f(y, z)``
@@ -185,18 +186,17 @@ class SRVP(VideoPredictor):
             return self.transition(inp)
         return y + dt * self.transition(inp)
 
-    def rollout(self, y1: torch.Tensor, n_frames: int, dt: float, posterior_z_params: torch.Tensor | None = None,
-                use_mean: bool = False, keep_intermediate: bool = False) -> Rollout:
+    def rollout(self, y1: torch.Tensor, n_frames: int, dt: StepSize | float | None = None,
+                posterior_z_params: torch.Tensor | None = None, use_mean: bool = False,
+                keep_intermediate: bool = False) -> Rollout:
         """Generate latent states from ``y1`` ``(B, ny)`` for ``n_frames`` frames (``y1`` included).
 
         For t = 2..n_frames, ``z_t`` comes from the posterior while ``posterior_z_params`` ``(B, Tq, 2 nz)``
-        covers it (t - 2 < Tq), else from the prior p(z_t | y_{t-1}); it stays constant over the ``1/dt``
-        Euler steps of the interval. Returns a :class:`Rollout` (``y`` with every Euler state when
-        ``keep_intermediate``)."""
-        n = euler_steps(dt)
-        if n > 1 and not self.supports_dt:
-            raise ConfigError(f"dt={dt:g} needs a residual or deterministic transition, not "
-                              f"{self.config.transition}")
+        covers it (t - 2 < Tq), else from the prior p(z_t | y_{t-1}); it stays constant over the ``n = 1/dt``
+        Euler steps of the interval (``dt`` None: the training step). Returns a :class:`Rollout` (``y`` with every
+        Euler state when ``keep_intermediate``)."""
+        size = self.step_size(dt)
+        n = size.n
         n_post = 0 if posterior_z_params is None else posterior_z_params.shape[1]
         y = y1
         states, zs, priors, residuals = [y1], [], [], []
@@ -208,7 +208,7 @@ class SRVP(VideoPredictor):
                 z = gaussian.sample(posterior_z_params[:, t] if t < n_post else prior, use_mean)
                 zs.append(z)
             for s in range(n):
-                y_next = self.step(y, z, dt)
+                y_next = self.step(y, z, size.dt)
                 residuals.append(y_next - y)
                 y = y_next
                 if keep_intermediate or s == n - 1:
@@ -232,13 +232,13 @@ class SRVP(VideoPredictor):
     # Training
     # ------------------------------------------------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor, dt: float | None = None, keep_intermediate: bool = False) -> ForwardOutput:
-        """Infer everything from a clip ``(B, T, C, H, W)`` and reconstruct it.
+    def forward(self, x: torch.Tensor, dt: StepSize | float | None = None, keep_intermediate: bool = False
+                ) -> ForwardOutput:
+        """Infer everything from a clip ``(B, T, C, H, W)`` and reconstruct it (``dt`` None: the training step).
 
         In training mode (``model.train()``) w uses k random frames of the clip and the skips a random frame;
         in evaluation mode the last k frames and the last frame, as at test time.
         """
-        dt = self.config.dt if dt is None else dt
         hx, skips = self.encode(x)
         w = self.infer_content(hx, random_frames=self.training)
         skips = self.select_skips(skips, random_frame=self.training)
@@ -288,7 +288,7 @@ class SRVP(VideoPredictor):
         w = self.infer_content(hx[:, :n_cond], random_frames=False)
         skips = self.select_skips(None if skips is None else [s[:, :n_cond] for s in skips], random_frame=False)
         y1 = gaussian.sample(self.infer_y1(hx), use_mean=True)
-        roll = self.rollout(y1, T, self.config.dt, self.infer_z(hx), use_mean=True)
+        roll = self.rollout(y1, T, None, self.infer_z(hx), use_mean=True)
         return self.decode(roll.y, w, skips)
 
     # ------------------------------------------------------------------------------------------------------------
@@ -306,9 +306,9 @@ class SRVP(VideoPredictor):
                             w=self.infer_content(hx, random_frames=False),
                             skips=self.select_skips(skips, random_frame=False), n_cond=x_cond.shape[1])
 
-    def sample_futures(self, cond: Conditioning, horizon: int, n_samples: int = 1, dt: float | None = None,
+    def sample_futures(self, cond: Conditioning, horizon: int, n_samples: int = 1, dt: StepSize | float | None = None,
                        use_mean: bool = False, keep_intermediate: bool = False,
-                       include_conditioning: bool = False, cond_dt: float | None = None) -> torch.Tensor:
+                       include_conditioning: bool = False, cond_dt: StepSize | float | None = None) -> torch.Tensor:
         """Draw ``n_samples`` futures of ``horizon`` frames: ``(B, n_samples, T', C, H, W)`` in [0, 1].
 
         The states of the conditioning frames are inferred with the training step ``cond_dt`` (default
@@ -322,17 +322,15 @@ class SRVP(VideoPredictor):
         frames = self.decode(y, rep.w, rep.skips)
         return frames.reshape(cond.batch_size, n_samples, *frames.shape[1:])
 
-    def generate_states(self, cond: Conditioning, horizon: int, dt: float | None = None, use_mean: bool = False,
-                        keep_intermediate: bool = False, include_conditioning: bool = False,
-                        cond_dt: float | None = None) -> torch.Tensor:
+    def generate_states(self, cond: Conditioning, horizon: int, dt: StepSize | float | None = None,
+                        use_mean: bool = False, keep_intermediate: bool = False, include_conditioning: bool = False,
+                        cond_dt: StepSize | float | None = None) -> torch.Tensor:
         """One future per sequence of ``cond``, in latent space: ``(B, T', ny)``.
 
         ``y_1`` is drawn from q(y_1), the conditioning frames' states follow with their posterior ``z_t`` at step
         ``cond_dt`` (default ``config.dt``; kept at their frame times), then ``horizon`` future frames with prior
         draws at step ``dt`` (every Euler state with ``keep_intermediate``). ``T'`` counts the future, preceded
         by the ``n_cond`` conditioning states with ``include_conditioning``."""
-        dt = self.config.dt if dt is None else dt
-        cond_dt = self.config.dt if cond_dt is None else cond_dt
         y1 = gaussian.sample(cond.y1_params, use_mean)
         past = self.rollout(y1, cond.n_cond, cond_dt, cond.posterior_z_params, use_mean=use_mean)
         future = self.rollout(past.y[:, -1], horizon + 1, dt, use_mean=use_mean, keep_intermediate=keep_intermediate)

@@ -29,20 +29,12 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from srvp.config import ModelConfig
-from srvp.errors import ConfigError
+from srvp.config import ModelConfig, StepSize
 from srvp.models import gaussian
 from srvp.models.base import VideoPredictor
 from srvp.models.nets import build_frame_decoder, build_frame_encoder, init_conv_weights
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers, B, hidden)
-
-
-def check_unit_dt(dt: float | None, name: str = "dt") -> None:
-    """SVG-LP is a discrete-time model: the only step it has is one frame."""
-    if dt is not None and abs(float(dt) - 1.0) > 1e-9:
-        raise ConfigError(f"{name}={dt}: SVG-LP is a discrete-time model and only predicts with {name}=1 "
-                          f"(continuous-time prediction is an SRVP feature)")
 
 
 def sample_logvar(params: torch.Tensor, use_mean: bool = False) -> torch.Tensor:
@@ -128,10 +120,14 @@ class SVGLP(VideoPredictor):
     connections, as in SVG (the ``skip_connections`` and ``content`` fields are SRVP's and are ignored).
     """
 
+    @classmethod
+    def step_limit(cls, config: ModelConfig) -> str:
+        """SVG-LP is a discrete-time model: the only step it has is one frame."""
+        return "SVG-LP is a discrete-time model (continuous-time prediction is an SRVP feature)"
+
     def __init__(self, config: ModelConfig):
         super().__init__()
-        config.validate()  # a one-line ConfigError for an impossible config, not a failure deep in a layer
-        check_unit_dt(config.dt, "dt")
+        config.validate()  # a one-line ConfigError for an impossible config (a step below one frame included)
         self.config = c = config
         self.use_skips = c.architecture != "mlp"
         hidden = c.svg_rnn_hidden
@@ -185,10 +181,10 @@ class SVGLP(VideoPredictor):
     # Training
     # ------------------------------------------------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor, dt: float | None = None) -> SVGForwardOutput:
+    def forward(self, x: torch.Tensor, dt: StepSize | float | None = None) -> SVGForwardOutput:
         """Teacher-forced pass over a clip ``(B, T, C, H, W)``: predictions of ``x_2..x_T`` from the ground-truth
-        previous frames and posterior draws of ``z``."""
-        check_unit_dt(dt)
+        previous frames and posterior draws of ``z`` (``dt`` other than 1 is refused by :meth:`step_size`)."""
+        self.step_size(dt)
         if x.shape[1] < 2:
             raise ValueError(f"SVG-LP needs clips of at least 2 frames, got {x.shape[1]}")
         hx, skips = self.encode(x)
@@ -258,20 +254,20 @@ class SVGLP(VideoPredictor):
         return SVGConditioning(frames=x_cond, hx=hx, posterior_z_params=post, prior_state=prior_state,
                                skips=None if skips is None else [s[:, -1] for s in skips], n_cond=n_cond)
 
-    def sample_futures(self, cond: SVGConditioning, horizon: int, n_samples: int = 1, dt: float | None = None,
-                       use_mean: bool = False, keep_intermediate: bool = False,
-                       include_conditioning: bool = False, cond_dt: float | None = None) -> torch.Tensor:
+    def sample_futures(self, cond: SVGConditioning, horizon: int, n_samples: int = 1,
+                       dt: StepSize | float | None = None, use_mean: bool = False, keep_intermediate: bool = False,
+                       include_conditioning: bool = False, cond_dt: StepSize | float | None = None) -> torch.Tensor:
         """Draw ``n_samples`` futures of ``horizon`` frames: ``(B, n_samples, horizon, C, H, W)`` in [0, 1].
 
         Each sample draws its own posterior ``z`` for the conditioning steps (as SVG's generator, which reruns the
         conditioning per sample), then, at each future step, ``z_t`` from the learned prior, a predictor step, a
-        decoding, and the re-encoding of that prediction as the next input. ``dt``/``cond_dt`` other than 1 raise
-        :class:`~srvp.errors.ConfigError`; ``keep_intermediate`` is a no-op (there are no intermediate states).
+        decoding, and the re-encoding of that prediction as the next input. ``dt``/``cond_dt`` other than 1 are
+        refused by :meth:`step_size`; ``keep_intermediate`` is a no-op (there are no intermediate states).
         With ``include_conditioning`` the conditioning frames themselves come first (SVG does not reconstruct
         them). ``use_mean`` replaces every draw by its mean.
         """
-        check_unit_dt(dt)
-        check_unit_dt(cond_dt, "cond_dt")
+        self.step_size(dt)
+        self.step_size(cond_dt, "cond_dt")
         rep = cond.repeat(n_samples) if n_samples > 1 else cond
         pred_state = None
         if rep.posterior_z_params is not None:

@@ -30,12 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from srvp.config import PRESETS, ModelConfig, RunConfig, preset
+from srvp.config import PRESETS, ModelConfig, RunConfig, StepSize, preset
 from srvp.data import load_test_set, to_float
 from srvp.errors import ConfigError, DataError
 from srvp.evaluation import EvalResult, EvalSettings, evaluate_model, read_scores, write_report
-from srvp.evaluation.metrics import psnr
-from srvp.evaluation.protocol import dt_label
+from srvp.evaluation.metrics import METRICS, pixel_metrics, rank_samples
 from srvp.evaluation.report import REPORT_FILES, Curve, curves_figure, per_step_csv
 from srvp.files import atomic_write_bytes, atomic_write_text, read_json_marker, sha256_file, staged_output_dir
 from srvp.training.checkpoint import CheckpointManager, load_checkpoint
@@ -53,6 +52,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any] | None]] = {
     "half-dt": ("SRVP (residual), trained with Δt = 1/2", {"transition": "residual", "dt": 0.5}),
 }
 DEFAULT_MODELS = ("srvp", "mlp", "gru", "deterministic", "no-content", "svg")
+#: the metrics compared (those of :data:`srvp.evaluation.metrics.METRICS` that need no pretrained network: PSNR, SSIM)
+COMPARED = pixel_metrics()
+#: the table's columns: each compared metric for the best of N, then for one random sample
+COLUMNS = [(m, "best") for m in COMPARED] + [(m, "random") for m in COMPARED]
 SVG_LR = 2e-3  # Denton & Fergus's Adam learning rate (edenton/svg, train_svg_lp.py)
 
 
@@ -223,7 +226,7 @@ def run_comparison(base_name: str, out_dir: str | Path, models: Sequence[str] = 
                    precision: str = "fp32", device: str = "cpu", seed: int = 0, cost_batch: int = 16,
                    cost_samples: int = 10, progress: bool = True, command: str = "", note: str = "",
                    seeds: Sequence[int] | None = None, train_only: bool = False,
-                   test_dts: Sequence[float] | None = None) -> dict:
+                   test_dts: Sequence[StepSize | float] | None = None) -> dict:
     """Train (or load) every model, evaluate them identically and write the comparison files; returns the summary
     that ``comparison.json`` holds.
 
@@ -253,7 +256,7 @@ def run_comparison(base_name: str, out_dir: str | Path, models: Sequence[str] = 
     if test_sequences is not None:
         test = test[:test_sequences]
     cond, horizon = base.data.cond_frames, test.shape[1] - base.data.cond_frames
-    extra_dts = [float(d) for d in test_dts] if test_dts else []
+    extra_steps = [StepSize.of(d) for d in test_dts] if test_dts else []
 
     trained: list[TrainedModel] = []
     for name in names:
@@ -277,11 +280,12 @@ def run_comparison(base_name: str, out_dir: str | Path, models: Sequence[str] = 
         if data_cfg.dataset != base.data.dataset:
             raise ConfigError(f"{tm.checkpoint}: trained on {data_cfg.dataset!r}, but the comparison uses "
                               f"{base.data.dataset!r} (preset {base_name})")
-        train_dt = float(model.config.dt)
-        dts = [train_dt, *(d for d in extra_dts if d != train_dt)] if model.supports_dt else [train_dt]
+        train_step = model.step_size()
+        test_steps = [train_step, *(s for s in extra_steps if s != train_step)] if model.supports_dt \
+            else [train_step]
         settings = {"checkpoint_sha256": sha256_file(tm.checkpoint), "test_sequences_sha256": test_key,
-                    "cond_frames": cond, "n_samples": n_samples, "dts": dts, "precision": precision, "seed": seed,
-                    "device": str(device)}
+                    "cond_frames": cond, "n_samples": n_samples, "dts": [s.dt for s in test_steps],
+                    "precision": precision, "seed": seed, "device": str(device)}
         tm.info = {"steps": loaded.step, "model": loaded.config.model.model,
                    "parameters": sum(p.numel() for p in model.parameters())}
         results[tm.name] = evaluate_once(model, tm, test, settings, out / "eval" / tm.name, base.data.seq_len,
@@ -297,7 +301,7 @@ def run_comparison(base_name: str, out_dir: str | Path, models: Sequence[str] = 
         "preset": base_name, "dataset": base.data.dataset, "n_sequences": int(len(test)), "cond_frames": cond,
         "horizon": horizon, "n_samples": n_samples, "seed": seed, "precision": precision,
         "budget": {"steps": steps, "seconds": seconds, "batch_size": base.train.batch_size},
-        "training_seeds": list(seeds) if seeds is not None else None, "test_dts": extra_dts,
+        "training_seeds": list(seeds) if seeds is not None else None, "test_dts": [s.dt for s in extra_steps],
         "cost": {"batch": min(cost_batch, len(test)), "samples": cost_samples},
         "machine": machine_description(), "command": command, "note": note, "train_seq_len": base.data.seq_len,
         "models": records, "baselines": baselines, "paired_reference": reference,
@@ -328,8 +332,8 @@ def evaluate_once(model: torch.nn.Module, tm: TrainedModel, test: np.ndarray, se
         except (ValueError, DataError):
             pass  # unreadable: evaluated again and overwritten
     print(f"compare: evaluating {tm.label} ({tm.name}) on {len(test)} test sequences, best of "
-          f"{settings['n_samples']}, dt {', '.join(dt_label(d) for d in settings['dts'])}")
-    protocol = EvalSettings(n_samples=settings["n_samples"], dts=settings["dts"], metrics=("psnr", "ssim"),
+          f"{settings['n_samples']}, dt {', '.join(StepSize.from_dt(d).label for d in settings['dts'])}")
+    protocol = EvalSettings(n_samples=settings["n_samples"], dts=settings["dts"], metrics=COMPARED,
                             precision=settings["precision"], seed=settings["seed"], elbo=False)
     result = evaluate_model(model, test, settings["cond_frames"], protocol, device=settings["device"],
                             progress=progress, meta={"model": tm.name, "checkpoint": str(tm.checkpoint)})
@@ -359,7 +363,7 @@ def group_scores(runs: Sequence[TrainedModel], results: dict[str, EvalResult], s
                  ) -> dict[str, dict[str, np.ndarray]]:
     """``{metric: {"best" | "random": (S, N)}}``: per-sequence scores of each of the ``S`` runs of a model."""
     per_run = [per_sequence_scores(results[tm.name], setting) for tm in runs]
-    return {m: {k: np.stack([p[m][k] for p in per_run]) for k in ("best", "random")} for m in ("psnr", "ssim")}
+    return {m: {k: np.stack([p[m][k] for p in per_run]) for k in ("best", "random")} for m in COMPARED}
 
 
 def seed_interval(values: np.ndarray) -> dict[str, Any]:
@@ -392,15 +396,15 @@ def model_record(runs: Sequence[TrainedModel], results: dict[str, EvalResult], s
         float(np.mean([tm.train_seconds or 0.0 for tm in runs])),
         "parameters": first.info["parameters"], "model": first.info["model"], "frames_per_second": speed,
     }
-    for m in ("psnr", "ssim"):
+    for m in COMPARED:
         record[m] = {k: seed_interval(scores[m][k]) for k in ("best", "random")}
-    settings = [s for s in results[first.name].settings if s.dt is not None]
+    settings = [s for s in results[first.name].settings if s.step is not None]
     if len(settings) > 1:
         record["dts"] = {}
         for i, s in enumerate(settings):
             sc = group_scores(runs, results, i)
-            record["dts"][dt_label(s.dt)] = {m: {k: seed_interval(sc[m][k]) for k in ("best", "random")}
-                                             for m in ("psnr", "ssim")}
+            record["dts"][s.step.label] = {m: {k: seed_interval(sc[m][k]) for k in ("best", "random")}
+                                           for m in COMPARED}
     return record
 
 
@@ -409,7 +413,7 @@ def per_sequence_scores(result: EvalResult, setting: int = 0) -> dict[str, dict[
     result; "random" is the mean over the kept random samples, as in the result's summary."""
     s = result.settings[setting]
     return {m: {"best": np.asarray(s.best[m]), "random": np.asarray(s.random[m]).reshape(len(s.best[m]), -1)
-                .mean(axis=1)} for m in ("psnr", "ssim")}
+                .mean(axis=1)} for m in COMPARED}
 
 
 def paired_differences(scores: dict[str, dict[str, dict[str, np.ndarray]]], reference: str) -> dict[str, Any]:
@@ -441,36 +445,39 @@ def machine_description() -> str:
 
 def _best_marks(records: list[dict[str, Any]], metric: str, kind: str) -> set[str]:
     """Names whose mean lies within the 95% interval of the best mean (the paper's bold convention)."""
-    best = max(records, key=lambda r: r[metric][kind]["mean"])
-    low = best[metric][kind]["mean"] - best[metric][kind]["ci95"]
-    return {r["name"] for r in records if r[metric][kind]["mean"] >= low}
+    sign = 1.0 if METRICS[metric].higher_is_better else -1.0
+    best = max(records, key=lambda r: sign * r[metric][kind]["mean"])
+    bound = sign * best[metric][kind]["mean"] - best[metric][kind]["ci95"]
+    return {r["name"] for r in records if sign * r[metric][kind]["mean"] >= bound}
+
+
+def _column_titles(n_samples: int, prefix: str = "") -> list[str]:
+    """Titles of the :data:`COLUMNS`: ``PSNR best of 20`` ... ``SSIM random sample`` (``prefix``: e.g. Δ)."""
+    return [f"{prefix}{METRICS[m].label} " + (f"best of {n_samples}" if kind == "best" else "random sample")
+            for m, kind in COLUMNS]
 
 
 def comparison_markdown(summary: dict[str, Any]) -> str:
     """The comparison table (best of N and one random sample, mean ± 95% interval), with its settings."""
     records = summary["models"]
-    digits = {"psnr": 2, "ssim": 4}
 
     def cell(r: dict[str, Any], metric: str, kind: str, marks: set[str]) -> str:
         a = r[metric][kind]
-        text = f"{a['mean']:.{digits[metric]}f} ± {a['ci95']:.{digits[metric]}f}"
+        text = METRICS[metric].interval_text(a["mean"], a["ci95"])
         return f"**{text}**" if r["name"] in marks else text
 
     n = summary["n_samples"]
-    cols = [("psnr", "best"), ("ssim", "best"), ("psnr", "random"), ("ssim", "random")]
-    marks = {c: _best_marks(records, *c) for c in cols}
-    lines = [f"| Model | checkpoint step | training (s) | parameters | PSNR best of {n} | SSIM best of {n} "
-             f"| PSNR random sample | SSIM random sample | predicted frames/s |",
-             "|---|---:|---:|---:|---|---|---|---|---:|"]
+    marks = {c: _best_marks(records, *c) for c in COLUMNS}
+    lines = ["| Model | checkpoint step | training (s) | parameters | " + " | ".join(_column_titles(n))
+             + " | predicted frames/s |", "|---|---:|---:|---:|" + "---|" * len(COLUMNS) + "---:|"]
     for r in records:
         secs = "given" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}"
         lines.append(f"| {r['label']} | {r['steps']} | {secs} | {r['parameters'] / 1e6:.2f} M | "
-                     + " | ".join(cell(r, m, k, marks[(m, k)]) for m, k in cols)
+                     + " | ".join(cell(r, m, k, marks[(m, k)]) for m, k in COLUMNS)
                      + f" | {r['frames_per_second']:.0f} |")
-    for name, metrics in summary["baselines"].items():
-        vals = [f"{metrics[m]['best']['mean']:.{digits[m]}f} ± {metrics[m]['best']['ci95']:.{digits[m]}f}"
-                for m in ("psnr", "ssim")]
-        lines.append(f"| baseline: {name} | | | | {vals[0]} | {vals[1]} | {vals[0]} | {vals[1]} | |")
+    for name, metrics in summary["baselines"].items():  # a baseline's best is its only sample: in both columns
+        vals = {m: METRICS[m].interval_text(metrics[m]["best"]["mean"], metrics[m]["best"]["ci95"]) for m in COMPARED}
+        lines.append(f"| baseline: {name} | | | | " + " | ".join(vals[m] for m, _ in COLUMNS) + " | |")
     budget = summary["budget"]
     budget_text = ", ".join(x for x in (f"{budget['steps']} steps" if budget["steps"] else "",
                                         f"{budget['seconds']:g} s of wall-clock" if budget["seconds"] else "") if x)
@@ -488,7 +495,7 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
         *_seeds_table(summary),
         *_paired_table(summary),
         *_dt_table(summary),
-        "![per-step PSNR and SSIM](per_step.png)", "",
+        f"![per-step {' and '.join(METRICS[m].label for m in COMPARED)}](per_step.png)", "",
         "![best samples of each model on the same test clips](samples.png)", "",
         f"Machine: {summary['machine']}.", "",
     ]
@@ -508,12 +515,10 @@ def _seeds_table(summary: dict[str, Any]) -> list[str]:
     lines = [f"Trained with seeds {', '.join(map(str, seeds))}: the table above averages each model's runs; its "
              f"intervals add the variance between the seeds' means (ddof 1, / number of seeds) to the test "
              f"sequences' (a rough estimate with {len(seeds)} seeds). Each run alone:", "",
-             f"| Model | run | PSNR best of {n} | SSIM best of {n} | PSNR random sample | SSIM random sample |",
-             "|---|---|---:|---:|---:|---:|"]
+             "| Model | run | " + " | ".join(_column_titles(n)) + " |", "|---|---|" + "---:|" * len(COLUMNS)]
     for r in summary["models"]:
         for i, run in enumerate(r.get("runs", [r["name"]])):
-            cells = [f"{r[m][k]['seeds'][i]:.{2 if m == 'psnr' else 4}f}"
-                     for m, k in (("psnr", "best"), ("ssim", "best"), ("psnr", "random"), ("ssim", "random"))]
+            cells = [f"{r[m][k]['seeds'][i]:.{METRICS[m].digits}f}" for m, k in COLUMNS]
             lines.append(f"| {r['label']} | {run} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
@@ -526,13 +531,10 @@ def _dt_table(summary: dict[str, Any]) -> list[str]:
     n = summary["n_samples"]
     lines = ["Test step size Δt (models whose transition is an Euler step; the conditioning frames' states are "
              "inferred with the training Δt, the future generated with the test Δt):", "",
-             f"| Model | test Δt | PSNR best of {n} | SSIM best of {n} | PSNR random sample | SSIM random sample |",
-             "|---|---|---|---|---|---|"]
+             "| Model | test Δt | " + " | ".join(_column_titles(n)) + " |", "|---|---|" + "---|" * len(COLUMNS)]
     for r in records:
         for dt, scores in r["dts"].items():
-            cells = [f"{scores[m][k]['mean']:.{d}f} ± {scores[m][k]['ci95']:.{d}f}"
-                     for m, k, d in (("psnr", "best", 2), ("ssim", "best", 4), ("psnr", "random", 2),
-                                     ("ssim", "random", 4))]
+            cells = [METRICS[m].interval_text(scores[m][k]["mean"], scores[m][k]["ci95"]) for m, k in COLUMNS]
             lines.append(f"| {r['label']} | {dt} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
@@ -546,12 +548,11 @@ def _paired_table(summary: dict[str, Any]) -> list[str]:
     n = summary["n_samples"]
     lines = [f"Paired differences to {labels.get(ref, ref)} on the same test sequences (model minus reference, "
              f"mean ± 95% interval; an interval that excludes 0 is a difference this test set resolves):", "",
-             f"| Model | ΔPSNR best of {n} | ΔSSIM best of {n} | ΔPSNR random sample | ΔSSIM random sample |",
-             "|---|---|---|---|---|"]
+             "| Model | " + " | ".join(_column_titles(n, "Δ")) + " |", "|---|" + "---|" * len(COLUMNS)]
     for name, d in paired.items():
         cells = []
-        for m, kind in (("psnr", "best"), ("ssim", "best"), ("psnr", "random"), ("ssim", "random")):
-            a, digits = d[m][kind], 2 if m == "psnr" else 4
+        for m, kind in COLUMNS:
+            a, digits = d[m][kind], METRICS[m].digits
             cells.append(f"{a['mean']:+.{digits}f} ± {a['ci95']:.{digits}f}")
         lines.append(f"| {labels.get(name, name)} | " + " | ".join(cells) + " |")
     return [*lines, ""]
@@ -564,8 +565,8 @@ def model_curves(groups: dict[str, list[TrainedModel]], results: dict[str, EvalR
     for runs in groups.values():
         per_run = [results[tm.name].settings[0].best_curves for tm in runs]
         first = first or results[runs[0].name]
-        curves.append(Curve(runs[0].label, {m: np.mean([c[m] for c in per_run], axis=0) for m in ("psnr", "ssim")}))
-    curves += [Curve(f"baseline: {s.name}", {m: s.best_curves[m] for m in ("psnr", "ssim")}, baseline=True)
+        curves.append(Curve(runs[0].label, {m: np.mean([c[m] for c in per_run], axis=0) for m in COMPARED}))
+    curves += [Curve(f"baseline: {s.name}", {m: s.best_curves[m] for m in COMPARED}, baseline=True)
                for s in first.settings if s.dt is None]
     return curves
 
@@ -590,8 +591,7 @@ def save_samples_figure(path: Path, models: dict[str, torch.nn.Module], test: np
             with torch.inference_mode():
                 futures = model.to(device).predict(clip[:, :cond_frames].to(device), truth.shape[0], n_samples)
             futures = futures[0].float().cpu()
-            scores = torch.stack([psnr(f, truth).mean() for f in futures])
-            best = futures[int(scores.argmax())]
-            rows.append(torch.cat([clip[0, :cond_frames], best])[shown])
-            labels.append(f"{label}: best of {n_samples}, {float(scores.max()):.1f} dB")
+            ranking = rank_samples(torch.stack([METRICS["psnr"].score(f, truth).mean() for f in futures]), "psnr")
+            rows.append(torch.cat([clip[0, :cond_frames], futures[int(ranking.best)]])[shown])
+            labels.append(f"{label}: best of {n_samples}, {float(ranking.best_score):.1f} dB")
     return save_grid_png(path, rows, labels=labels)

@@ -53,7 +53,7 @@ from tqdm import tqdm
 from srvp.config import RunConfig
 from srvp.data import build_train_dataset, load_val_set, to_float
 from srvp.errors import SrvpError
-from srvp.evaluation.metrics import psnr
+from srvp.evaluation.metrics import psnr, rank_samples
 from srvp.files import atomic_write_text, folder_lock, load_state_checked, remove_stale_temporaries
 from srvp.models import build_model
 from srvp.models.cpu_layers import use_cpu_layers
@@ -179,7 +179,7 @@ def validation_scores(model: torch.nn.Module, sequences: np.ndarray, cond_frames
                 futures = model.sample_futures(cond, x.shape[1] - cond_frames, n_samples).float().clamp(0, 1)
                 target = x[:, cond_frames:].unsqueeze(1).expand_as(futures)
                 per_sample = psnr(futures, target).mean(dim=-1)  # (B, S)
-                scores["best_of_n_psnr"].append(per_sample.max(dim=1).values.cpu())
+                scores["best_of_n_psnr"].append(rank_samples(per_sample, "psnr").best_score.cpu())
                 for key, clip in (("reconstruction_psnr", x), ("conditioning_reconstruction_psnr",
                                                                x[:, :cond_frames])):
                     frames = model.reconstruct(clip, cond_frames).float().clamp(0, 1)
