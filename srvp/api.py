@@ -62,7 +62,8 @@ class Predictor:
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "auto",
                         revision: str | None = None, subfolder: str | None = None) -> Predictor:
-        """Load a model by shipped name (``srvp pretrained list``), local path (a Hub-layout folder, a folder of
+        """Load a model by name (``srvp pretrained list``: a shipped model, or the authors' such as
+        ``authors-kth``, downloaded once into the Hub cache), local path (a Hub-layout folder, a folder of
         the authors' code with ``config.json`` + ``model.pt``, an ``srvp train`` checkpoint) or Hub repository id,
         with a folder of the repository as ``owner/name/folder`` or ``subfolder`` (see :mod:`srvp.pretrained`);
         weights are never unpickled with code."""

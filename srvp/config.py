@@ -205,9 +205,9 @@ class TrainConfig:
 
     steps: int = _opt(1_100_000, "total optimisation steps (0: only write the initial model, e.g. after "
                       "init_from)", bound="non-negative")
-    init_from: str = _opt("", "start from these weights (weights only; a fresh optimiser and schedule): a shipped "
-                          "model's name, a Hub-layout or authors' folder, or an srvp train checkpoint; the model "
-                          "options must match the weights'")
+    init_from: str = _opt("", "start from these weights (weights only; a fresh optimiser and schedule): a model "
+                          "name of srvp pretrained list, a Hub-layout or authors' folder, or an srvp train checkpoint; "
+                          "the model options must match the weights'")
     autoencoder_steps: int = _opt(0, "frame-autoencoder stage: the first N steps train the frame encoder, decoder, "
                                   "content network and q(y_1) to redraw every frame (a sliding window of the first "
                                   "frame's ELBO terms; srvp/training/autoencoder.py), then the full objective; "

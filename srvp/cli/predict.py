@@ -51,9 +51,9 @@ GRID_SAMPLES_WITHOUT_TRUTH = 3
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--checkpoint", required=True, metavar="NAME|PATH",
-                        help="a shipped model name (srvp pretrained list), a Hub-layout folder, a folder of the "
-                        "authors' code (config.json + model.pt), an srvp train checkpoint (.pt), or a Hub "
-                        "repository id owner/name")
+                        help="a model name (srvp pretrained list: shipped, or the authors' such as authors-kth), a "
+                        "Hub-layout folder, a folder of the authors' code (config.json + model.pt), an srvp train "
+                        "checkpoint (.pt), or a Hub repository id owner/name")
     parser.add_argument("--input", required=True, metavar="CLIP",
                         help=f"a video file ({suffix_list(VIDEO_SUFFIXES)}), a folder of frames "
                         f"({suffix_list(IMAGE_SUFFIXES)}; in natural order: frame_2 before frame_10), or .npy "

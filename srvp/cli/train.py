@@ -19,9 +19,9 @@ DESCRIPTION = (
     "Train a model. The configuration is built from --preset (the paper's hyperparameters per dataset), then "
     "--config (a JSON file as written next to every checkpoint), then the options below, in that order. "
     "With --resume, the run in --out-dir continues exactly where it stopped (same batches, same random draws). "
-    "With --init-from NAME|FOLDER|CHECKPOINT the model starts from trained weights (a shipped model, a Hub-layout "
-    "or authors' folder, an srvp train checkpoint) with a fresh optimiser and schedule: without --preset or "
-    "--config the source's own configuration is the base (fine-tune it on your data with --dataset videos "
+    "With --init-from NAME|FOLDER|CHECKPOINT the model starts from trained weights (a name of srvp pretrained "
+    "list, a Hub-layout or authors' folder, an srvp train checkpoint) with a fresh optimiser and schedule: without "
+    "--preset or --config the source's own configuration is the base (fine-tune it on your data with --dataset videos "
     "--data-dir ...); the model options must match the weights. "
     "Multi-process training: --nproc-per-node N, or launch this command with torchrun."
 )
