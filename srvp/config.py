@@ -14,7 +14,7 @@ import json
 import math
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,13 +41,14 @@ BOUNDS: dict[str, tuple[Any, str]] = {
 }
 
 
-def _opt(default: Any, help: str, choices: tuple | None = None, bound: str | None = None,
+def _opt(default: Any, help: str, choices: Collection[str] | None = None, bound: str | None = None,
          family: str | None = None, tunable: bool = False) -> Any:
     """A dataclass field carrying its help text, its allowed values (``choices``) or numeric range (``bound``, a
     key of :data:`BOUNDS`), the one model family that uses it (``family``; a model of another family refuses
     a value other than the default), and, for model fields, whether it leaves the trained weights' meaning intact
     (``tunable``: an objective weight, the step size or an initialisation, which a run starting from trained
-    weights may change), for ``--help`` and validation."""
+    weights may change), for ``--help`` and validation. ``choices`` may be live (the model families' names,
+    :class:`RegisteredNames`), read when a value is checked or the command line is built."""
     meta: dict[str, Any] = {"help": help}
     if tunable:
         meta["tunable"] = True
@@ -64,16 +65,44 @@ def _opt(default: Any, help: str, choices: tuple | None = None, bound: str | Non
 
 #: model family (``ModelConfig.model``) -> the model class's own check of a configuration
 #: (:meth:`srvp.models.base.VideoPredictor.check_config`, e.g. the step sizes it accepts), registered with the class by
-#: :func:`srvp.models.register_model` (a layer above), so that :meth:`ModelConfig.validate` refuses what the model
-#: would refuse before anything is built
+#: the ``@srvp.models.register_model(name)`` decorator (a layer above), so that :meth:`ModelConfig.validate` refuses
+#: what the model would refuse before anything is built. Its names are the model families: ``ModelConfig.model``'s
+#: choices (validation, ``--model`` of the command line) are this dict's live names (:class:`RegisteredNames`), never
+#: a list written here.
+#: Importing ``srvp`` (any of its modules) imports :mod:`srvp.models`, which registers every model.
 MODEL_CHECKS: dict[str, Callable[[ModelConfig], None]] = {}
+
+
+class RegisteredNames(Sequence[str]):
+    """The keys of a registry, live and in registration order, as a sequence: a field's ``choices`` that follow
+    what is registered (in validation, ``--help`` and anything reading the field's metadata) without a copy that
+    could go stale."""
+
+    def __init__(self, registry: dict[str, Any]):
+        self._registry = registry
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return list(self._registry)[index]
+
+    def __len__(self) -> int:
+        return len(self._registry)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._registry
+
+    def __iter__(self):
+        return iter(list(self._registry))
+
+    def __repr__(self) -> str:
+        return f"RegisteredNames({list(self._registry)!r})"
 
 
 @dataclass
 class ModelConfig:
     """The model and its training objective (Section 3 and Appendix C of the paper)."""
 
-    model: str = _opt("srvp", "model family", ("srvp", "svg"))
+    model: str = _opt("srvp", "model family (the models registered with srvp.models.register_model)",
+                      RegisteredNames(MODEL_CHECKS))
     architecture: str = _opt("dcgan", "frame encoder/decoder family: DCGAN (64x64), VGG16 (64x64) or MLP",
                              ARCHITECTURES)
     frame_size: int = _opt(64, "frame width and height in pixels (64 for dcgan/vgg)", bound="positive")
@@ -149,11 +178,13 @@ class ModelConfig:
         if self.skip_connections and self.architecture == "mlp":
             raise ConfigError(f"{source}: the mlp architecture has no skip connections")
         check = MODEL_CHECKS.get(self.model)
-        if check is not None:  # what the model family cannot do, e.g. a step size it has no Euler step for
-            try:
-                check(self)
-            except ConfigError as e:
-                raise ConfigError(f"{source}: {e}") from None
+        if check is None:  # reached only while no model is registered (the field's choices refuse other names)
+            raise ConfigError(f"{source}: model={self.model!r} is not a registered model family (registered: "
+                              f"{', '.join(MODEL_CHECKS) or 'none; import srvp.models'})")
+        try:  # what the model family cannot do, e.g. a step size it has no Euler step for
+            check(self)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
 
 
 def _check_fields(section: Any, source: str, family_of: str | None = None) -> None:

@@ -1,6 +1,7 @@
 """What every video-prediction model of the package shares: the interface that training, evaluation and the
 Python API rely on (``forward``/``loss`` for training, ``condition``/``sample_futures`` for generation),
-:meth:`VideoPredictor.predict` built on it, and :class:`LoadedModel`, what loading a trained model returns.
+:meth:`VideoPredictor.predict` built on it, the registry of model families (:func:`register_model`, a decorator
+at each class, and :func:`build_model`), and :class:`LoadedModel`, what loading a trained model returns.
 
 A model knows nothing of files: checkpoints are read by :mod:`srvp.training.checkpoint`, the Hub layout by
 :mod:`srvp.pretrained`."""
@@ -8,13 +9,14 @@ A model knows nothing of files: checkpoints are read by :mod:`srvp.training.chec
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
-from srvp.config import ModelConfig, RunConfig, StepSize
+from srvp.config import MODEL_CHECKS, ModelConfig, RunConfig, StepSize
 from srvp.errors import ConfigError
 
 
@@ -30,12 +32,13 @@ class VideoPredictor(nn.Module, ABC):
     @abstractmethod
     def forward(self, x: torch.Tensor) -> Any:
         """Infer everything from a clip ``(B, T, C, H, W)`` in [0, 1] and reconstruct it (the model's output
-        record, which :meth:`loss` takes)."""
+        record, which :meth:`loss` takes; its ``frames`` ``(B, T, C, H, W)`` in [0, 1] are the reconstruction)."""
 
     @abstractmethod
     def loss(self, x: torch.Tensor, out: Any, kl_scale: float = 1.0) -> dict[str, torch.Tensor]:
-        """The training objective on ``x`` given ``forward(x)``: a dict with ``total`` (minimised), ``elbo`` and
-        its terms, each averaged over the batch."""
+        """The training objective on ``x`` given ``forward(x)``: a dict of scalars averaged over the batch, with
+        ``total`` (minimised), ``nll`` (the reconstruction term, which the trainer reports), ``elbo`` (``-nll``
+        minus the KL terms, whatever ``kl_scale``) and the other terms of the objective."""
 
     @abstractmethod
     def condition(self, x_cond: torch.Tensor) -> Any:
@@ -78,7 +81,8 @@ class VideoPredictor(nn.Module, ABC):
     @classmethod
     def check_config(cls, config: ModelConfig) -> None:
         """What a model of this class refuses in ``config`` beyond the field checks (its training step, by
-        :meth:`check_step`); :meth:`ModelConfig.validate` calls it through :data:`srvp.config.MODEL_CHECKS`."""
+        :meth:`check_step`); :meth:`ModelConfig.validate` calls it through :data:`srvp.config.MODEL_CHECKS`, which
+        :func:`register_model` fills."""
         cls.check_step(config)
 
     def step_size(self, dt: StepSize | float | str | None = None, option: str = "dt") -> StepSize:
@@ -110,6 +114,50 @@ class VideoPredictor(nn.Module, ABC):
                                            keep_intermediate)
         finally:
             self.train(was_training)
+
+
+ModelClass = TypeVar("ModelClass", bound=type[VideoPredictor])
+
+#: model family name (``ModelConfig.model``) -> its class, built as ``cls(config)``; filled by :func:`register_model`
+#: where each class is defined, and the one list of model families: ``ModelConfig.model``'s choices (validation,
+#: ``srvp train --model``) are its names, through :data:`srvp.config.MODEL_CHECKS`
+MODELS: dict[str, type[VideoPredictor]] = {}
+
+
+def register_model(name: str) -> Callable[[ModelClass], ModelClass]:
+    """Class decorator: make the decorated :class:`VideoPredictor` subclass the model family ``name``
+    (``ModelConfig(model=name)``), as torchvision's ``@register_model()``::
+
+        @register_model("srvp")
+        class SRVP(VideoPredictor): ...
+
+    The name becomes one of ``ModelConfig.model``'s choices, :func:`build_model` builds the class from a config
+    of that family, and its :meth:`~VideoPredictor.check_config` runs in every :meth:`ModelConfig.validate` of that
+    family. A name registered twice is refused (the second class would silently replace the first)."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"register_model({name!r}): the name must be a non-empty string")
+
+    def register(cls: ModelClass) -> ModelClass:
+        if not (isinstance(cls, type) and issubclass(cls, VideoPredictor)):
+            raise TypeError(f"register_model({name!r}): {cls!r} is not a VideoPredictor subclass")
+        if name in MODELS:
+            known = MODELS[name]
+            raise ValueError(f"register_model({name!r}): the name is already registered by "
+                             f"{known.__module__}.{known.__qualname__}; choose another name for "
+                             f"{cls.__module__}.{cls.__qualname__}")
+        MODELS[name] = cls
+        MODEL_CHECKS[name] = cls.check_config
+        return cls
+
+    return register
+
+
+def build_model(config: ModelConfig) -> VideoPredictor:
+    """The model of a configuration: the class registered as ``config.model`` (:data:`MODELS`), built from it."""
+    if config.model not in MODELS:
+        raise ConfigError(f"model={config.model!r} is not a registered model family; registered: "
+                          f"{', '.join(MODELS)}")
+    return MODELS[config.model](config)
 
 
 @dataclass

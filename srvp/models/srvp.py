@@ -25,7 +25,7 @@ from torch import nn
 
 from srvp.config import ModelConfig, StepSize
 from srvp.models import gaussian
-from srvp.models.base import VideoPredictor
+from srvp.models.base import VideoPredictor, register_model
 from srvp.models.nets import MLP, build_frame_decoder, build_frame_encoder, init_conv_weights, init_orthogonal
 
 
@@ -75,6 +75,7 @@ class Conditioning:
                        w=rep(self.w), skips=skips)
 
 
+@register_model("srvp")
 class SRVP(VideoPredictor):
     """The SRVP model; all configuration is in ``config`` (:class:`srvp.config.ModelConfig`)."""
 

@@ -31,7 +31,7 @@ from torch import nn
 
 from srvp.config import ModelConfig, StepSize
 from srvp.models import gaussian
-from srvp.models.base import VideoPredictor
+from srvp.models.base import VideoPredictor, register_model
 from srvp.models.nets import build_frame_decoder, build_frame_encoder, init_conv_weights
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers, B, hidden)
@@ -110,6 +110,7 @@ class SVGConditioning:
                        posterior_z_params=rep(self.posterior_z_params), prior_state=state, skips=skips)
 
 
+@register_model("svg")
 class SVGLP(VideoPredictor):
     """SVG-LP built from a :class:`~srvp.config.ModelConfig` with ``model="svg"``.
 
