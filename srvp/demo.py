@@ -1,8 +1,8 @@
 """A web page to see futures (``srvp demo``, Gradio): choose a model, give a clip, watch its samples.
 
-The page is a thin layer over the command line: every prediction goes through
-:func:`srvp.cli.predict.predict_files` (the readers, checks, messages and files of ``srvp predict``), into a
-temporary folder of the server. What a request can do is bounded:
+The page is a thin layer over the prediction task, as the command line is: every prediction is a
+:class:`~srvp.tasks.predict.PredictRequest` run by :func:`srvp.tasks.predict.run` (the readers, checks, messages and
+files of ``srvp predict``), into a temporary folder of the server. What a request can do is bounded:
 
 - models: only the shipped names and the paths given to ``srvp demo --checkpoint`` (a request never names a file
   to load, so it cannot make the server unpickle anything);
@@ -29,7 +29,7 @@ without a browser; :func:`build_app` wires them to Gradio components.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import re
 import shutil
@@ -46,14 +46,14 @@ import numpy as np
 import torch
 
 from srvp.api import Predictor
-from srvp.cli import predict
-from srvp.cli.predict import predict_files, select_window
 from srvp.config import MAX_SEED, StepSize
 from srvp.data import load_test_set
 from srvp.errors import ConfigError, DataError, SrvpError
 from srvp.evaluation.metrics import METRICS, pixel_metrics
 from srvp.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_clip
 from srvp.pretrained import available
+from srvp.tasks.predict import PredictOutputs, PredictRequest, select_window
+from srvp.tasks.predict import run as predict
 from srvp.visualization import save_grid_png
 
 MAX_UPLOAD_BYTES = 50 * 2**20
@@ -67,6 +67,8 @@ DT_CHOICES = tuple(StepSize(n).label for n in (1, 2, 3, 4))  # "1", "1/2", "1/3"
 #: uploads offered by the page: the clips srvp.io reads, and zips of frames (whose members are read as a folder is:
 #: srvp.io.IMAGE_SUFFIXES)
 UPLOAD_SUFFIXES = (*VIDEO_SUFFIXES, ".npy", ".zip")
+#: how the page's requests differ from srvp predict's defaults: one animation, enlarged
+PAGE_OUTPUTS = {"side_by_side": True, "scale": 2}
 
 
 def gradio_upload_folder() -> Path:
@@ -176,7 +178,7 @@ def extract_frames(archive: Path, folder: Path) -> Path:
 
 
 def clip_input(state: DemoState, upload: str | Path | None, what: str = "clip") -> Path:
-    """The path ``srvp predict --input`` takes for an upload (a zip becomes a folder of frames named like it)."""
+    """The clip path a :class:`PredictRequest` takes for an upload (a zip becomes a folder of frames named like it)."""
     path = state.upload(upload, what)
     if path.suffix.lower() == ".zip":
         return extract_frames(path, state.new_folder("frames-") / path.stem)
@@ -186,14 +188,13 @@ def clip_input(state: DemoState, upload: str | Path | None, what: str = "clip") 
 def test_clip(state: DemoState, model: str, index: int) -> Path:
     """Test clip ``index`` of the model's dataset (generated Moving MNIST for SM-MNIST models), saved as ``.npy``."""
     predictor = state.predictor(model)
-    cfg = predictor.config.data
-    if cfg.dataset not in ("smmnist", "mmnist"):
+    if predictor.config.data.dataset not in ("smmnist", "mmnist"):
         raise DataError(f"{model}: test clips are generated for Moving MNIST models only; upload a clip")
     index = int(index)
     if not 0 <= index < 1000:
         raise ConfigError(f"test clip {index}: choose an index from 0 to 999")
-    cfg.test_sequences = index + 1
-    clip = load_test_set(cfg)[index]  # (T, C, H, W) uint8
+    # a copy: the cached model's configuration stays as it was validated
+    clip = load_test_set(dataclasses.replace(predictor.config.data, test_sequences=index + 1))[index]  # (T, C, H, W)
     path = state.new_folder("test-") / f"test_clip_{index}.npy"
     np.save(path, clip[:, 0] if clip.shape[1] == 1 else clip.transpose(0, 2, 3, 1))
     return path
@@ -208,24 +209,13 @@ def model_limits(predictor) -> dict[str, Any]:
     return {"cond_min": k, "cond_max": max(MAX_DEMO_COND, k), "cond_value": max(k, 5), "dt_choices": dts}
 
 
-def _args(**values: Any) -> argparse.Namespace:
-    """``srvp predict``'s options with its own defaults (from its parser), then the page's values."""
-    parser = argparse.ArgumentParser()
-    predict.add_arguments(parser)
-    args = parser.parse_args(["--checkpoint", "", "--input", ""])
-    args.side_by_side, args.scale, args.device = True, 2, "cpu"  # the page shows one animation, enlarged
-    vars(args).update(values)
-    return args
-
-
 def _dt(text: str) -> StepSize | None:
     return None if text in (None, "", "training step") else StepSize.parse(str(text))
 
 
-def _result(out: Path, summary: dict) -> dict[str, Any]:
-    files = {name: str(out / name) for name in summary["files"]}
-    files["summary.json"] = str(out / "summary.json")
-    return {"summary": summary, "files": files, "folder": str(out)}
+def _result(outputs: PredictOutputs) -> dict[str, Any]:
+    files = {name: str(path) for name, path in outputs.paths.items()}
+    return {"summary": outputs.summary, "files": files, "folder": str(outputs.folder)}
 
 
 def _shown(*clips: Path) -> dict[str, str]:
@@ -242,22 +232,20 @@ def predict_clip(state: DemoState, model: str, clip: Path, cond_frames: int, hor
     if not 1 <= int(samples) <= MAX_DEMO_SAMPLES:
         raise ConfigError(f"--samples {int(samples)} must be between 1 and {MAX_DEMO_SAMPLES} on the demo page")
     predictor = state.predictor(model)
-    out = state.new_folder("predict-") / "out"
-    args = _args(checkpoint=model, input=str(clip), cond_frames=int(cond_frames), horizon=int(horizon),
-                 samples=int(samples), dt=_dt(dt), mean=bool(use_mean), seed=int(seed), metric=metric, out=str(out))
-    summary, out = predict_files(args, predictor, _shown(clip))
-    return _result(out, summary)
+    request = PredictRequest(str(clip), model, cond_frames=int(cond_frames), horizon=int(horizon),
+                             samples=int(samples), dt=_dt(dt), mean=bool(use_mean), seed=int(seed), metric=metric,
+                             **PAGE_OUTPUTS)
+    return _result(predict(predictor, request, state.new_folder("predict-") / "out", _shown(clip)))
 
 
 def swap_clips(state: DemoState, model: str, dynamics: Path, content: Path, cond_frames: int, horizon: int,
                seed: int) -> dict[str, Any]:
     """Figure 8: the dynamics of one clip drawn with the content of another (``srvp predict --swap-content``)."""
     dynamics, content = state.clip(dynamics, "dynamics clip"), state.clip(content, "content clip")
-    out = state.new_folder("swap-") / "out"
-    args = _args(checkpoint=model, input=str(dynamics), swap_content=str(content), cond_frames=int(cond_frames),
-                 horizon=int(horizon), samples=1, seed=int(seed), out=str(out))
-    summary, out = predict_files(args, state.predictor(model), _shown(dynamics, content))
-    return _result(out, summary)
+    request = PredictRequest(str(dynamics), model, swap_content=str(content), cond_frames=int(cond_frames),
+                             horizon=int(horizon), samples=1, seed=int(seed), **PAGE_OUTPUTS)
+    return _result(predict(state.predictor(model), request, state.new_folder("swap-") / "out",
+                           _shown(dynamics, content)))
 
 
 def interpolate_clips(state: DemoState, model: str, clip_a: Path, clip_b: Path, cond_frames: int, horizon: int,
@@ -266,11 +254,10 @@ def interpolate_clips(state: DemoState, model: str, clip_a: Path, clip_b: Path, 
     clip_a, clip_b = state.clip(clip_a, "clip A"), state.clip(clip_b, "clip B")
     if not 2 <= int(steps) <= MAX_DEMO_STEPS:
         raise ConfigError(f"--steps {int(steps)} must be between 2 and {MAX_DEMO_STEPS} on the demo page")
-    out = state.new_folder("interpolate-") / "out"
-    args = _args(checkpoint=model, input=str(clip_a), interpolate=str(clip_b), cond_frames=int(cond_frames),
-                 horizon=int(horizon), steps=int(steps), out=str(out))
-    summary, out = predict_files(args, state.predictor(model), _shown(clip_a, clip_b))
-    return _result(out, summary)
+    request = PredictRequest(str(clip_a), model, interpolate=str(clip_b), cond_frames=int(cond_frames),
+                             horizon=int(horizon), steps=int(steps), **PAGE_OUTPUTS)
+    return _result(predict(state.predictor(model), request, state.new_folder("interpolate-") / "out",
+                           _shown(clip_a, clip_b)))
 
 
 def conditioning_preview(state: DemoState, model: str, clip: Path, cond_frames: int, horizon: int) -> str:

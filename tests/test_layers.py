@@ -11,7 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "srvp"
 
 #: layer of every top-level unit of the package (module or subpackage), bottom first; a unit may import units of
-#: lower layers only, except inside the application layer (the command line and the demo use each other)
+#: lower layers only, except inside the application layer (the command line starts the demo); the tasks (typed
+#: requests over the library) sit between the library and its front ends
 LAYERS: list[set[str]] = [
     {"errors"},
     {"config"},
@@ -23,6 +24,7 @@ LAYERS: list[set[str]] = [
     {"training"},
     {"pretrained"},
     {"api"},
+    {"tasks"},
     {"cli", "demo", "__init__"},
 ]
 RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
@@ -86,3 +88,48 @@ def test_lower_packages_know_nothing_of_training_or_the_command_line(package):
     offenders = [f"{file}:{line} {module}" for file, module, line, _ in _imports()
                  if _source_unit(file) == package and _unit(module) in ("training", "cli", "api", "demo")]
     assert offenders == []
+
+
+def _imported_names(file: Path) -> set[str]:
+    """Top-level names of every module ``file`` imports."""
+    names = set()
+    for node in ast.walk(ast.parse(file.read_text(), str(file))):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_demo_reaches_the_library_through_the_tasks_not_the_command_line():
+    """The demo builds a PredictRequest itself: no srvp.cli, no argparse namespace."""
+    demo = [(module, line) for file, module, line, _ in _imports() if file == "srvp/demo.py"]
+    assert [m for m, _ in demo if _unit(m) == "cli"] == []
+    assert "srvp.tasks.predict" in {m for m, _ in demo}
+    assert "argparse" not in _imported_names(ROOT / "demo.py")
+
+
+def test_the_tasks_know_nothing_of_the_front_ends():
+    """A task is run from Python as from the command line: no argparse, no srvp.cli, no demo."""
+    for file in sorted((ROOT / "tasks").rglob("*.py")):
+        assert "argparse" not in _imported_names(file), file
+    offenders = [f"{file}:{line} {module}" for file, module, line, _ in _imports()
+                 if _source_unit(file) == "tasks" and _unit(module) in ("cli", "demo")]
+    assert offenders == []
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_the_front_ends_and_the_tasks_have_no_function_over_80_lines():
+    """The outer ring reads as the core does: every function of srvp/cli/, srvp/demo.py and srvp/tasks/ (its def
+    line to its last line, docstring included) fits on a screen."""
+    files = [*sorted((ROOT / "cli").rglob("*.py")), ROOT / "demo.py", *sorted((ROOT / "tasks").rglob("*.py"))]
+    long = []
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text(), str(file))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{file.relative_to(ROOT.parent)}:{node.lineno} {node.name}: {lines} lines")
+    assert long == []

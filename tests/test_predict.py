@@ -441,7 +441,7 @@ def test_outputs_are_whole_or_absent_and_never_stale(checkpoint, tmp_path, monke
     assert sorted(_listing(out)) == ["grid.png", "per_step.png", "sample_00.gif", "summary.json"]
     before = _listing(out)
 
-    import srvp.cli.predict as video  # the command calls write_video through its own import
+    import srvp.tasks.predict as video  # the command calls write_video through its own import
 
     calls = []
     original = video.write_video
