@@ -491,124 +491,115 @@ def seed_argument(text: str) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Presets: the paper's hyperparameters (Appendix C) per dataset, plus a small CPU preset for the quickstart.
+# Presets: the paper's hyperparameters (Appendix C) per dataset, the SVG-LP baseline's, and small CPU presets (the
+# quickstart's and the shipped models'). A preset that differs from another in a few values is written as that
+# difference (derive_preset), so that what distinguishes it is all its entry says.
 # ----------------------------------------------------------------------------------------------------------------
 
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    # Stochastic Moving MNIST: DCGAN, ny = nz = 20, k = 5, nu = 1, beta_z = 2, batch 128, 15 frames,
-    # 1,000,000 steps plus 100,000 of linear decay; tested 5 -> 20.
-    "smmnist": {
-        "model": {"architecture": "dcgan", "state_dim": 20, "noise_dim": 20, "content_frames": 5, "beta_z": 2.0,
-                  "obs_scale": 1.0},
-        "data": {"dataset": "smmnist", "num_digits": 2, "seq_len": 15, "cond_frames": 5, "test_seq_len": 25},
-        "train": {"steps": 1_100_000, "decay_steps": 100_000, "batch_size": 128},
-    },
-    # Deterministic Moving MNIST: as above, 800,000 + 100,000 steps; tested 5 -> 95 with one sample.
-    "mmnist": {
-        "model": {"architecture": "dcgan", "state_dim": 20, "noise_dim": 20, "content_frames": 5, "beta_z": 2.0,
-                  "obs_scale": 1.0},
-        "data": {"dataset": "mmnist", "num_digits": 2, "seq_len": 15, "cond_frames": 5, "test_seq_len": 100},
-        "train": {"steps": 900_000, "decay_steps": 100_000, "batch_size": 128},
-    },
-    # KTH: VGG with skips, ny = nz = 50, k = 3, dt = 1/2, gain 1.2, nu = 0.04, batch 100, 20-frame clips,
-    # 200,000 steps with model selection on a validation split; tested 10 -> 30.
-    "kth": {
-        "model": {"architecture": "vgg", "skip_connections": True, "state_dim": 50, "noise_dim": 50,
-                  "content_frames": 3, "dt": 0.5, "residual_gain": 1.2, "obs_scale": 0.2, "beta_z": 1.0},
-        "data": {"dataset": "kth", "seq_len": 20, "cond_frames": 10, "test_seq_len": 40},
-        "train": {"steps": 200_000, "decay_steps": 0, "batch_size": 100},
-    },
-    # BAIR: VGG with skips, colour, ny = nz = 50, k = 2, dt = 1/2, nu = 1/2, batch 128, 12-frame clips,
-    # 250,000 steps with model selection; tested 2 -> 28.
-    "bair": {
-        "model": {"architecture": "vgg", "skip_connections": True, "channels": 3, "state_dim": 50,
-                  "noise_dim": 50, "content_frames": 2, "dt": 0.5, "obs_scale": 0.71, "beta_z": 1.0},
-        "data": {"dataset": "bair", "seq_len": 12, "cond_frames": 2, "test_seq_len": 30},
-        "train": {"steps": 250_000, "decay_steps": 0, "batch_size": 128},
-    },
-    # Pendulum (Appendix E): MLP encoder/decoder, no content variable; the test ELBO is the reported figure.
-    "pendulum": {
-        "model": {"architecture": "mlp", "frame_size": 16, "filters": 256, "frame_dim": 32, "state_dim": 8,
-                  "noise_dim": 8, "content": False, "content_frames": 3, "obs_scale": 0.1, "beta_z": 1.0},
-        "data": {"dataset": "pendulum", "seq_len": 15, "cond_frames": 3, "test_seq_len": 15},
-        "train": {"steps": 100_000, "decay_steps": 10_000, "batch_size": 128},
-    },
-    # Small stochastic Moving MNIST model for this 2-core CPU: one digit, fewer filters, a sharper observation
-    # model and a higher learning rate, so that a few minutes of training track the digit (measured: best-of-20
-    # PSNR 18.1 dB after 750 steps vs 17.6 for the last frame and 17.0 for a blank one; see the quickstart).
-    "cpu": {
-        "model": {"architecture": "dcgan", "filters": 16, "state_dim": 20, "noise_dim": 20, "content_frames": 5,
-                  "inference_hidden": 128, "forward_hidden": 128, "obs_scale": 0.25, "beta_z": 1.0},
-        "data": {"dataset": "smmnist", "num_digits": 1, "seq_len": 10, "cond_frames": 5, "test_seq_len": 15,
-                 "test_sequences": 100, "val_sequences": 32},
-        "train": {"steps": 3000, "decay_steps": 500, "lr": 1e-3, "batch_size": 16, "val_interval": 500,
-                  "val_samples": 10, "checkpoint_interval": 250, "sample_interval": 500, "precision": "bf16",
-                  "out_dir": "runs/cpu"},
-    },
-    # The quickstart: the cpu preset's model and data with the fastest recipe measured for a ~10-minute CPU budget
-    # (docs/time-to-quality.md): channels-last bf16, lr 3e-3 with a warm-up and a cosine decay, a weight average.
-    "quickstart": {
-        "model": {"architecture": "dcgan", "filters": 16, "state_dim": 20, "noise_dim": 20, "content_frames": 5,
-                  "inference_hidden": 128, "forward_hidden": 128, "obs_scale": 0.25, "beta_z": 1.0},
-        "data": {"dataset": "smmnist", "num_digits": 1, "seq_len": 10, "cond_frames": 5, "test_seq_len": 15,
-                 "test_sequences": 100, "val_sequences": 32},
-        "train": {"steps": 4200, "decay_steps": 0, "lr_schedule": "cosine", "warmup_steps": 100, "lr": 3e-3,
-                  "ema_decay": 0.998, "batch_size": 16, "precision": "bf16", "channels_last": True,
-                  "val_interval": 1000, "val_samples": 10, "checkpoint_interval": 500, "sample_interval": 1000,
-                  "out_dir": "runs/quickstart"},
-    },
-    # The paper's two-digit SM-MNIST model with the fastest recipe measured for an hour-scale CPU budget (the shipped
-    # model smmnist-cpu): as the quickstart's recipe, with the observation scale 0.25 instead of the paper's 1
-    # (with 1 the model stays at blank-frame quality for thousands of steps; docs/time-to-quality.md).
-    "smmnist-cpu": {
-        "model": {"architecture": "dcgan", "state_dim": 20, "noise_dim": 20, "content_frames": 5, "beta_z": 2.0,
-                  "obs_scale": 0.25},
-        "data": {"dataset": "smmnist", "num_digits": 2, "seq_len": 15, "cond_frames": 5, "test_seq_len": 25,
-                 "test_sequences": 200, "val_sequences": 64},
-        "train": {"steps": 4600, "decay_steps": 0, "lr_schedule": "cosine", "warmup_steps": 100, "lr": 2e-3,
-                  "ema_decay": 0.998, "batch_size": 16, "precision": "bf16", "channels_last": True,
-                  "val_interval": 500, "val_samples": 10, "checkpoint_interval": 100, "sample_interval": 500,
-                  "out_dir": "runs/smmnist-cpu"},
-    },
-    # SVG-LP baseline (Denton & Fergus 2018, edenton/svg train_svg_lp.py): DCGAN with skips, g_dim 128, z 10,
-    # LSTMs of 256 (predictor 2 layers, prior/posterior 1), beta 1e-4, Adam lr 2e-3, batch 100, 5 + 10 frames,
-    # 300 epochs x 600 steps, constant lr. content_frames is its n_past (skip connections in training).
-    "svg-smmnist": {
-        "model": {"model": "svg", "architecture": "dcgan", "frame_dim": 128, "noise_dim": 10, "svg_rnn_hidden": 256,
-                  "svg_predictor_layers": 2, "svg_latent_layers": 1, "beta_z": 1e-4, "content_frames": 5},
-        "data": {"dataset": "smmnist", "num_digits": 2, "seq_len": 15, "cond_frames": 5, "test_seq_len": 25},
-        "train": {"steps": 180_000, "decay_steps": 0, "batch_size": 100, "lr": 2e-3, "out_dir": "runs/svg"},
-    },
-    "svg-mmnist": {
-        "model": {"model": "svg", "architecture": "dcgan", "frame_dim": 128, "noise_dim": 10, "svg_rnn_hidden": 256,
-                  "svg_predictor_layers": 2, "svg_latent_layers": 1, "beta_z": 1e-4, "content_frames": 5},
-        "data": {"dataset": "mmnist", "num_digits": 2, "seq_len": 15, "cond_frames": 5, "test_seq_len": 100},
-        "train": {"steps": 180_000, "decay_steps": 0, "batch_size": 100, "lr": 2e-3, "out_dir": "runs/svg"},
-    },
-    # SVG-LP counterpart of the "cpu" preset: same data, filters and training schedule, SVG's lr.
-    "svg-cpu": {
-        "model": {"model": "svg", "architecture": "dcgan", "filters": 16, "frame_dim": 128, "noise_dim": 10,
-                  "svg_rnn_hidden": 256, "beta_z": 1e-4, "content_frames": 5},
-        "data": {"dataset": "smmnist", "num_digits": 1, "seq_len": 10, "cond_frames": 5, "test_seq_len": 15,
-                 "test_sequences": 100, "val_sequences": 32},
-        "train": {"steps": 1500, "decay_steps": 300, "batch_size": 16, "lr": 2e-3, "val_interval": 500,
-                  "val_samples": 10, "checkpoint_interval": 250, "sample_interval": 500, "precision": "bf16",
-                  "out_dir": "runs/svg-cpu"},
-    },
-}
+#: preset name -> its overrides per section (``model``, ``data``, ``train``) of the dataclasses' defaults
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {}
 
+
+def derive_preset(base: str, **changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The preset ``base`` with ``changes`` (per section, ``{field: value}``) replacing or adding its values, field by
+    field: ``derive_preset("smmnist", data={"dataset": "mmnist"})`` is smmnist on deterministic Moving MNIST."""
+    sections = {f.name for f in dataclasses.fields(RunConfig)}
+    if base not in PRESETS or not set(changes) <= sections:
+        raise ValueError(f"derive_preset({base!r}): no such preset, or a section other than "
+                         f"{', '.join(sorted(sections))} in {sorted(changes)}")
+    return {section: {**values, **changes.get(section, {})} for section, values in PRESETS[base].items()}
+
+
+# Stochastic Moving MNIST: DCGAN, ny = nz = 20, k = 5, nu = 1, beta_z = 2, batch 128, 15 frames,
+# 1,000,000 steps plus 100,000 of linear decay; tested 5 -> 20.
+PRESETS["smmnist"] = {
+    "model": {"architecture": "dcgan", "state_dim": 20, "noise_dim": 20, "content_frames": 5, "beta_z": 2.0,
+              "obs_scale": 1.0},
+    "data": {"dataset": "smmnist", "num_digits": 2, "seq_len": 15, "cond_frames": 5, "test_seq_len": 25},
+    "train": {"steps": 1_100_000, "decay_steps": 100_000, "batch_size": 128},
+}
+# Deterministic Moving MNIST: as above, 800,000 + 100,000 steps; tested 5 -> 95 with one sample.
+PRESETS["mmnist"] = derive_preset("smmnist", data={"dataset": "mmnist", "test_seq_len": 100},
+                                  train={"steps": 900_000})
+# KTH: VGG with skips, ny = nz = 50, k = 3, dt = 1/2, gain 1.2, nu = 0.04, batch 100, 20-frame clips,
+# 200,000 steps with model selection on a validation split; tested 10 -> 30.
+PRESETS["kth"] = {
+    "model": {"architecture": "vgg", "skip_connections": True, "state_dim": 50, "noise_dim": 50,
+              "content_frames": 3, "dt": 0.5, "residual_gain": 1.2, "obs_scale": 0.2, "beta_z": 1.0},
+    "data": {"dataset": "kth", "seq_len": 20, "cond_frames": 10, "test_seq_len": 40},
+    "train": {"steps": 200_000, "decay_steps": 0, "batch_size": 100},
+}
+# BAIR: VGG with skips, colour, ny = nz = 50, k = 2, dt = 1/2, nu = 1/2, batch 128, 12-frame clips,
+# 250,000 steps with model selection; tested 2 -> 28.
+PRESETS["bair"] = {
+    "model": {"architecture": "vgg", "skip_connections": True, "channels": 3, "state_dim": 50,
+              "noise_dim": 50, "content_frames": 2, "dt": 0.5, "obs_scale": 0.71, "beta_z": 1.0},
+    "data": {"dataset": "bair", "seq_len": 12, "cond_frames": 2, "test_seq_len": 30},
+    "train": {"steps": 250_000, "decay_steps": 0, "batch_size": 128},
+}
+# Pendulum (Appendix E): MLP encoder/decoder, no content variable; the test ELBO is the reported figure.
+PRESETS["pendulum"] = {
+    "model": {"architecture": "mlp", "frame_size": 16, "filters": 256, "frame_dim": 32, "state_dim": 8,
+              "noise_dim": 8, "content": False, "content_frames": 3, "obs_scale": 0.1, "beta_z": 1.0},
+    "data": {"dataset": "pendulum", "seq_len": 15, "cond_frames": 3, "test_seq_len": 15},
+    "train": {"steps": 100_000, "decay_steps": 10_000, "batch_size": 128},
+}
+# Small stochastic Moving MNIST model for this 2-core CPU: one digit, fewer filters, a sharper observation
+# model and a higher learning rate, so that a few minutes of training track the digit (measured: best-of-20
+# PSNR 18.1 dB after 750 steps vs 17.6 for the last frame and 17.0 for a blank one; see the quickstart).
+PRESETS["cpu"] = {
+    "model": {"architecture": "dcgan", "filters": 16, "state_dim": 20, "noise_dim": 20, "content_frames": 5,
+              "inference_hidden": 128, "forward_hidden": 128, "obs_scale": 0.25, "beta_z": 1.0},
+    "data": {"dataset": "smmnist", "num_digits": 1, "seq_len": 10, "cond_frames": 5, "test_seq_len": 15,
+             "test_sequences": 100, "val_sequences": 32},
+    "train": {"steps": 3000, "decay_steps": 500, "lr": 1e-3, "batch_size": 16, "val_interval": 500,
+              "val_samples": 10, "checkpoint_interval": 250, "sample_interval": 500, "precision": "bf16",
+              "out_dir": "runs/cpu"},
+}
+# The quickstart: the cpu preset's model and data with the fastest recipe measured for a ~10-minute CPU budget
+# (docs/time-to-quality.md): channels-last bf16, lr 3e-3 with a warm-up and a cosine decay, a weight average.
+PRESETS["quickstart"] = derive_preset(
+    "cpu", train={"steps": 4200, "decay_steps": 0, "lr_schedule": "cosine", "warmup_steps": 100, "lr": 3e-3,
+                  "ema_decay": 0.998, "channels_last": True, "val_interval": 1000, "checkpoint_interval": 500,
+                  "sample_interval": 1000, "out_dir": "runs/quickstart"})
+# The paper's two-digit SM-MNIST model with the fastest recipe measured for an hour-scale CPU budget (the shipped
+# model smmnist-cpu): the quickstart's recipe (lr 2e-3, more steps, more frequent checkpoints), with the observation
+# scale 0.25 instead of the paper's 1 (with 1 the model stays at blank-frame quality for thousands of steps;
+# docs/time-to-quality.md) and smaller test and validation sets.
+PRESETS["smmnist-cpu"] = derive_preset(
+    "smmnist", model={"obs_scale": 0.25}, data={"test_sequences": 200, "val_sequences": 64},
+    train={**PRESETS["quickstart"]["train"], "steps": 4600, "lr": 2e-3, "val_interval": 500,
+           "checkpoint_interval": 100, "sample_interval": 500, "out_dir": "runs/smmnist-cpu"})
+# SVG-LP baseline (Denton & Fergus 2018, edenton/svg train_svg_lp.py): DCGAN with skips, g_dim 128, z 10,
+# LSTMs of 256 (predictor 2 layers, prior/posterior 1), beta 1e-4, Adam lr 2e-3, batch 100, 5 + 10 frames,
+# 300 epochs x 600 steps, constant lr. content_frames is its n_past (skip connections in training).
+PRESETS["svg-smmnist"] = {
+    "model": {"model": "svg", "architecture": "dcgan", "frame_dim": 128, "noise_dim": 10, "svg_rnn_hidden": 256,
+              "svg_predictor_layers": 2, "svg_latent_layers": 1, "beta_z": 1e-4, "content_frames": 5},
+    "data": {"dataset": "smmnist", "num_digits": 2, "seq_len": 15, "cond_frames": 5, "test_seq_len": 25},
+    "train": {"steps": 180_000, "decay_steps": 0, "batch_size": 100, "lr": 2e-3, "out_dir": "runs/svg"},
+}
+PRESETS["svg-mmnist"] = derive_preset("svg-smmnist", data={"dataset": "mmnist", "test_seq_len": 100})
+# SVG-LP counterpart of the "cpu" preset: SVG-LP with the cpu preset's filters, data and batch, SVG's lr, and half
+# the cpu preset's steps (1,500 with 300 of decay).
+PRESETS["svg-cpu"] = derive_preset(
+    "svg-smmnist", model={"filters": 16}, data=PRESETS["cpu"]["data"],
+    train={**PRESETS["cpu"]["train"], "steps": 1500, "decay_steps": 300, "lr": 2e-3, "out_dir": "runs/svg-cpu"})
 # Deterministic Moving MNIST with the smmnist-cpu model and recipe (docs/results/paper-claims.md): trained on 15-frame
 # clips, tested 5 -> 95 with one sample, as the paper's mmnist.
-PRESETS["mmnist-cpu"] = {section: {**values, **{"data": {"dataset": "mmnist", "test_seq_len": 100},
-                                                 "train": {"out_dir": "runs/mmnist-cpu"}}.get(section, {})}
-                         for section, values in PRESETS["smmnist-cpu"].items()}
+PRESETS["mmnist-cpu"] = derive_preset("smmnist-cpu", data={"dataset": "mmnist", "test_seq_len": 100},
+                                      train={"out_dir": "runs/mmnist-cpu"})
 
 
 def preset(name: str) -> RunConfig:
-    """The :class:`RunConfig` of a named preset (``smmnist``, ``mmnist``, ``kth``, ``bair``, ``pendulum``, ``cpu``)."""
+    """The :class:`RunConfig` of a named preset: a key of :data:`PRESETS` (listed below), validated."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return RunConfig.from_dict(PRESETS[name], f"preset {name}")
+
+
+if preset.__doc__:  # the list of presets, from PRESETS itself (None under python -OO)
+    preset.__doc__ += "\n\n    Presets: " + ", ".join(f"``{name}``" for name in PRESETS) + "."
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from srvp.config import PRESETS, RunConfig, StepSize, add_config_arguments, apply_overrides, preset
+from srvp.config import PRESETS, RunConfig, StepSize, add_config_arguments, apply_overrides, derive_preset, preset
 from srvp.errors import ConfigError
 
 
@@ -24,6 +24,28 @@ def test_paper_hyperparameters():
     assert (bair.model.channels, bair.model.content_frames, bair.data.cond_frames, bair.model.dt) == (3, 2, 2, 0.5)
     assert (sm.model.beta_z, sm.model.state_dim, sm.train.batch_size, sm.train.lr) == (2.0, 20, 128, 3e-4)
     assert (sm.model.inference_hidden, sm.model.forward_hidden, sm.model.forward_layers) == (256, 512, 4)
+
+
+def test_a_derived_preset_is_its_base_with_the_stated_changes_and_leaves_the_base_alone():
+    base = json.dumps(PRESETS["smmnist"], sort_keys=True)
+    derived = derive_preset("smmnist", data={"dataset": "mmnist", "test_seq_len": 100}, train={"lr": 1e-4})
+    assert json.dumps(PRESETS["smmnist"], sort_keys=True) == base
+    differs = {(section, key) for section, values in derived.items() for key, value in values.items()
+               if PRESETS["smmnist"][section].get(key, "unset") != value}
+    assert differs == {("data", "dataset"), ("data", "test_seq_len"), ("train", "lr")}
+    mmnist = preset("mmnist")
+    assert (mmnist.data.dataset, mmnist.data.test_seq_len, mmnist.train.steps) == ("mmnist", 100, 900_000)
+    assert mmnist.model == preset("smmnist").model
+    with pytest.raises(ValueError, match="no such preset"):
+        derive_preset("nope")
+    with pytest.raises(ValueError, match="a section other than"):
+        derive_preset("smmnist", modle={"filters": 8})
+
+
+def test_the_preset_docstring_lists_every_preset():
+    if preset.__doc__ is None:  # python -OO
+        pytest.skip("docstrings stripped")
+    assert preset.__doc__.split("Presets: ")[1].rstrip(".").split(", ") == [f"``{name}``" for name in PRESETS]
 
 
 @pytest.mark.parametrize("text,n", [("1", 1), ("0.5", 2), ("1/4", 4), ("0.2", 5)])
