@@ -112,13 +112,16 @@ class SVGConditioning:
 
 @register_model("svg")
 class SVGLP(VideoPredictor):
-    """SVG-LP built from a :class:`~srvp.config.ModelConfig` with ``model="svg"``.
+    """SVG-LP built from a :class:`~srvp.config.ModelConfig` with ``model="svg"`` (registered as ``svg``).
 
     Fields used: ``architecture``, ``channels``, ``frame_size``, ``filters``, ``frame_dim`` (g_dim), ``noise_dim``
     (z_dim), ``svg_rnn_hidden``, ``svg_predictor_layers``, ``svg_latent_layers``, ``beta_z`` (beta, 1e-4 in SVG),
     ``obs_scale`` (only for the reported Gaussian ``nll``) and ``content_frames`` (read as SVG's ``n_past`` for the
-    skip connections in training, see :meth:`training_skip_frames`). The DCGAN and VGG decoders always take skip
-    connections, as in SVG (the ``skip_connections`` and ``content`` fields are SRVP's and are ignored).
+    skip connections in training, see :meth:`training_skip_frames`); ``dt`` must be 1 (a discrete-time model,
+    :meth:`step_limit`). The DCGAN and VGG decoders always take skip connections, as in SVG; the mlp architecture
+    has none. SRVP's own options (``skip_connections``, ``content``, ``state_dim``, ``transition``, ... the fields
+    whose metadata names the srvp family) are refused by :meth:`~srvp.config.ModelConfig.validate` unless left at
+    their defaults.
     """
 
     @classmethod
