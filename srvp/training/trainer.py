@@ -41,6 +41,7 @@ import signal
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,27 @@ def validation_scores(model: torch.nn.Module, sequences: np.ndarray, cond_frames
         torch.set_rng_state(generator_state)
         model.train()
     return {key: float(torch.cat(values).mean()) for key, values in scores.items()}
+
+
+@dataclass
+class _Loop:
+    """What one :meth:`Trainer.fit` keeps from step to step besides the trainer's own state: the validation clips,
+    the TensorBoard writer and progress bar (rank 0), the count of consecutive non-finite steps, the clock of the
+    throughput figure, and when the training time not yet counted began (wall clock and CPU)."""
+
+    val_set: np.ndarray | None
+    writer: Any
+    bar: Any
+    step_last: int  # the step of the last throughput report
+    failures: int = 0
+    t_last: float = field(default_factory=time.perf_counter)  # the time of the last throughput report
+    clock: float = field(default_factory=time.perf_counter)
+    cpu_clock: float = field(default_factory=time.process_time)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 class Trainer:
@@ -499,97 +521,133 @@ class Trainer:
                 or (self.out_dir / "best.pt").exists())
 
     def _fit(self) -> Path:
+        """The loop: one :meth:`train_step` per batch, then what is due after it (:meth:`_after_step`: progress,
+        validation, samples, the callbacks) and a checkpoint when due (:meth:`_checkpoint_due`), until the last
+        step or a stop request."""
         tune_glibc_malloc()
         self.setup()
-        cfg = self.cfg
-        dataset = build_train_dataset(cfg.data, cfg.train.seed)
-        sampler = StepBatchSampler(self.step, cfg.train.steps, cfg.train.batch_size, self.rank, self.world)
-        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
-                            pin_memory=self.device.type == "cuda", persistent_workers=False,
-                            # its own generator: creating the iterator must not consume the global RNG, whose
-                            # state the checkpoints restore
-                            generator=torch.Generator().manual_seed(cfg.train.seed))
-        val_set = None
-        if cfg.train.val_interval > 0 and cfg.data.val_sequences > 0 and self.rank == 0:
-            val_set = load_val_set(cfg.data, cfg.train.seed)
-        writer = self._writer()
+        loader, val_set, writer = self._loader(), self._val_set(), self._writer()
         previous = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        bar = tqdm(total=cfg.train.steps, initial=self.step, disable=not self.progress or self.rank != 0,
+        bar = tqdm(total=self.cfg.train.steps, initial=self.step, disable=not self.progress or self.rank != 0,
                    dynamic_ncols=True, desc="train")
-        failures = 0
-        t_last, step_last = time.perf_counter(), self.step
-        clock, cpu_clock = time.perf_counter(), time.process_time()  # start of the training time not yet counted
+        loop = _Loop(val_set, writer, bar, step_last=self.step)  # its clocks start now
         try:
             for batch in loader:
-                if self.step < cfg.train.short_clip_steps:  # clip-length curriculum: the clips' first frames
-                    batch = batch[:, : cfg.train.short_clip_len]
-                x = to_float(batch).to(self.device, non_blocking=True)
-                if cfg.train.channels_last:
-                    x = frames_channels_last(x)
+                x = self._clips(batch)
                 result = self.train_step(x)
                 skipped = isinstance(result, str)
                 if skipped:
-                    failures += 1
-                    msg = f"step {self.step + 1}: non-finite {result}; step skipped ({failures} in a row)"
-                    bar.write(msg) if self.rank == 0 else None
-                    if failures >= cfg.train.max_nonfinite:
-                        raise TrainingError(f"{failures} consecutive non-finite steps (last: {result}); stopped "
-                                            f"with the last good checkpoint in {self.out_dir / 'checkpoints'}")
-                    # The step's batch is used up, so the step still counts (without an update): batches stay a
-                    # function of the step index (a resumed run sees the same ones) and the loader, which yields
-                    # exactly `steps` batches, does not run out. No logging, validation or periodic checkpoint.
-                    with warnings.catch_warnings():  # stepping the schedule without an optimizer step is intended
-                        warnings.simplefilter("ignore", UserWarning)
-                        self.scheduler.step()
+                    self._skip_step(result, loop)
                 else:
-                    failures = 0
+                    loop.failures = 0
                 self.step += 1
-                bar.update(1)
-                self.train_seconds += time.perf_counter() - clock
-                self.train_cpu_seconds += time.process_time() - cpu_clock
+                loop.bar.update(1)
+                self.train_seconds += time.perf_counter() - loop.clock
+                self.train_cpu_seconds += time.process_time() - loop.cpu_clock
                 if self.rank == 0 and not skipped:
-                    if self.step % cfg.train.log_interval == 0 or self.step == cfg.train.steps:
-                        now = time.perf_counter()
-                        rate = (self.step - step_last) * cfg.train.batch_size * self.world / max(now - t_last, 1e-9)
-                        t_last, step_last = now, self.step
-                        bar.set_postfix(loss=f"{result['total']:.1f}", nll=f"{result['nll']:.1f}",
-                                        kl_z=f"{result.get('kl_z', 0.0):.2f}", clips_s=f"{rate:.1f}",
-                                        refresh=False)
-                        if writer is not None:
-                            for k, v in result.items():
-                                writer.add_scalar(f"train/{k}", v, self.step)
-                            writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
-                            writer.add_scalar("train/clips_per_second", rate, self.step)
-                    if val_set is not None and self.step % cfg.train.val_interval == 0:
-                        self._validate(val_set, writer, bar)
-                    if writer is not None and cfg.train.sample_interval and self.step % cfg.train.sample_interval == 0:
-                        self._log_samples(x, writer)
-                    for callback in self.callbacks:
-                        callback(self)
+                    self._after_step(x, result, loop)
                 # validation, samples and callbacks are not training time
-                clock, cpu_clock = time.perf_counter(), time.process_time()
-                if (not skipped and self.step % cfg.train.checkpoint_interval == 0) or self.step == cfg.train.steps:
+                loop.clock, loop.cpu_clock = time.perf_counter(), time.process_time()
+                if self._checkpoint_due(skipped):
                     self._save()
                 if self._should_stop():
                     break
-            if self._stop_signal is not None:
-                name = signal.Signals(self._stop_signal).name
-                self._save()
-                bar.write(f"{name} received: saved a checkpoint at step {self.step} in {self.out_dir}; continue "
-                          f"with --resume") if self.rank == 0 else None
-            elif self.step < cfg.train.steps:  # pragma: no cover - the loader always yields the full range
-                raise TrainingError(f"the data loader stopped early at step {self.step}")
+            self._end_of_loop(loop)
         finally:
-            bar.close()
+            loop.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
-            if writer is not None:
-                writer.close()
         if self.rank == 0 and self.best_val is None and self._stop_signal is None:
             # No validation ran: the final model is the best one we know of.
-            atomic_torch_save(make_checkpoint(self.eval_model(), cfg, self.step, extra=self.clocks()),
+            atomic_torch_save(make_checkpoint(self.eval_model(), self.cfg, self.step, extra=self.clocks()),
                               self.out_dir / "best.pt")
         return self.out_dir
+
+    def _loader(self) -> DataLoader:
+        """The training batches from the current step to the last (each a function of seed, step and rank)."""
+        cfg = self.cfg
+        dataset = build_train_dataset(cfg.data, cfg.train.seed)
+        sampler = StepBatchSampler(self.step, cfg.train.steps, cfg.train.batch_size, self.rank, self.world)
+        return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
+                          pin_memory=self.device.type == "cuda", persistent_workers=False,
+                          # its own generator: creating the iterator must not consume the global RNG, whose
+                          # state the checkpoints restore
+                          generator=torch.Generator().manual_seed(cfg.train.seed))
+
+    def _val_set(self) -> np.ndarray | None:
+        """The validation clips (rank 0, when validation is on), else None."""
+        cfg = self.cfg
+        if cfg.train.val_interval > 0 and cfg.data.val_sequences > 0 and self.rank == 0:
+            return load_val_set(cfg.data, cfg.train.seed)
+        return None
+
+    def _clips(self, batch: torch.Tensor) -> torch.Tensor:
+        """A batch of uint8 clips as the step's input: float in [0, 1] on the device, cut to the curriculum's first
+        frames while it lasts, channels last if asked."""
+        if self.step < self.cfg.train.short_clip_steps:  # clip-length curriculum: the clips' first frames
+            batch = batch[:, : self.cfg.train.short_clip_len]
+        x = to_float(batch).to(self.device, non_blocking=True)
+        return frames_channels_last(x) if self.cfg.train.channels_last else x
+
+    def _skip_step(self, term: str, loop: _Loop) -> None:
+        """A step whose ``term`` was not finite: say so, stop after ``max_nonfinite`` in a row, else step the
+        schedule as if the step had run."""
+        loop.failures += 1
+        msg = f"step {self.step + 1}: non-finite {term}; step skipped ({loop.failures} in a row)"
+        loop.bar.write(msg) if self.rank == 0 else None
+        if loop.failures >= self.cfg.train.max_nonfinite:
+            raise TrainingError(f"{loop.failures} consecutive non-finite steps (last: {term}); stopped "
+                                f"with the last good checkpoint in {self.out_dir / 'checkpoints'}")
+        # The step's batch is used up, so the step still counts (without an update): batches stay a function of the
+        # step index (a resumed run sees the same ones) and the loader, which yields exactly `steps` batches, does not
+        # run out. No logging, validation or periodic checkpoint.
+        with warnings.catch_warnings():  # stepping the schedule without an optimizer step is intended
+            warnings.simplefilter("ignore", UserWarning)
+            self.scheduler.step()
+
+    def _after_step(self, x: torch.Tensor, terms: dict[str, float], loop: _Loop) -> None:
+        """What is due after a step that updated the weights (rank 0; not training time), in this order: progress
+        and TensorBoard scalars every ``log_interval`` steps and at the last, validation every ``val_interval``,
+        samples every ``sample_interval``, then the callbacks given to the trainer."""
+        t = self.cfg.train
+        if self.step % t.log_interval == 0 or self.step == t.steps:
+            self._log_progress(terms, loop)
+        if loop.val_set is not None and self.step % t.val_interval == 0:
+            self._validate(loop.val_set, loop.writer, loop.bar)
+        if loop.writer is not None and t.sample_interval and self.step % t.sample_interval == 0:
+            self._log_samples(x, loop.writer)
+        for callback in self.callbacks:
+            callback(self)
+
+    def _log_progress(self, terms: dict[str, float], loop: _Loop) -> None:
+        """The loss terms and the clips per second since the last report, on the progress bar and in TensorBoard."""
+        now = time.perf_counter()
+        rate = (self.step - loop.step_last) * self.cfg.train.batch_size * self.world / max(now - loop.t_last, 1e-9)
+        loop.t_last, loop.step_last = now, self.step
+        loop.bar.set_postfix(loss=f"{terms['total']:.1f}", nll=f"{terms['nll']:.1f}",
+                             kl_z=f"{terms.get('kl_z', 0.0):.2f}", clips_s=f"{rate:.1f}", refresh=False)
+        if loop.writer is not None:
+            for k, v in terms.items():
+                loop.writer.add_scalar(f"train/{k}", v, self.step)
+            loop.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+            loop.writer.add_scalar("train/clips_per_second", rate, self.step)
+
+    def _checkpoint_due(self, skipped: bool) -> bool:
+        """A periodic checkpoint every ``checkpoint_interval`` steps (not after a skipped step), and one at the last
+        step whatever happened."""
+        t = self.cfg.train
+        return (not skipped and self.step % t.checkpoint_interval == 0) or self.step == t.steps
+
+    def _end_of_loop(self, loop: _Loop) -> None:
+        """After the loop: a stop request saves a checkpoint and says how to continue; a loader that ran out early is
+        an error."""
+        if self._stop_signal is not None:
+            name = signal.Signals(self._stop_signal).name
+            self._save()
+            loop.bar.write(f"{name} received: saved a checkpoint at step {self.step} in {self.out_dir}; continue "
+                           f"with --resume") if self.rank == 0 else None
+        elif self.step < self.cfg.train.steps:  # pragma: no cover - the loader always yields the full range
+            raise TrainingError(f"the data loader stopped early at step {self.step}")
 
     def _writer(self):
         if self.rank != 0:
