@@ -10,7 +10,7 @@ import pytest
 from srvp.cli.main import main
 from srvp.config import preset
 from srvp.errors import ConfigError
-from srvp.training.compare import VARIANTS, apply_budget, comparison_markdown, paired_differences, variant_config
+from srvp.tasks.compare import VARIANTS, apply_budget, comparison_markdown, paired_differences, variant_config
 
 
 def test_variants_share_data_and_schedule_and_differ_as_in_the_paper(tmp_path):
@@ -121,7 +121,7 @@ def test_wall_clock_budget_stops_training(tmp_path):
 
 def test_seed_interval_adds_the_spread_between_seeds():
     from srvp.evaluation.metrics import confidence_interval
-    from srvp.training.compare import seed_interval
+    from srvp.tasks.compare import seed_interval
 
     rng = np.random.default_rng(1)
     one = rng.normal(15, 2, 40)

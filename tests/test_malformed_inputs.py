@@ -1055,8 +1055,8 @@ def test_a_full_disk_is_named_and_leaves_nothing(tmp_path, monkeypatch, capsys):
 def test_an_interrupted_comparison_evaluation_leaves_no_partial_folder(tmp_path, monkeypatch):
     """`srvp compare` writes each model's evaluation aside and renames it into place: interrupted after its first
     file (SIGKILL, Ctrl-C), no eval/<model>/ exists, and the next run writes the whole evaluation."""
-    from srvp.training import compare
-    from srvp.training.compare import TrainedModel, evaluate_once
+    from srvp.tasks.compare import runs as compare
+    from srvp.tasks.compare.runs import TrainedModel, evaluate_once
     from tests.test_protocol import COND, tiny_model, tiny_sequences
 
     settings = {"cond_frames": COND, "n_samples": 2, "dts": [1.0], "precision": "fp32", "seed": 0, "device": "cpu"}

@@ -46,3 +46,39 @@ def test_the_command_lines_defaults_are_the_requests():
     from srvp.cli.predict import REQUEST_OPTIONS
 
     assert PredictRequest(**{name: getattr(args, name) for name in REQUEST_OPTIONS}) == PredictRequest("clip.npy", "m")
+
+
+@pytest.mark.parametrize("values, message", [
+    (dict(preset="nope"), "unknown preset 'nope'"),
+    (dict(models=("srvp", "convlstm")), "unknown model 'convlstm'; choose among"),
+    (dict(seconds=float("inf")), "--seconds inf must be a positive finite number"),
+    (dict(seeds=(1, 1)), "--seeds '1,1': a seed appears twice"),
+    (dict(seeds=()), "--seeds : give distinct training seeds"),
+    (dict(steps=0), "--steps=0 must be positive"),
+    (dict(n_samples=0), "--samples=0 must be positive"),
+    (dict(test_dts=("1/2", 0.5)), "--test-dt: the step size 0.5 is given twice"),
+])
+def test_comparison_settings_are_checked_when_they_are_made(values, message):
+    from srvp.tasks.compare import CompareSettings
+
+    with pytest.raises(ConfigError, match=message):
+        CompareSettings(**values)
+
+
+def test_comparison_settings_name_the_given_checkpoints_after_the_models():
+    from srvp.tasks.compare import CompareSettings
+
+    settings = CompareSettings(models=["srvp", "svg"], checkpoints={"svg": "a.pt", "mine": "b.pt"}, test_dts=["1/2"])
+    assert settings.names == ["srvp", "svg", "mine"] and settings.test_dts == (StepSize(2),)
+
+
+@pytest.mark.parametrize("command", ["compare", "quickstart"])
+def test_help_states_each_default_once(command, capsys):
+    """The commands that show their defaults add argparse's "(default: ...)" only where the help says none itself,
+    and never "(default: None)" (it used to read "(default: the preset's) (default: None)")."""
+    from srvp.cli.main import main
+
+    assert main([command, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text and "(default: [])" not in text and "(default: False)" not in text
+    assert "(default: the preset's) (default" not in text and "as srvp evaluate) (default" not in text

@@ -16,7 +16,8 @@ seed-averaged scores), and its interval adds, to the clips' variance of the seed
 model's variance between its seeds' means (ddof 1, / S). That second term is the training noise; it does not
 depend on which seed of A is matched with which seed of B (the seeds of different models are independent runs),
 and with S = 2 it is a rough, one-degree-of-freedom estimate. This is the rule of
-srvp.training.compare.paired_differences, so the combined figures equal the "paired" lines of each comparison.md.
+srvp.tasks.compare.statistics.paired_differences, so the combined figures equal the "paired" lines of each
+comparison.md.
 
 Columns: PSNR and SSIM of the best of N samples per clip (the paper's protocol), PSNR of a random sample (mean
 over the kept random samples), and "late PSNR": the mean PSNR over the second half of the predicted frames of

@@ -2,6 +2,9 @@
 
 Each subcommand lives in its own module of :mod:`srvp.cli` that defines ``NAME``, ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``; listing the module in ``SUBCOMMANDS`` is the only registration.
+The modules are imported plainly: importing this module already imports the package (``srvp/__init__.py`` loads
+torch), and the parser needs every command's options, so loading them by name later saved nothing (``srvp --help``
+takes 2.5-2.9 s either way on a 2-core machine, nearly all of it torch).
 A user mistake (:class:`~srvp.errors.SrvpError`, a file the system refuses, an option argparse refuses) is printed on
 one line with exit status 2, without a traceback or a usage block.
 """
@@ -9,24 +12,14 @@ one line with exit status 2, without a traceback or a usage block.
 from __future__ import annotations
 
 import argparse
-import importlib
 import re
 import sys
 import warnings
 
+from srvp.cli import compare, data, demo, evaluate, import_official, predict, pretrained, quickstart, train
 from srvp.errors import SrvpError
 
-SUBCOMMANDS = [
-    "srvp.cli.train",
-    "srvp.cli.quickstart",
-    "srvp.cli.data",
-    "srvp.cli.import_official",
-    "srvp.cli.predict",
-    "srvp.cli.evaluate",
-    "srvp.cli.compare",
-    "srvp.cli.pretrained",
-    "srvp.cli.demo",
-]
+SUBCOMMANDS = [train, quickstart, data, import_official, predict, evaluate, compare, pretrained, demo]
 
 
 class Parser(argparse.ArgumentParser):
@@ -43,14 +36,28 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """argparse's help with each option's default at the end (the commands with ``SHOW_DEFAULTS``), only where it
+    tells something: not when the help already says its default (``(default: the preset's)``), nor for a default
+    of None, an empty text or list, or a flag (argparse's ``ArgumentDefaultsHelpFormatter`` added
+    ``(default: None)`` after those)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or not action.option_strings or default is None or default is False
+                or default is argparse.SUPPRESS or (isinstance(default, (str, list)) and not default)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="srvp", description="Stochastic Latent Residual Video Prediction: train, evaluate, predict.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in SUBCOMMANDS:
-        module = importlib.import_module(module_name)
+    for module in SUBCOMMANDS:
         p = sub.add_parser(module.NAME, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter
+                           formatter_class=DefaultsHelpFormatter
                            if getattr(module, "SHOW_DEFAULTS", False) else argparse.HelpFormatter)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)

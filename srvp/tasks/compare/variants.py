@@ -1,0 +1,87 @@
+"""The models of a comparison: variants of one base preset (SRVP with its residual transition, the paper's ablations
+and the SVG-LP baseline), each trained with the same data and schedule under an equal budget of steps."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from srvp.config import PRESETS, ModelConfig, RunConfig, preset
+from srvp.errors import ConfigError
+
+#: name -> (label in tables and plots, changes to the base preset's model section; None: the SVG-LP baseline)
+VARIANTS: dict[str, tuple[str, dict[str, Any] | None]] = {
+    "srvp": ("SRVP (residual)", {"transition": "residual"}),
+    "mlp": ("SRVP - MLP transition", {"transition": "mlp", "dt": 1.0}),
+    "gru": ("SRVP - GRU transition", {"transition": "gru", "dt": 1.0}),
+    "deterministic": ("SRVP - deterministic (no z)", {"transition": "deterministic"}),
+    "no-content": ("SRVP - no content variable", {"content": False, "skip_connections": False}),
+    "svg": ("SVG-LP", None),
+    "half-dt": ("SRVP (residual), trained with Δt = 1/2", {"transition": "residual", "dt": 0.5}),
+}
+
+DEFAULT_MODELS = ("srvp", "mlp", "gru", "deterministic", "no-content", "svg")
+
+SVG_LR = 2e-3  # Denton & Fergus's Adam learning rate (edenton/svg, train_svg_lp.py)
+
+
+def variant_config(base_name: str, variant: str) -> RunConfig:
+    """The :class:`RunConfig` of ``variant`` derived from preset ``base_name``: the same data and training schedule,
+    the model section changed as listed in :data:`VARIANTS`.
+
+    SVG-LP takes the model section of preset ``svg-<base_name>`` when there is one (else SVG's published sizes on
+    the base's encoder/decoder family), with the base's frame encoder/decoder family, size and width, and SVG's
+    learning rate.
+    """
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown model {variant!r}; choose among {', '.join(VARIANTS)}")
+    base = preset(base_name)
+    changes = VARIANTS[variant][1]
+    if changes is not None:
+        model = dataclasses.replace(base.model, **changes)
+        train = base.train
+    else:
+        b = base.model
+        svg_name = f"svg-{base_name}"
+        svg_model = preset(svg_name).model if svg_name in PRESETS else ModelConfig(
+            model="svg", frame_dim=128, noise_dim=10, svg_rnn_hidden=256, svg_predictor_layers=2,
+            svg_latent_layers=1, beta_z=1e-4)
+        model = dataclasses.replace(svg_model, architecture=b.architecture, channels=b.channels,
+                                    frame_size=b.frame_size, filters=b.filters, dt=1.0,
+                                    content_frames=min(base.data.cond_frames, base.data.seq_len))
+        train = dataclasses.replace(base.train, lr=SVG_LR)
+    cfg = RunConfig(model=model, data=base.data, train=train)
+    cfg.validate(f"compare: {variant} on preset {base_name}")
+    return cfg
+
+
+def apply_budget(cfg: RunConfig, steps: int | None, out_dir: Path) -> RunConfig:
+    """``cfg`` trained for ``steps`` steps, writing to ``out_dir``: linear decay over the same fraction of the run
+    as the preset's; the warm-up keeps its length in steps (it tames Adam's first updates, whatever the budget) up
+    to a third of the run."""
+    train = cfg.train
+    if steps is not None:
+        if steps < 1:
+            raise ConfigError(f"--steps={steps} must be positive")
+        decay = round(steps * train.decay_steps / train.steps)
+        train = dataclasses.replace(train, steps=steps, decay_steps=decay,
+                                    warmup_steps=min(train.warmup_steps, steps // 3),
+                                    checkpoint_interval=min(train.checkpoint_interval, steps))
+    cfg = RunConfig(model=cfg.model, data=cfg.data, train=dataclasses.replace(train, out_dir=str(out_dir)))
+    cfg.validate(str(out_dir))
+    return cfg
+
+
+def training_units(model: str, seeds: Sequence[int] | None) -> list[tuple[str, int | None]]:
+    """``(run name, training seed)`` of each run of ``model``: the model's name with the preset's seed, or
+    ``<model>-seed<k>`` per seed of ``seeds``."""
+    return [(model, None)] if seeds is None else [(f"{model}-seed{s}", s) for s in seeds]
+
+
+def seeded(cfg: RunConfig, seed: int | None) -> RunConfig:
+    """``cfg`` with training seed ``seed`` (initial weights, training clips and draws); ``None`` keeps it."""
+    if seed is None:
+        return cfg
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
