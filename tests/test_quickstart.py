@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from srvp.cli.main import main
-from srvp.cli.quickstart import CONDITIONING_COLOUR, PREDICTED_COLOUR, frame_captions
+from srvp.tasks.quickstart import CONDITIONING_COLOUR, PREDICTED_COLOUR, frame_captions
 
 
 def test_quickstart_writes_every_listed_file(tmp_path, capsys):
