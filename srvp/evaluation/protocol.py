@@ -39,8 +39,9 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from srvp.config import StepSize
+from srvp.config import ModelConfig, StepSize
 from srvp.data.base import to_float
+from srvp.errors import ConfigError, DataError
 from srvp.evaluation.i3d import i3d_embeddings, load_i3d
 from srvp.evaluation.lpips import load_lpips
 from srvp.evaluation.metrics import (
@@ -105,6 +106,36 @@ class EvalSettings:
             raise ValueError(f"unknown metric(s) {unknown}; choose among {', '.join(METRICS)}")
         if self.n_samples < 1:
             raise ValueError(f"n_samples must be positive, got {self.n_samples}")
+
+    def check_test_set(self, shape: Sequence[int], cond_frames: int, model: ModelConfig, source: str,
+                       model_name: str) -> int:
+        """Refuse, before any work, test sequences of ``shape`` ``(N, T, C, H, W)`` that this evaluation cannot
+        score with ``cond_frames`` conditioning frames and a model of configuration ``model``, with a one-line
+        error naming the test set (``source``) or the model (``model_name``): frames of another size than the
+        model's (:class:`~srvp.errors.DataError`), sequences shorter than the conditioning and predicted frames,
+        fewer conditioning frames than the model's ``k``, LPIPS on frames below 32 pixels, FVD on fewer than 2
+        sequences or 9 frames (I3D's smallest input; :class:`~srvp.errors.ConfigError`). Returns the horizon:
+        ``horizon``, else the rest of each sequence."""
+        n, length, *frame = shape
+        expected = (model.channels, model.frame_size, model.frame_size)
+        if tuple(frame) != expected:
+            C, H, W = frame
+            raise DataError(f"{source}: frames are {C}x{H}x{W} (C x H x W) but the model of {model_name} "
+                            f"expects {'x'.join(map(str, expected))}")
+        horizon = self.horizon or length - cond_frames
+        if cond_frames + horizon > length or horizon < 1:
+            raise DataError(f"{source}: sequences have {length} frames, fewer than {cond_frames} conditioning + "
+                            f"{max(horizon, 1)} predicted")
+        if cond_frames < model.content_frames:
+            raise ConfigError(f"--cond-frames {cond_frames} is fewer than the model's content_frames "
+                              f"{model.content_frames}")
+        if "lpips" in self.metrics and model.frame_size < 32:
+            raise ConfigError(f"LPIPS needs frames of at least 32x32 pixels; the model of {model_name} has "
+                              f"{model.frame_size}x{model.frame_size}")
+        if "fvd" in self.metrics and (n < 2 or cond_frames + horizon < 9):
+            raise ConfigError(f"FVD needs at least 2 test sequences of at least 9 frames, got {n} of "
+                              f"{cond_frames + horizon}")
+        return horizon
 
 
 @dataclass
