@@ -36,6 +36,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -496,17 +497,54 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt  # Gradio's launch stops its server on it, then launch() below removes its files
 
 
+#: How long the page may take to answer its first request before the demo gives up.
+FIRST_ANSWER_SECONDS = 60.0
+#: The answers that mean the page is served (Gradio's list: 401/30x with authentication or a redirect).
+_SERVED_STATUSES = (200, 401, 301, 302, 303, 307, 308)
+
+
+def page_answers(url: str, wait: float = FIRST_ANSWER_SECONDS) -> bool:
+    """Whether ``url`` answers a HEAD request within ``wait`` seconds: the check that Gradio's ``launch`` makes
+    (``gradio.networking.url_ok``), written again because Gradio's gives the page one 3-second try and, when it
+    times out, stops a server that is running with "When localhost is not accessible, a shareable link must be
+    created": on a 2-core machine with four busy processes the first page took longer (the demo's tests failed so in
+    CI). The same request and the same accepted answers, for up to ``wait`` seconds (tests/test_demo.py pins both
+    against Gradio's)."""
+    import httpx
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            answer = httpx.head(url, timeout=max(1.0, min(10.0, deadline - time.monotonic())), verify=False)
+            if answer.status_code in _SERVED_STATUSES:
+                return True
+        except (ConnectionError, httpx.ConnectError, httpx.TimeoutException):
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
+
+
 def launch(state: DemoState, host: str = "127.0.0.1", port: int = 7860, share: bool = False) -> None:
     """Serve the page (blocking) on ``host:port``; uploads are limited to :data:`MAX_UPLOAD_BYTES`. When it stops
     (Ctrl-C or SIGTERM) the server's temporary folder is removed, and Gradio deletes its copies of the files."""
     app = build_app(state)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    import gradio.networking
+
+    gradio_check, gradio.networking.url_ok = gradio.networking.url_ok, page_answers
     try:
         app.queue(default_concurrency_limit=1).launch(
             server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD_BYTES,
             allowed_paths=[str(state.workdir)], show_error=True, inbrowser=False)
+    except ValueError as error:
+        if "localhost is not accessible" not in str(error):
+            raise
+        raise ConfigError(f"the page at http://{host}:{port} did not answer within {FIRST_ANSWER_SECONDS:.0f} s "
+                          "(an HTTP proxy for local addresses? set no_proxy=localhost,127.0.0.1)") from None
     finally:
+        gradio.networking.url_ok = gradio_check
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
         state.close()

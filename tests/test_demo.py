@@ -236,25 +236,25 @@ def _free_port() -> int:
 
 def start_demo(checkpoint: Path, root: Path) -> tuple[subprocess.Popen, str]:
     """``srvp demo`` in a process of its own, with its temporary folders (``TMPDIR``, ``GRADIO_TEMP_DIR``) under
-    ``root``; returns the process and the page's URL once its port answers."""
+    ``root`` and its output in ``root/server.log``; returns the process and the page's URL once the page answers."""
     for name in ("tmp", "gradio"):
         (root / name).mkdir(parents=True, exist_ok=True)
     port = _free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1", TMPDIR=str(root / "tmp"),
                GRADIO_TEMP_DIR=str(root / "gradio"))
-    server = subprocess.Popen([sys.executable, "-m", "srvp.cli.main", "demo", "--checkpoint", str(checkpoint),
-                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                              cwd=root)
-    deadline = time.monotonic() + 120
-    while True:  # the server is up when its port answers
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return server, f"http://127.0.0.1:{port}"
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail(f"the demo did not start: {server.stdout.read().decode()[-2000:]}")
-            time.sleep(0.5)
+    log = root / "server.log"
+    with open(log, "wb") as output:  # a file, not a pipe that nobody reads and that would stop the server when full
+        server = subprocess.Popen([sys.executable, "-m", "srvp.cli.main", "demo", "--checkpoint", str(checkpoint),
+                                   "--port", str(port)], stdout=output, stderr=subprocess.STDOUT, env=env, cwd=root)
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+    while not demo.page_answers(url, wait=1.0):
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.fail(f"the demo did not start: {log.read_text()[-2000:]}")
+    time.sleep(1.0)  # Gradio's own start-up check runs after the page first answers: the server must outlive it
+    if server.poll() is not None:
+        pytest.fail(f"the demo stopped after starting: {log.read_text()[-2000:]}")
+    return server, url
 
 
 @pytest.fixture(scope="module")
@@ -288,6 +288,50 @@ def server_path_requests(label: str, path: str | Path) -> dict[str, list]:
             "show_clip": [label, file_data(path), 0, False, 3, 2],
             "run_swap": [label, file_data(path), file_data(path), 3, 2, 0],
             "run_interpolate": [label, file_data(path), file_data(path), 3, 2, 2]}
+
+
+class _SlowPage:
+    """A local HTTP server whose every answer takes ``delay`` seconds (a page on a loaded machine)."""
+
+    def __init__(self, delay: float):
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_HEAD(self):  # noqa: N802 (the name http.server calls)
+                time.sleep(delay)
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_launch_check_accepts_what_gradios_accepts_and_waits_for_a_slow_page():
+    """demo.page_answers replaces gradio.networking.url_ok during launch: the same verdict where Gradio's is right
+    (a page that answers, a port that does not), and patience where Gradio gives up on a running server."""
+    from gradio import networking
+
+    fast, slow = _SlowPage(0.0), _SlowPage(3.5)
+    try:
+        assert networking.url_ok(fast.url) and demo.page_answers(fast.url, wait=5)
+        assert not networking.url_ok(slow.url)  # Gradio's one 3-second try: it would stop the demo here
+        assert demo.page_answers(slow.url, wait=20)
+    finally:
+        fast.close()
+        slow.close()
+    closed = f"http://127.0.0.1:{_free_port()}/"
+    assert not networking.url_ok(closed)
+    started = time.monotonic()
+    assert not demo.page_answers(closed, wait=1.5) and time.monotonic() - started < 10
 
 
 def test_the_running_server_refuses_every_request_that_names_a_server_path(live_demo, tmp_path):
