@@ -118,16 +118,17 @@ def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
 
 
 def test_the_registry_holds_each_model_class_under_one_name_and_the_config_offers_exactly_those():
-    assert MODELS == {"srvp": SRVP, "svg": SVGLP}
+    assert MODELS["srvp"] is SRVP and MODELS["svg"] is SVGLP
     assert all(issubclass(cls, VideoPredictor) for cls in MODELS.values())
+    assert len(set(MODELS.values())) == len(MODELS)
     assert list(MODEL_CHECKS) == list(MODELS)
     model_field = next(f for f in dataclasses.fields(ModelConfig) if f.name == "model")
     assert list(model_field.metadata["choices"]) == list(MODELS)
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
     flag = next(a for a in parser._actions if a.dest == "cfg__model__model")
-    assert flag.metavar == "{srvp,svg}"
-    with pytest.raises(ConfigError, match=r"model config: model='vrnn' is not one of srvp, svg$"):
+    assert flag.metavar == "{" + ",".join(MODELS) + "}"
+    with pytest.raises(ConfigError, match=rf"model config: model='vrnn' is not one of {', '.join(MODELS)}$"):
         ModelConfig(model="vrnn").validate()
 
 
@@ -138,7 +139,7 @@ def test_every_registered_model_has_tiny_variants_and_every_variant_a_registered
 
 def test_every_family_named_by_a_config_field_is_a_registered_model():
     families = {f.metadata["family"] for f in dataclasses.fields(ModelConfig) if "family" in f.metadata}
-    assert families == set(MODELS)
+    assert families <= set(MODELS)
 
 
 def test_a_name_registered_twice_is_refused_and_the_first_class_stays():
@@ -181,11 +182,12 @@ def test_a_registered_class_is_a_config_choice_at_once_and_its_own_check_runs_in
     assert type(build_model(cfg.model)) is Picky
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
-    assert next(a for a in parser._actions if a.dest == "cfg__model__model").metavar == "{srvp,svg,picky}"
+    assert next(a for a in parser._actions if a.dest == "cfg__model__model").metavar.endswith(",picky}")
 
 
 def test_build_model_refuses_a_family_that_is_not_registered():
-    with pytest.raises(ConfigError, match="model='vrnn' is not a registered model family; registered: srvp, svg"):
+    with pytest.raises(ConfigError, match=f"model='vrnn' is not a registered model family; registered: "
+                                          f"{', '.join(MODELS)}$"):
         build_model(ModelConfig(model="vrnn"))
 
 
