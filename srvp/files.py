@@ -11,17 +11,20 @@ layer shares (this module imports nothing of the package but :mod:`srvp.errors`)
 - :func:`folder_lock`: a folder (a training run) used by one process at a time.
 
 :func:`staged_output_dir` gives a command a hidden staging folder next to its ``--out`` folder; when the command
-finishes, the staging folder replaces the output folder in one rename, so an interruption (Ctrl-C, a full disk, a
-crash, SIGKILL) leaves either the previous outputs or the new ones, never a mix, and no stale file of an earlier run
-stays beside the new summary. An existing output folder is only replaced if it is empty or holds nothing but the
-files an earlier run of the same command wrote (its ``marker`` file and the files that lists): a folder with
-anything else in it is refused and left as it was (:func:`replaceable_names`). When ``--out`` is the current
-directory, its files are replaced one by one instead (a rename would leave the process in a deleted folder).
+finishes, the staging folder replaces the output folder, so an interruption (Ctrl-C, a full disk, a crash, SIGKILL)
+leaves either the previous outputs or the new ones, never a mix (on Linux the two folders swap in one step,
+:func:`exchange_paths`; elsewhere by two renames, and a kill between them hides the previous folder beside the
+missing one), and no stale file of an earlier run stays beside the new summary. An existing output folder is only
+replaced if it is empty or holds nothing but the files an earlier run of the same command wrote (its ``marker`` file
+and the files that lists): a folder with anything else in it is refused and left as it was
+(:func:`replaceable_names`). When ``--out`` is the current directory, its files are replaced one by one instead (a
+rename would leave the process in a deleted folder).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import hashlib
 import json
@@ -323,6 +326,27 @@ def load_state_checked(module: torch.nn.Module, weights: dict[str, torch.Tensor]
 # --------------------------------------------------------------------------------------------------------------------
 
 
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def exchange_paths(a: Path, b: Path) -> bool:
+    """Swap two existing entries of one file system in one step (Linux ``renameat2`` with ``RENAME_EXCHANGE``), so
+    that a kill at any moment leaves each path holding one of the two; False where the system cannot (not Linux, an
+    old C library, kernel or file system), and the caller renames twice. Written here because Python's :mod:`os`
+    has no ``renameat2`` and no kept library wraps it (tests/test_output_folders.py checks the swap)."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
 def remove_stale_staging(parent: Path, name: str) -> None:
     """Staging folders of ``name`` left by a killed run (SIGKILL leaves no chance to clean up)."""
     for stale in parent.glob(f".{name}{STAGING_PREFIX}*"):
@@ -439,7 +463,9 @@ def staged_output_dir(out: str | Path, marker: str, option: str = "--out",
             staging.rmdir()
         else:
             staging.chmod(_umask_mode(True))
-            if target.exists():
+            if target.exists() and exchange_paths(staging, target):
+                shutil.rmtree(staging, ignore_errors=True)  # it now holds the previous output
+            elif target.exists():  # two renames: a kill between them leaves the previous output hidden in trash
                 trash = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}{STAGING_PREFIX}old-"))
                 os.replace(target, trash / "previous")
                 os.replace(staging, target)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import srvp.files as file_helpers
 from srvp.cli.main import main
 from srvp.data.npz import save_sequences_npz
 from srvp.errors import ConfigError
@@ -130,3 +131,37 @@ def test_the_helper_replaces_only_recognised_files_and_cleans_after_a_failure(tm
     with staged_output_dir(tmp_path / "link", "m.json", earlier=lambda f: ["a.txt"]) as s:
         (s / "m.json").write_text("{}")
     assert (tmp_path / "link").is_symlink() and sorted(os.listdir(out)) == ["m.json"]
+
+
+def test_exchange_paths_swaps_two_folders_in_one_step(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "f").write_text("A")
+    (b / "f").write_text("B")
+    if not file_helpers.exchange_paths(a, b):
+        pytest.skip("this system has no renameat2 RENAME_EXCHANGE (the helper renames twice there)")
+    assert (a / "f").read_text() == "B" and (b / "f").read_text() == "A"
+    with pytest.raises(FileNotFoundError):
+        file_helpers.exchange_paths(a, tmp_path / "absent")
+
+
+def test_a_kill_after_the_swap_leaves_the_new_output_and_never_no_folder(tmp_path, monkeypatch):
+    """Replacing an output folder: the moment after the swap (the old folder not yet removed) already shows the new
+    output; the fallback of two renames is used only where the swap is impossible."""
+    out = tmp_path / "out"
+    with staged_output_dir(out, "m.json", earlier=lambda f: []) as s:
+        (s / "m.json").write_text('"old"')
+    if not file_helpers.exchange_paths(out, out):  # a folder with itself: a no-op that says whether the swap exists
+        pytest.skip("this system has no renameat2 RENAME_EXCHANGE")
+    seen = []
+
+    def killed(path, *args, **kwargs):  # SIGKILL right after the swap, before the old folder is removed
+        seen.append((out / "m.json").read_text())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(file_helpers.shutil, "rmtree", killed)
+    monkeypatch.setattr(file_helpers.os, "replace", lambda *a: pytest.fail("renamed instead of swapped"))
+    with pytest.raises(KeyboardInterrupt), staged_output_dir(out, "m.json", earlier=lambda f: []) as s:
+        (s / "m.json").write_text('"new"')
+    assert seen and set(seen) == {'"new"'} and (out / "m.json").read_text() == '"new"'
