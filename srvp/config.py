@@ -257,6 +257,8 @@ class TrainConfig:
                              bound="non-negative")
     lr: float = _opt(3e-4, "Adam learning rate (per process; the global batch is batch_size x world size)",
                      bound="positive")
+    frame_lr_scale: float = _opt(1.0, "learning rate of the frame encoder and decoder as a multiple of lr (the same "
+                                 "schedule); 1: one rate for every parameter, as the paper", bound="positive")
     adam_beta1: float = _opt(0.9, "Adam's beta1 (first-moment decay)", bound="unit")
     adam_beta2: float = _opt(0.999, "Adam's beta2 (second-moment decay)", bound="unit")
     adam_eps: float = _opt(1e-8, "Adam's epsilon", bound="positive")

@@ -115,6 +115,7 @@ def test_resume_without_the_average_is_refused(tmp_path):
     ({"warmup_steps": 990, "decay_steps": 20, "steps": 1000}, "exceed"),
     ({"grad_clip": -1.0}, "grad_clip"),
     ({"kl_warmup_steps": -1}, "kl_warmup_steps"),
+    ({"frame_lr_scale": 0.0}, "frame_lr_scale"),
 ])
 def test_impossible_recipes_are_config_errors(train_overrides, message):
     data = preset("cpu").to_dict()
@@ -131,3 +132,28 @@ def test_every_preset_keeps_the_papers_terms():
         cfg = preset(name)
         if cfg.model.model == "srvp":
             assert cfg.model.beta_y == 1.0 and cfg.model.residual_penalty == 1.0, name
+
+
+def test_frame_networks_learn_at_their_own_rate(tmp_path):
+    """Adam's first update moves every parameter with a gradient by about its group's learning rate (m / sqrt(v) is
+    +-1), so with frame_lr_scale 4 the frame encoder and decoder move about 4 times as far as the rest."""
+    moves = {}
+    for scale in (1.0, 4.0):
+        trainer = Trainer(tiny_run(tmp_path / str(scale), warmup_steps=0, lr_schedule="cosine", decay_steps=0,
+                                   steps=100, lr=1e-3, frame_lr_scale=scale), progress=False).setup()
+        before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+        torch.manual_seed(0)
+        trainer.train_step(torch.rand(2, 4, 1, 64, 64))
+        moved = {n: (p.detach() - before[n]).abs() for n, p in trainer.model.named_parameters()}
+        frame = torch.cat([m[m > 0] for n, m in moved.items() if n.startswith(("frame_encoder.", "frame_decoder."))])
+        rest = torch.cat([m[m > 0] for n, m in moved.items() if not n.startswith(("frame_encoder.", "frame_decoder."))])
+        moves[scale] = (float(frame.median()), float(rest.median()))
+        assert len(trainer.optimizer.param_groups) == (1 if scale == 1.0 else 2)
+    assert moves[1.0][0] == pytest.approx(1e-3, rel=0.05) and moves[1.0][1] == pytest.approx(1e-3, rel=0.05)
+    assert moves[4.0][0] == pytest.approx(4e-3, rel=0.05) and moves[4.0][1] == pytest.approx(1e-3, rel=0.05)
+
+
+def test_resume_with_another_frame_lr_scale_is_refused(tmp_path):
+    train(tiny_run(tmp_path, steps=2), progress=False)
+    with pytest.raises(Exception, match="frame_lr_scale"):
+        Trainer(tiny_run(tmp_path, steps=4, frame_lr_scale=2.0), resume=True, progress=False).fit()

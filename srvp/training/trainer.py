@@ -16,7 +16,8 @@ Design points:
 - Learning rate: an optional linear warm-up, then the paper's schedule (constant, then linear decay to 0 over the
   last ``decay_steps`` steps) or a cosine decay to 0. Under DDP each process takes ``batch_size`` clips, so the
   global batch is ``batch_size x world_size``; the learning rate is not scaled.
-- Recipe options that change how the model is trained, never what it computes: Adam's betas and epsilon, gradient
+- Recipe options that change how the model is trained, never what it computes: Adam's betas and epsilon, a learning
+  rate of the frame encoder and decoder of their own (``frame_lr_scale``, :func:`parameter_groups`), gradient
   clipping, KL annealing (``kl_warmup_steps``) and an exponential moving average of the weights (``ema_decay``),
   which validation uses and which ``best.pt`` / ``last.pt`` hold as their model.
 - ``train_seconds``, the wall-clock time spent training (validation, sample logging and step callbacks excluded),
@@ -105,6 +106,20 @@ class StepBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
+
+
+#: the parameters that ``frame_lr_scale`` concerns: the frame encoder and decoder (SRVP and SVG-LP name them alike)
+FRAME_NETWORK_PREFIXES = ("frame_encoder.", "frame_decoder.")
+
+
+def parameter_groups(model: torch.nn.Module, lr: float, frame_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+    """Adam's parameter groups: one group of every parameter (the paper), or with ``frame_lr_scale != 1`` the frame
+    encoder and decoder at ``lr * frame_lr_scale`` and the rest at ``lr`` (the schedule scales both alike)."""
+    if frame_lr_scale == 1.0:
+        return [{"params": list(model.parameters())}]
+    frame = [p for n, p in model.named_parameters() if n.startswith(FRAME_NETWORK_PREFIXES)]
+    rest = [p for n, p in model.named_parameters() if not n.startswith(FRAME_NETWORK_PREFIXES)]
+    return [{"params": frame, "lr": lr * frame_lr_scale}, {"params": rest, "lr": lr}]
 
 
 def lr_factor(step: int, steps: int, decay_steps: int, warmup_steps: int = 0, schedule: str = "linear-decay") -> float:
@@ -259,8 +274,8 @@ class Trainer:
         # of the SM-MNIST model on 2 cores, the same updates to rounding (docs/benchmarks.md).
         fused = self.device.type in ("cpu", "cuda")
         t = cfg.train
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, betas=(t.adam_beta1, t.adam_beta2),
-                                          eps=t.adam_eps, fused=fused)
+        self.optimizer = torch.optim.Adam(parameter_groups(self.model, t.lr, t.frame_lr_scale), lr=t.lr,
+                                          betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_eps, fused=fused)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, t.steps, t.decay_steps, t.warmup_steps, t.lr_schedule))
         self.ema = ema_model(self.model, t.ema_decay) if t.ema_decay > 0 else None
@@ -310,6 +325,10 @@ class Trainer:
             raise SrvpError(f"{path}: the checkpoint's model config differs from this run's; resume with the "
                             f"same model options (see {self.out_dir / 'config.json'})")
         load_state_checked(self.model, state["model"], path)
+        if len(state["optimizer"]["param_groups"]) != len(self.optimizer.param_groups):
+            raise SrvpError(f"{path}: the checkpoint's optimiser has {len(state['optimizer']['param_groups'])} "
+                            f"parameter group(s), this run {len(self.optimizer.param_groups)}: resume with the "
+                            f"run's frame_lr_scale ({saved.train.frame_lr_scale:g})")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         per_rank = state["rng"].get("per_rank", [])
