@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -64,6 +66,37 @@ def autocast_context(device: torch.device, precision: str):
     if device.type == "cpu" and precision == "fp16":
         raise ConfigError("precision=fp16 needs a GPU; use bf16 on CPU")
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+_BF16_SPEEDUP: dict[int, float] = {}
+
+
+def cpu_bf16_speedup(size: int = 1024, repeats: int = 4) -> float:
+    """How much faster a bf16 matrix product is than a float32 one on this CPU with the current threads (CPU
+    time; measured once per thread count, about 0.3 s): about 2.3 on CPUs that compute bf16 natively (AVX512-BF16
+    on AMD EPYC, AMX), below 1 where bf16 is emulated or its units are hidden (0.6 on a KVM Intel Xeon without
+    AMX, where a whole bf16 training step was 0.81x the fp32 one; docs/benchmarks.md)."""
+    threads = torch.get_num_threads()
+    if threads not in _BF16_SPEEDUP:
+        seconds = {}
+        generator = torch.Generator().manual_seed(0)
+        for dtype in (torch.float32, torch.bfloat16):
+            a = torch.randn(size, size, generator=generator).to(dtype)
+            a @ a  # warm-up (kernel selection, packing buffers)
+            started = time.process_time()
+            for _ in range(repeats):
+                a @ a
+            seconds[dtype] = time.process_time() - started
+        _BF16_SPEEDUP[threads] = seconds[torch.float32] / max(seconds[torch.bfloat16], 1e-9)
+    return _BF16_SPEEDUP[threads]
+
+
+def warn_if_bf16_is_slow(device: torch.device, precision: str, option: str = "--precision") -> None:
+    """A warning when bf16 autocast was asked for on a CPU whose bf16 products are slower than float32 ones
+    (:func:`cpu_bf16_speedup` below 0.9): the run computes as asked, more slowly than with fp32."""
+    if device.type == "cpu" and precision == "bf16" and (speedup := cpu_bf16_speedup()) < 0.9:
+        warnings.warn(f"bf16 matrix products run at {speedup:.2f}x the speed of float32 ones on this CPU (no "
+                      f"native bf16 units): {option} fp32 is faster here", stacklevel=2)
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:

@@ -119,3 +119,23 @@ def test_allocator_setting_removes_the_page_faults_of_repeated_large_buffers():
     assert default >= 10 * 32  # each of 10 buffers of 64 MB is mapped and faulted in again (in pages <= 2 MB)
     assert tuned < 0.05 * default
     assert tune_glibc_malloc() in (True, False)
+
+
+def test_a_cpu_whose_bf16_is_slow_gets_a_warning_naming_the_faster_option(monkeypatch):
+    import warnings
+
+    from srvp import runtime
+
+    speedup = runtime.cpu_bf16_speedup()
+    assert 0.05 < speedup < 20  # a measured ratio of two real products (about 2.3 or 0.6 on the machines seen)
+    assert runtime.cpu_bf16_speedup() == speedup  # measured once per thread count
+    cpu = torch.device("cpu")
+    for measured, warned in ((0.6, True), (2.3, False)):
+        monkeypatch.setitem(runtime._BF16_SPEEDUP, torch.get_num_threads(), measured)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            runtime.warn_if_bf16_is_slow(cpu, "bf16")
+            runtime.warn_if_bf16_is_slow(cpu, "fp32")  # never for fp32
+        assert [str(w.message) for w in caught] == (
+            ["bf16 matrix products run at 0.60x the speed of float32 ones on this CPU (no native bf16 units): "
+             "--precision fp32 is faster here"] if warned else [])

@@ -67,6 +67,7 @@ from srvp.runtime import (
     resolve_device,
     training_bytes,
     tune_glibc_malloc,
+    warn_if_bf16_is_slow,
 )
 from srvp.training.autoencoder import FrameAutoencoder
 from srvp.training.checkpoint import (
@@ -546,6 +547,8 @@ class Trainer:
         tune_glibc_malloc()
         self.setup()
         loader, val_set, writer = self._loader(), self._val_set(), self._writer()
+        if self.rank == 0:  # once the data is known to load: a bad input stays a one-line error
+            warn_if_bf16_is_slow(self.device, self.cfg.train.precision)
         previous = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         bar = tqdm(total=self.cfg.train.steps, initial=self.step, disable=not self.progress or self.rank != 0,
                    dynamic_ncols=True, desc="train")
