@@ -1,4 +1,4 @@
-"""``srvp quickstart``: the main job on the embedded default, offline, on CPU, in 6-8 minutes on 2 cores: train a
+"""``srvp quickstart``: the main job on the embedded default, offline, on CPU, in 6-15 minutes on 2 cores: train a
 small SRVP on one-digit Stochastic Moving MNIST, evaluate it best of N beside the trivial baselines, and write a
 labelled animation of its samples (:mod:`srvp.tasks.quickstart`). Re-running it continues an interrupted run and
 recomputes the evaluation.
@@ -13,7 +13,7 @@ from srvp.tasks.quickstart import QuickstartSettings
 from srvp.tasks.quickstart import run as quickstart
 
 NAME = "quickstart"
-HELP = "train, evaluate and animate a small model on the embedded Moving MNIST digits (about 6-8 min on a 2-core CPU)"
+HELP = "train, evaluate and animate a small model on the embedded Moving MNIST digits (6-15 min on a 2-core CPU)"
 SHOW_DEFAULTS = True
 
 

@@ -1,4 +1,4 @@
-"""The quickstart (``srvp quickstart``): the main job on the embedded default, offline, on CPU, in 6-8 minutes on 2
+"""The quickstart (``srvp quickstart``): the main job on the embedded default, offline, on CPU, in 6-15 minutes on 2
 cores.
 
 1. Train the ``quickstart`` preset (a small SRVP on one-digit Stochastic Moving MNIST made from the 5,000 digits
