@@ -14,7 +14,7 @@ import json
 import math
 import types
 import typing
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -697,6 +697,25 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore
             group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg__{section}__{f.name}", default=None,
                                metavar=metavar, help=f"{f.metadata.get('help', '')} (default {default!r})")
+
+
+def section_of(name: str) -> str | None:
+    """The configuration section (``model``, ``data`` or ``train``) that has a field ``name``; None if none has."""
+    return next((section for section, cls in SECTIONS.items()
+                 if name in {f.name for f in dataclasses.fields(cls)}), None)
+
+
+def with_fields(cfg: RunConfig, values: Mapping[str, Any], source: str) -> RunConfig:
+    """``cfg`` with the fields named in ``values`` (field name -> value, in any section; strings are read as
+    ``--flag`` values are) changed, validated as a whole; an unknown name or a bad value is a one-line
+    :class:`ConfigError` starting with ``source``."""
+    data = cfg.to_dict()
+    for name, value in values.items():
+        section = section_of(name)
+        if section is None:
+            raise ConfigError(f"{source}: {name!r} is not a configuration field")
+        data[section][name] = value
+    return RunConfig.from_dict(data, source)
 
 
 def apply_overrides(cfg: RunConfig | dict[str, Any], args: argparse.Namespace,

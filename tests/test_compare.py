@@ -41,6 +41,35 @@ def test_variants_share_data_and_schedule_and_differ_as_in_the_paper(tmp_path):
         variant_config("cpu", "convlstm")
 
 
+def test_set_gives_every_run_one_recipe_and_svg_keeps_its_optimiser(tmp_path):
+    from srvp.tasks.compare import CompareSettings
+    from srvp.tasks.compare.runs import run_configs
+    from srvp.tasks.compare.variants import SVG_OPTIMISER
+
+    settings = CompareSettings(preset="quickstart", out_dir=tmp_path, models=["srvp", "gru", "svg"], steps=40,
+                               overrides={"frame_lr_scale": "2.5", "grad_clip": "100", "precision": "fp32",
+                                          "batch_size": "8", "num_digits": "2"})
+    configs = run_configs(settings)
+    for name in ("srvp", "gru"):
+        train = configs[name].train
+        assert (train.frame_lr_scale, train.grad_clip, train.precision, train.batch_size) == (2.5, 100.0, "fp32", 8)
+        assert configs[name].data.num_digits == 2 and train.steps == 40
+    svg = configs["svg"].train
+    # the quickstart preset's own levers (frame lr x3, clipping, beta2 0.99) do not reach SVG-LP either
+    assert preset("quickstart").train.grad_clip > 0 and preset("quickstart").train.adam_beta2 != 0.999
+    assert {k: getattr(svg, k) for k in SVG_OPTIMISER} == SVG_OPTIMISER
+    assert (svg.precision, svg.batch_size, svg.steps) == ("fp32", 8, 40) and configs["svg"].data.num_digits == 2
+    assert settings.base_config().data.num_digits == 2  # the test clips follow the data overrides
+    for bad, message in ((["filters"], "a field of the model section"), (["nope"], "not a configuration field"),
+                         (["seed"], "set by the comparison itself"), (["grad_clip", "-1"], "must be >= 0"),
+                         (["lr_schedule", "zigzag"], "lr_schedule")):
+        with pytest.raises(ConfigError, match=message):
+            CompareSettings(overrides={bad[0]: bad[1] if len(bad) > 1 else "1"})
+    text = comparison_markdown({**_summary(), "overrides": {"frame_lr_scale": "3"}})
+    assert "Recipe of every run beyond the preset: `frame_lr_scale=3`" in text
+    assert "Recipe of every run" not in comparison_markdown(_summary())
+
+
 def _record(name, psnr, ci):
     entry = {"mean": psnr, "ci95": ci}
     return {"name": name, "label": name, "steps": 10, "train_seconds": 1.0, "parameters": 1e6,
@@ -48,13 +77,17 @@ def _record(name, psnr, ci):
             "ssim": {"best": {"mean": psnr / 100, "ci95": ci / 100}, "random": {"mean": psnr / 100, "ci95": 0.0}}}
 
 
+def _summary():
+    return {"dataset": "smmnist", "preset": "cpu", "n_samples": 5, "n_sequences": 10, "cond_frames": 5,
+            "horizon": 10, "budget": {"steps": 10, "seconds": None, "batch_size": 16},
+            "cost": {"batch": 2, "samples": 2}, "machine": "test", "command": "srvp compare", "note": "",
+            "models": [_record("a", 15.0, 0.5), _record("b", 14.6, 0.1), _record("c", 14.0, 0.1)],
+            "baselines": {"blank": {"psnr": {"best": {"mean": 13.0, "ci95": 0.1}},
+                                    "ssim": {"best": {"mean": 0.8, "ci95": 0.01}}}}}
+
+
 def test_table_bolds_the_best_and_those_within_its_interval():
-    summary = {"dataset": "smmnist", "preset": "cpu", "n_samples": 5, "n_sequences": 10, "cond_frames": 5,
-               "horizon": 10, "budget": {"steps": 10, "seconds": None, "batch_size": 16},
-               "cost": {"batch": 2, "samples": 2}, "machine": "test", "command": "srvp compare", "note": "",
-               "models": [_record("a", 15.0, 0.5), _record("b", 14.6, 0.1), _record("c", 14.0, 0.1)],
-               "baselines": {"blank": {"psnr": {"best": {"mean": 13.0, "ci95": 0.1}},
-                                       "ssim": {"best": {"mean": 0.8, "ci95": 0.01}}}}}
+    summary = _summary()
     rows = {line.split(" | ")[0][2:]: line for line in comparison_markdown(summary).splitlines()
             if line.startswith("| ")}
     assert "**15.00 ± 0.50**" in rows["a"] and "**14.60 ± 0.10**" in rows["b"]  # b within a's interval
@@ -106,6 +139,8 @@ def test_end_to_end_tiny_run_and_given_checkpoint(tmp_path, capsys):
     other_budget = list(args)
     other_budget[args.index("--steps") + 1] = "3"  # another budget into the same directory
     assert main(other_budget) == 2
+    assert "holds a finished run with another configuration or budget" in capsys.readouterr().err
+    assert main([*args, "--set", "grad_clip=5"]) == 2  # another recipe into the same directory
     assert "holds a finished run with another configuration or budget" in capsys.readouterr().err
 
 

@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
                         help="use this trained checkpoint for model NAME instead of training it (repeatable; NAME "
                              "may also be a new label)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides",
+                        help="a training or data option for every run, as srvp train's --NAME (repeatable; e.g. "
+                             "--set frame_lr_scale=3 --set precision=fp32); SVG-LP keeps its published optimiser")
     parser.add_argument("--steps", type=int, help="training steps per model (default: the preset's)")
     parser.add_argument("--seconds", type=float, help="wall-clock training budget per model, in seconds")
     parser.add_argument("--seeds", help="comma-separated training seeds: each model is trained once per seed "
@@ -73,6 +76,20 @@ def parse_checkpoints(items: list[str]) -> dict[str, str]:
     return out
 
 
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """``--set NAME=VALUE`` options as {field name: value text} (dashes in NAME read as underscores)."""
+    overrides: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not name or not value.strip():
+            raise ConfigError(f"--set {item!r}: expected NAME=VALUE, e.g. --set grad_clip=3000")
+        if name in overrides:
+            raise ConfigError(f"--set {name}: given twice")
+        overrides[name] = value.strip()
+    return overrides
+
+
 def parse_seeds(text: str | None) -> list[int] | None:
     """``--seeds 1,2,3`` as integers (None when not given)."""
     if text is None:
@@ -92,7 +109,8 @@ def settings(args: argparse.Namespace) -> CompareSettings:
     """The comparison the options ask for."""
     return CompareSettings(
         preset=args.preset, out_dir=args.out_dir, models=[m.strip() for m in args.models.split(",") if m.strip()],
-        checkpoints=parse_checkpoints(args.checkpoint), steps=args.steps, seconds=args.seconds,
+        checkpoints=parse_checkpoints(args.checkpoint), overrides=parse_overrides(args.overrides),
+        steps=args.steps, seconds=args.seconds,
         seeds=parse_seeds(args.seeds), train_only=args.train_only, test_dts=args.test_dt or (),
         n_samples=args.samples, test_sequences=args.test_sequences, precision=args.precision, device=args.device,
         seed=args.seed, cost_batch=args.cost_batch, cost_samples=args.cost_samples, progress=not args.no_progress,

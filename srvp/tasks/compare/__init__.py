@@ -21,7 +21,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from srvp.config import preset
 from srvp.data import load_test_set
 from srvp.errors import ConfigError
 from srvp.runtime import resolve_device
@@ -51,7 +50,7 @@ def run(settings: CompareSettings) -> dict[str, Any]:
     for name, path in settings.checkpoints.items():
         if not Path(path).is_file():
             raise ConfigError(f"{path}: checkpoint file of model {name!r} not found")
-    base = preset(settings.preset)
+    base = settings.base_config()
     test = load_test_set(base.data)
     if settings.test_sequences is not None:
         test = test[:settings.test_sequences]

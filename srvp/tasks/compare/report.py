@@ -43,6 +43,7 @@ def comparison_summary(settings: CompareSettings, base: RunConfig, test: np.ndar
         "horizon": test.shape[1] - cond, "n_samples": settings.n_samples, "seed": settings.seed,
         "precision": settings.precision,
         "budget": {"steps": settings.steps, "seconds": settings.seconds, "batch_size": base.train.batch_size},
+        "overrides": dict(settings.overrides),
         "training_seeds": list(settings.seeds) if settings.seeds is not None else None,
         "test_dts": [s.dt for s in settings.test_dts],
         "cost": {"batch": min(settings.cost_batch, len(test)), "samples": settings.cost_samples},
@@ -119,6 +120,7 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
         f"at its `best.pt` (the trainer's model selection by best-of-N PSNR on the validation set) if it has one, "
         f"else at its last step. Generation cost: conditioning + sampling of {cost['batch']} sequences x "
         f"{cost['samples']} futures, fp32, the models' timed calls interleaved.", "",
+        *_recipe_lines(summary),
         *lines, "",
         *_seeds_table(summary),
         *_paired_table(summary),
@@ -132,6 +134,16 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
     if summary.get("command"):
         out += ["Command:", "", "```", summary["command"], "```", ""]
     return "\n".join(out)
+
+
+def _recipe_lines(summary: dict[str, Any]) -> list[str]:
+    """The options every run shares beyond the preset (``--set``), and what SVG-LP keeps of its own."""
+    overrides = summary.get("overrides") or {}
+    if not overrides:
+        return []
+    text = ", ".join(f"`{k}={v}`" for k, v in overrides.items())
+    return [f"Recipe of every run beyond the preset: {text} (SVG-LP keeps its published optimiser: Adam lr 2e-3, "
+            f"betas 0.9/0.999, no clipping, one learning rate).", ""]
 
 
 def _seeds_table(summary: dict[str, Any]) -> list[str]:

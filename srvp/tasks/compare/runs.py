@@ -48,7 +48,7 @@ class TrainedModel:
 def run_configs(settings: CompareSettings) -> dict[str, RunConfig]:
     """The configuration of every training run (``runs/<run>``): each variant to train, with each training seed,
     under the comparison's budget of steps."""
-    return {unit: apply_budget(seeded(variant_config(settings.preset, name), seed), settings.steps,
+    return {unit: apply_budget(seeded(variant_config(settings.preset, name, settings.overrides), seed), settings.steps,
                                settings.out / "runs" / unit)
             for name in settings.names if name not in settings.checkpoints
             for unit, seed in training_units(name, settings.seeds)}

@@ -6,12 +6,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from srvp.config import PRECISIONS, PRESETS, StepSize, check_seed, distinct_steps
+from srvp.config import PRECISIONS, PRESETS, RunConfig, StepSize, check_seed, distinct_steps, preset, with_fields
 from srvp.errors import ConfigError
 from srvp.evaluation import EvalSettings
 from srvp.evaluation.metrics import pixel_metrics
-from srvp.tasks.compare.variants import DEFAULT_MODELS, VARIANTS
+from srvp.tasks.compare.variants import DEFAULT_MODELS, VARIANTS, check_overrides
 
 #: the metrics compared (those of :data:`srvp.evaluation.metrics.METRICS` that need no pretrained network: PSNR, SSIM)
 COMPARED = pixel_metrics()
@@ -31,6 +32,9 @@ class CompareSettings:
     """Variants to train (names of :data:`~srvp.tasks.compare.variants.VARIANTS`)."""
     checkpoints: Mapping[str, str] = field(default_factory=dict)
     """Trained checkpoints by model name, used instead of training that model (a name may also be a new label)."""
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """Training and data fields changed for every run (``--set NAME=VALUE``: the recipe all models share); SVG-LP
+    keeps its published optimiser (:data:`~srvp.tasks.compare.variants.SVG_OPTIMISER`)."""
     steps: int | None = None
     """Training steps per model (None: the preset's)."""
     seconds: float | None = None
@@ -69,6 +73,7 @@ class CompareSettings:
                                                                   "--test-dt") or ()))
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        object.__setattr__(self, "overrides", check_overrides(self.overrides, self.preset))
         for name in self.names:
             if name not in VARIANTS and name not in self.checkpoints:
                 raise ConfigError(f"unknown model {name!r}; choose among {', '.join(VARIANTS)} or give --checkpoint "
@@ -101,6 +106,10 @@ class CompareSettings:
     def names(self) -> list[str]:
         """The models of the comparison: those to train, then the labels of given checkpoints, each once."""
         return list(dict.fromkeys([*self.models, *self.checkpoints]))
+
+    def base_config(self) -> RunConfig:
+        """The base preset with ``overrides``: the data (hence the test clips) and the recipe of every run."""
+        return with_fields(preset(self.preset), self.overrides, f"--set on preset {self.preset}")
 
     @property
     def out(self) -> Path:

@@ -4,11 +4,11 @@ and the SVG-LP baseline), each trained with the same data and schedule under an 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from srvp.config import PRESETS, ModelConfig, RunConfig, preset
+from srvp.config import PRESETS, ModelConfig, RunConfig, preset, section_of, with_fields
 from srvp.errors import ConfigError
 
 #: name -> (label in tables and plots, changes to the base preset's model section; None: the SVG-LP baseline)
@@ -25,19 +25,42 @@ VARIANTS: dict[str, tuple[str, dict[str, Any] | None]] = {
 DEFAULT_MODELS = ("srvp", "mlp", "gru", "deterministic", "no-content", "svg")
 
 SVG_LR = 2e-3  # Denton & Fergus's Adam learning rate (edenton/svg, train_svg_lp.py)
+#: SVG-LP's published optimiser (edenton/svg, train_svg_lp.py: Adam, lr 2e-3, betas (0.9, 0.999), no clipping, one
+#: learning rate for every network): what a comparison's SVG-LP keeps whatever the base preset or ``--set`` give SRVP
+SVG_OPTIMISER: dict[str, Any] = {"lr": SVG_LR, "frame_lr_scale": 1.0, "adam_beta1": 0.9, "adam_beta2": 0.999,
+                                 "adam_eps": 1e-8, "grad_clip": 0.0}
+#: fields a comparison sets itself (``--steps``, ``--seeds``, ``--out-dir``), which ``--set`` may not change
+COMPARE_OWNED = ("steps", "seed", "out_dir", "decay_steps")
 
 
-def variant_config(base_name: str, variant: str) -> RunConfig:
-    """The :class:`RunConfig` of ``variant`` derived from preset ``base_name``: the same data and training schedule,
-    the model section changed as listed in :data:`VARIANTS`.
+def check_overrides(overrides: Mapping[str, Any], base_name: str) -> dict[str, Any]:
+    """``overrides`` (field name -> value, ``srvp compare --set NAME=VALUE``) checked: each a field of the training or
+    data section that the comparison does not set itself, with a value the base preset accepts. Returns them as a
+    dict."""
+    for name in overrides:
+        section = section_of(name)
+        if section not in ("train", "data"):
+            where = f"a field of the {section} section" if section else "not a configuration field"
+            raise ConfigError(f"--set {name}: {where}; --set changes training and data options (a model's "
+                              f"architecture comes from --preset and --models)")
+        if name in COMPARE_OWNED:
+            raise ConfigError(f"--set {name}: set by the comparison itself (--steps, --seeds, --out-dir)")
+    with_fields(preset(base_name), overrides, f"--set on preset {base_name}")
+    return dict(overrides)
+
+
+def variant_config(base_name: str, variant: str, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """The :class:`RunConfig` of ``variant`` derived from preset ``base_name`` with the training and data fields of
+    ``overrides`` (``--set``): the same data and training schedule, the model section changed as listed in
+    :data:`VARIANTS`.
 
     SVG-LP takes the model section of preset ``svg-<base_name>`` when there is one (else SVG's published sizes on
     the base's encoder/decoder family), with the base's frame encoder/decoder family, size and width, and SVG's
-    learning rate.
+    published optimiser (:data:`SVG_OPTIMISER`: the base's or the overrides' optimiser fields do not apply to it).
     """
     if variant not in VARIANTS:
         raise ConfigError(f"unknown model {variant!r}; choose among {', '.join(VARIANTS)}")
-    base = preset(base_name)
+    base = with_fields(preset(base_name), overrides or {}, f"--set on preset {base_name}")
     changes = VARIANTS[variant][1]
     if changes is not None:
         model = dataclasses.replace(base.model, **changes)
@@ -51,7 +74,7 @@ def variant_config(base_name: str, variant: str) -> RunConfig:
         model = dataclasses.replace(svg_model, architecture=b.architecture, channels=b.channels,
                                     frame_size=b.frame_size, filters=b.filters, dt=1.0,
                                     content_frames=min(base.data.cond_frames, base.data.seq_len))
-        train = dataclasses.replace(base.train, lr=SVG_LR)
+        train = dataclasses.replace(base.train, **SVG_OPTIMISER)
     cfg = RunConfig(model=model, data=base.data, train=train)
     cfg.validate(f"compare: {variant} on preset {base_name}")
     return cfg
