@@ -700,6 +700,15 @@ def _(tmp: Path) -> Case:
     return c
 
 
+case("compare-set-a-model-field")(lambda t: Case(
+    ["compare", "--preset", "cpu", "--set", "filters=8", "--out-dir", str(t / "cmp")],
+    ["--set filters", "model section"], t / "cmp"))
+case("compare-set-without-value")(lambda t: Case(
+    ["compare", "--preset", "cpu", "--set", "grad_clip", "--out-dir", str(t / "cmp")],
+    ["--set 'grad_clip'", "NAME=VALUE"], t / "cmp"))
+case("compare-set-bad-value")(lambda t: Case(
+    ["compare", "--preset", "cpu", "--set", "adam_beta2=2", "--out-dir", str(t / "cmp")],
+    ["--set on preset cpu", "adam_beta2"], t / "cmp"))
 case("compare-device-not-on-this-machine")(lambda t: Case(
     ["compare", "--preset", "cpu", "--models", "srvp", "--device", "mps", "--out-dir", str(t / "cmp")],
     ["device 'mps' is not available"], t / "cmp"))
