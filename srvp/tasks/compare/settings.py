@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from srvp.config import PRECISIONS, PRESETS, RunConfig, StepSize, check_seed, distinct_steps, preset, with_fields
+from srvp.config import PRECISIONS, PRESETS, RunConfig, StepSize, check_seed, distinct_steps
 from srvp.errors import ConfigError
 from srvp.evaluation import EvalSettings
 from srvp.evaluation.metrics import pixel_metrics
-from srvp.tasks.compare.variants import DEFAULT_MODELS, VARIANTS, check_overrides
+from srvp.tasks.compare.variants import DEFAULT_MODELS, VARIANTS, base_config, check_overrides
 
 #: the metrics compared (those of :data:`srvp.evaluation.metrics.METRICS` that need no pretrained network: PSNR, SSIM)
 COMPARED = pixel_metrics()
@@ -109,7 +109,7 @@ class CompareSettings:
 
     def base_config(self) -> RunConfig:
         """The base preset with ``overrides``: the data (hence the test clips) and the recipe of every run."""
-        return with_fields(preset(self.preset), self.overrides, f"--set on preset {self.preset}")
+        return base_config(self.preset, self.overrides)
 
     @property
     def out(self) -> Path:

@@ -33,6 +33,11 @@ SVG_OPTIMISER: dict[str, Any] = {"lr": SVG_LR, "frame_lr_scale": 1.0, "adam_beta
 COMPARE_OWNED = ("steps", "seed", "out_dir", "decay_steps")
 
 
+def base_config(base_name: str, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """Preset ``base_name`` with the fields of ``overrides`` (``--set``): the data and recipe every run shares."""
+    return with_fields(preset(base_name), overrides or {}, f"--set on preset {base_name}")
+
+
 def check_overrides(overrides: Mapping[str, Any], base_name: str) -> dict[str, Any]:
     """``overrides`` (field name -> value, ``srvp compare --set NAME=VALUE``) checked: each a field of the training or
     data section that the comparison does not set itself, with a value the base preset accepts. Returns them as a
@@ -45,7 +50,7 @@ def check_overrides(overrides: Mapping[str, Any], base_name: str) -> dict[str, A
                               f"architecture comes from --preset and --models)")
         if name in COMPARE_OWNED:
             raise ConfigError(f"--set {name}: set by the comparison itself (--steps, --seeds, --out-dir)")
-    with_fields(preset(base_name), overrides, f"--set on preset {base_name}")
+    base_config(base_name, overrides)  # a value the preset refuses: one line now, not when a run starts
     return dict(overrides)
 
 
@@ -60,7 +65,7 @@ def variant_config(base_name: str, variant: str, overrides: Mapping[str, Any] | 
     """
     if variant not in VARIANTS:
         raise ConfigError(f"unknown model {variant!r}; choose among {', '.join(VARIANTS)}")
-    base = with_fields(preset(base_name), overrides or {}, f"--set on preset {base_name}")
+    base = base_config(base_name, overrides)
     changes = VARIANTS[variant][1]
     if changes is not None:
         model = dataclasses.replace(base.model, **changes)
